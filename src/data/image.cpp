@@ -1,0 +1,68 @@
+#include "duet/image.h"
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "duet/error.h"
+#include "duet/fileio.h"
+
+namespace duet {
+
+cv::Mat load_rgb(const std::string& path) {
+  if (!file_exists(path)) fail(path, ": no such image file");
+  cv::Mat raw;
+  try {
+    raw = cv::imread(path, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception& e) {
+    fail(path, ": cannot decode image (", e.what(), ")");
+  }
+  if (raw.empty() || raw.rows == 0 || raw.cols == 0)
+    fail(path, ": cannot decode image (corrupt or not an image; use --skip-bad to skip such files)");
+  if (raw.depth() != CV_8U) {
+    cv::Mat tmp;
+    double scale = raw.depth() == CV_16U ? 1.0 / 257.0 : 1.0;
+    raw.convertTo(tmp, CV_8U, scale);
+    raw = tmp;
+  }
+  cv::Mat rgb;
+  switch (raw.channels()) {
+    case 1:
+      cv::cvtColor(raw, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    case 3:
+      cv::cvtColor(raw, rgb, cv::COLOR_BGR2RGB);
+      break;
+    case 4: {
+      // Composite on white: sketches are often black strokes on a transparent background.
+      cv::Mat bgra;
+      raw.convertTo(bgra, CV_32FC4, 1.0 / 255.0);
+      std::vector<cv::Mat> ch;
+      cv::split(bgra, ch);
+      for (int c = 0; c < 3; ++c) ch[c] = ch[c].mul(ch[3]) + (1.0 - ch[3]);
+      cv::Mat bgr;
+      cv::merge(std::vector<cv::Mat>{ch[0], ch[1], ch[2]}, bgr);
+      bgr.convertTo(bgr, CV_8UC3, 255.0);
+      cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+      break;
+    }
+    default:
+      fail(path, ": unsupported image with ", raw.channels(), " channels");
+  }
+  return rgb;
+}
+
+void to_chw(const cv::Mat& rgb, int size, float* out) {
+  cv::Mat resized;
+  if (rgb.rows != size || rgb.cols != size)
+    cv::resize(rgb, resized, cv::Size(size, size), 0, 0, cv::INTER_LINEAR);
+  else
+    resized = rgb;
+  const int plane = size * size;
+  for (int y = 0; y < size; ++y) {
+    const uint8_t* p = resized.ptr<uint8_t>(y);
+    for (int x = 0; x < size; ++x)
+      for (int c = 0; c < 3; ++c) out[c * plane + y * size + x] = (p[3 * x + c] - 128.0f) / 128.0f;
+  }
+}
+
+}  // namespace duet
