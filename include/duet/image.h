@@ -1,11 +1,8 @@
 // duet/image.h — image decoding and the backbone's preprocessing, through OpenCV.
 #pragma once
 
+#include <opencv2/core.hpp>
 #include <string>
-
-namespace cv {
-class Mat;
-}
 
 namespace duet {
 

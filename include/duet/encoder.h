@@ -1,0 +1,59 @@
+// duet/encoder.h — the narrow, torch-free interface every image encoder offers.
+//
+//   auto enc = duet::open_backbone({.arch = "mobilenet_v2", .weights = "mobilenet_v2_1.0_224_quant.tflite"});
+//   std::vector<float> x(n * 3 * S * S);   // images, CHW, see duet/image.h
+//   std::vector<float> y(n * enc->dim());
+//   enc->encode(n, x.data(), y.data());
+//
+// An Encoder is thread-compatible, not thread-safe: give each thread its own.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace duet {
+
+class Encoder {
+ public:
+  virtual ~Encoder() = default;
+  virtual int input_size() const = 0;  // S: inputs are [n, 3, S, S]
+  virtual int64_t dim() const = 0;     // D: outputs are [n, D]
+  // x [n, 3, S, S] -> out [n, D]
+  virtual void encode(int64_t n, const float* x, float* out) = 0;
+  // What made these embeddings ("mobilenet_v2:<weights file>"); written into manifests.
+  virtual std::string source() const = 0;
+};
+
+struct BackboneOptions {
+  std::string arch = "mobilenet_v2";  // mobilenet_v2 | mobilenet_v1_025 | vgg16
+  std::string weights;                // .tflite (MobileNets) or TorchScript .pt; "" = default/random
+  int threads = 0;                    // intra-op threads; 0 = all cores
+};
+
+// The architectures duet knows, for --help and "did you mean".
+std::vector<std::string> backbone_archs();
+
+// Global-average-pooled backbone features (MobileNetV2: 1280-d) as an Encoder.
+std::unique_ptr<Encoder> open_backbone(const BackboneOptions& opt);
+
+// ImageNet classification with the backbone's own classifier.
+struct Prediction {
+  int index = 0;
+  float prob = 0;
+  std::string label;
+};
+class Classifier {
+ public:
+  virtual ~Classifier() = default;
+  virtual int input_size() const = 0;
+  // x [n, 3, S, S] -> top-k predictions per image, best first.
+  virtual std::vector<std::vector<Prediction>> classify(int64_t n, const float* x, int k) = 0;
+};
+std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file);
+
+// Sets LibTorch's intra-op thread count (0 = all cores); returns the count in effect.
+int set_threads(int threads);
+
+}  // namespace duet

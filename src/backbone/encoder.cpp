@@ -1,0 +1,96 @@
+// Backbone encoders and the ImageNet classifier behind the torch-free duet/encoder.h.
+#include "duet/encoder.h"
+
+#include <algorithm>
+#include <sstream>
+#include <thread>
+
+#include "backbone/nets.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+
+namespace duet {
+
+int set_threads(int threads) {
+  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(n);
+  return n;
+}
+
+std::vector<std::string> backbone_archs() { return {"mobilenet_v2", "mobilenet_v1_025", "vgg16"}; }
+
+namespace {
+
+// Inputs go in channels-last: LibTorch's CPU convolutions (mkldnn) run faster on NHWC here.
+torch::Tensor input_tensor(int64_t n, const float* x, int s) {
+  return torch::from_blob(const_cast<float*>(x), {n, 3, s, s}, torch::kFloat32)
+      .contiguous(torch::MemoryFormat::ChannelsLast);
+}
+
+class BackboneEncoder : public Encoder {
+ public:
+  BackboneEncoder(std::shared_ptr<BackboneNetImpl> net, std::string source)
+      : net_(std::move(net)), source_(std::move(source)) {}
+  int input_size() const override { return net_->input_size; }
+  int64_t dim() const override { return net_->feature_dim; }
+  void encode(int64_t n, const float* x, float* out) override {
+    if (n == 0) return;
+    torch::NoGradGuard ng;
+    auto f = net_->features(input_tensor(n, x, net_->input_size)).contiguous();
+    std::copy(f.data_ptr<float>(), f.data_ptr<float>() + f.numel(), out);
+  }
+  std::string source() const override { return source_; }
+
+ private:
+  std::shared_ptr<BackboneNetImpl> net_;
+  std::string source_;
+};
+
+class BackboneClassifier : public Classifier {
+ public:
+  BackboneClassifier(std::shared_ptr<BackboneNetImpl> net, std::vector<std::string> labels)
+      : net_(std::move(net)), labels_(std::move(labels)) {}
+  int input_size() const override { return net_->input_size; }
+  std::vector<std::vector<Prediction>> classify(int64_t n, const float* x, int k) override {
+    torch::NoGradGuard ng;
+    auto p = torch::softmax(net_->logits(net_->features(input_tensor(n, x, net_->input_size))), 1);
+    auto top = p.topk(std::min<int64_t>(k, p.size(1)), 1);
+    auto vals = std::get<0>(top), idx = std::get<1>(top);
+    std::vector<std::vector<Prediction>> out(n);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < vals.size(1); ++j) {
+        Prediction pr;
+        pr.index = static_cast<int>(idx[i][j].item<int64_t>());
+        pr.prob = vals[i][j].item<float>();
+        pr.label = pr.index < static_cast<int>(labels_.size()) ? labels_[pr.index] : std::to_string(pr.index);
+        out[i].push_back(pr);
+      }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<BackboneNetImpl> net_;
+  std::vector<std::string> labels_;
+};
+
+}  // namespace
+
+std::unique_ptr<Encoder> open_backbone(const BackboneOptions& opt) {
+  set_threads(opt.threads);
+  auto net = open_backbone_net(opt.arch, opt.weights);
+  std::string w = opt.weights.empty() ? "default" : opt.weights;
+  return std::make_unique<BackboneEncoder>(net, opt.arch + ":" + w.substr(w.find_last_of('/') + 1));
+}
+
+std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file) {
+  set_threads(opt.threads);
+  auto net = open_backbone_net(opt.arch, opt.weights);
+  std::vector<std::string> labels;
+  std::istringstream in(read_file(labels_file));
+  for (std::string line; std::getline(in, line);) labels.push_back(line);
+  if (static_cast<int>(labels.size()) != net->num_classes)
+    fail(labels_file, " has ", labels.size(), " labels but ", opt.arch, " outputs ", net->num_classes, " classes");
+  return std::make_unique<BackboneClassifier>(net, std::move(labels));
+}
+
+}  // namespace duet

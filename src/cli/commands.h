@@ -1,0 +1,21 @@
+// src/cli/commands.h — each verb of `duet` registers itself on the app.
+//
+// A verb fills its own options struct from flags and calls one library function; errors are
+// thrown as duet::Error and become one line on stderr and exit code 1 in main.cpp.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "duet/encoder.h"
+
+namespace duet::cli {
+
+void register_eval(CLI::App& app);
+void register_split(CLI::App& app);
+void register_embed(CLI::App& app);
+void register_classify(CLI::App& app);
+
+// --backbone/--weights/--threads, shared by every verb that runs a network.
+void add_backbone_options(CLI::App* cmd, BackboneOptions& opt);
+
+}  // namespace duet::cli

@@ -1,0 +1,49 @@
+// duet — cross-domain retrieval (sketch -> photo and other domain pairs).
+//
+// Exit codes: 0 success, 1 bad input or failed work (one "duet: error: ..." line), 2 bad usage
+// (unknown verb or flag), 3 internal error.
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "duet/error.h"
+#include "duet/progress.h"
+
+namespace duet::cli {
+
+void add_backbone_options(CLI::App* cmd, BackboneOptions& opt) {
+  cmd->add_option("--backbone", opt.arch, "CNN architecture")
+      ->check(CLI::IsMember(backbone_archs()))
+      ->capture_default_str();
+  cmd->add_option("--weights", opt.weights,
+                  "weights: .tflite (MobileNets) or TorchScript (.pt); default: $DUET_SHARED/weights");
+  cmd->add_option("-t,--threads", opt.threads, "intra-op threads (0 = all cores)")->capture_default_str();
+}
+
+}  // namespace duet::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"duet: sketch-based and cross-domain image retrieval (dual-phase).\n"
+               "Run 'duet <verb> --help' for the options of each verb."};
+  app.set_version_flag("--version", std::string("duet ") + DUET_VERSION);
+  app.require_subcommand(1);
+  bool quiet = false;
+  app.add_flag("-q,--quiet", quiet, "no progress or log lines on stderr");
+  app.parse_complete_callback([&] { if (quiet) duet::set_quiet(true); });
+  duet::cli::register_eval(app);
+  duet::cli::register_split(app);
+  duet::cli::register_embed(app);
+  duet::cli::register_classify(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const duet::Error& e) {
+    std::fprintf(stderr, "duet: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "duet: internal error: %s\n", e.what());
+    return 3;
+  }
+  return 0;
+}

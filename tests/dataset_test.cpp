@@ -1,0 +1,181 @@
+// Data layer on deliberately constructed folders: layouts, bad input, split determinism and leaks.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <opencv2/imgcodecs.hpp>
+#include <set>
+
+#include "duet/dataset.h"
+#include "duet/error.h"
+#include "duet/image.h"
+#include "test_util.h"
+
+using namespace duet;
+namespace fs = std::filesystem;
+
+namespace {
+void write_png(const std::string& path, int value = 200) {
+  fs::create_directories(fs::path(path).parent_path());
+  cv::Mat m(16, 16, CV_8UC3, cv::Scalar(value, value, value));
+  ASSERT_TRUE(cv::imwrite(path, m));
+}
+
+// <root>/photo/<cls>/<cls>_<i>.jpg and <root>/sketch/<cls>/<cls>_<i>-<k>.png
+void make_folder(const std::string& root, int classes, int photos, int sketches_per_photo) {
+  for (int c = 0; c < classes; ++c) {
+    std::string cls = "class" + std::to_string(c);
+    for (int p = 0; p < photos; ++p) {
+      std::string id = cls + "_" + std::to_string(p);
+      write_png(root + "/photo/" + cls + "/" + id + ".png");
+      for (int k = 1; k <= sketches_per_photo; ++k)
+        write_png(root + "/sketch/" + cls + "/" + id + "-" + std::to_string(k) + ".png", 255);
+    }
+  }
+}
+
+std::string expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected duet::Error";
+  return "";
+}
+}  // namespace
+
+TEST(Dataset, ReadsImageFolder) {
+  test::TempDir t;
+  make_folder(t.path(), 3, 4, 2);
+  Dataset d = load_folder(t.path());
+  EXPECT_EQ(d.samples.size(), 3u * 4 + 3u * 4 * 2);
+  EXPECT_EQ(d.classes().size(), 3u);
+  EXPECT_EQ(d.domains(), (std::vector<std::string>{"photo", "sketch"}));
+  auto sk = d.select("sketch");
+  EXPECT_EQ(sk[0].path, "sketch/class0/class0_0-1.png");
+  EXPECT_EQ(sk[0].instance, "class0_0");
+  EXPECT_EQ(d.select("photo")[0].instance, "class0_0");
+}
+
+TEST(Dataset, ReadsSketchyReleaseAndHonoursInvalidLists) {
+  test::TempDir t;
+  make_folder(t / "tmp", 2, 2, 3);
+  fs::create_directories(t / "photo/tx_000000000000");
+  fs::create_directories(t / "sketch/tx_000000000000");
+  fs::rename(t / "tmp/photo/class0", t / "photo/tx_000000000000/class0");
+  fs::rename(t / "tmp/photo/class1", t / "photo/tx_000000000000/class1");
+  fs::rename(t / "tmp/sketch/class0", t / "sketch/tx_000000000000/class0");
+  fs::rename(t / "tmp/sketch/class1", t / "sketch/tx_000000000000/class1");
+  fs::remove_all(t / "tmp");
+  fs::create_directories(t / "info");
+  std::ofstream(t / "info/invalid-ambiguous.txt") << "class0_0-2\n";
+  std::ofstream(t / "info/invalid-error.txt") << "class1_1-3\nclass1_1-1\n";
+  Dataset d = load_folder(t.path());
+  EXPECT_EQ(d.select("photo").size(), 4u);
+  auto sk = d.select("sketch");
+  EXPECT_EQ(sk.size(), 12u - 3u);
+  for (const auto& s : sk) {
+    EXPECT_NE(s.path, "sketch/tx_000000000000/class0/class0_0-2.png");
+    EXPECT_NE(s.path, "sketch/tx_000000000000/class1/class1_1-1.png");
+  }
+  EXPECT_EQ(sk[0].cls, "class0");
+}
+
+TEST(Dataset, BadLayoutsGiveClearErrors) {
+  test::TempDir t;
+  EXPECT_NE(expect_error([&] { load_folder(t / "nope"); }).find("no such dataset folder"), std::string::npos);
+  EXPECT_NE(expect_error([&] { load_folder(t.path()); }).find("no images found"), std::string::npos);
+  make_folder(t.path(), 2, 2, 1);
+  fs::create_directories(t / "photo/empty_class");
+  std::string msg = expect_error([&] { load_folder(t.path()); });
+  EXPECT_NE(msg.find("empty_class"), std::string::npos) << msg;
+  LoadOptions skip;
+  skip.skip_bad = true;
+  EXPECT_EQ(load_folder(t.path(), skip).classes().size(), 2u);
+}
+
+TEST(Dataset, CorruptImagesAreNamedOrSkipped) {
+  test::TempDir t;
+  make_folder(t.path(), 2, 2, 1);
+  std::ofstream(t / "photo/class0/broken.jpg") << "this is not a jpeg";
+  std::string msg = expect_error([&] { load_rgb(t / "photo/class0/broken.jpg"); });
+  EXPECT_NE(msg.find("broken.jpg"), std::string::npos) << msg;
+  LoadOptions check;
+  check.check_images = true;
+  EXPECT_NE(expect_error([&] { load_folder(t.path(), check); }).find("broken.jpg"), std::string::npos);
+  check.skip_bad = true;
+  EXPECT_EQ(load_folder(t.path(), check).select("photo").size(), 4u);
+}
+
+TEST(Dataset, SplitFileRoundTripAndMissingFiles) {
+  test::TempDir t;
+  make_folder(t / "ds", 2, 3, 2);
+  Dataset d = load_folder(t / "ds");
+  make_split(d, 1);
+  fs::create_directories(t / "ds/splits");
+  write_split(t / "ds/splits/mine.tsv", d);
+  Dataset r = load_split(t / "ds/splits/mine.tsv");
+  ASSERT_EQ(r.samples.size(), d.samples.size());
+  for (size_t i = 0; i < r.samples.size(); ++i) {
+    EXPECT_EQ(r.samples[i].path, d.samples[i].path);
+    EXPECT_EQ(r.samples[i].split, d.samples[i].split);
+  }
+  fs::remove(t / "ds/photo/class1/class1_2.png");
+  std::string msg = expect_error([&] { load_split(t / "ds/splits/mine.tsv"); });
+  EXPECT_NE(msg.find("class1_2.png"), std::string::npos) << msg;
+  LoadOptions skip;
+  skip.skip_bad = true;
+  EXPECT_EQ(load_split(t / "ds/splits/mine.tsv", "", skip).samples.size(), d.samples.size() - 1);
+  std::ofstream(t / "bad.tsv") << "path\tclass\n";
+  EXPECT_NE(expect_error([&] { load_split(t / "bad.tsv"); }).find("header"), std::string::npos);
+}
+
+TEST(Dataset, SplitIsDeterministicStratifiedAndLeakFree) {
+  test::TempDir t;
+  make_folder(t.path(), 5, 10, 3);
+  Dataset a = load_folder(t.path()), b = a, c = a;
+  make_split(a, 42);
+  make_split(b, 42);
+  make_split(c, 43);
+  bool differs = false;
+  for (size_t i = 0; i < a.samples.size(); ++i) {
+    EXPECT_EQ(a.samples[i].split, b.samples[i].split);
+    differs |= a.samples[i].split != c.samples[i].split;
+  }
+  EXPECT_TRUE(differs) << "another seed should give another split";
+  std::map<std::string, std::set<std::string>> sides;  // instance -> splits it appears in
+  std::map<std::string, int> test_photos;                 // class -> test photos
+  for (const auto& s : a.samples) {
+    sides[s.cls + "/" + s.instance].insert(s.split);
+    if (s.domain == "photo" && s.split == "test") ++test_photos[s.cls];
+  }
+  for (const auto& [inst, sp] : sides) EXPECT_EQ(sp.size(), 1u) << inst << " leaks across the split";
+  for (int c2 = 0; c2 < 5; ++c2) EXPECT_EQ(test_photos["class" + std::to_string(c2)], 2);  // 20% of 10
+}
+
+TEST(Dataset, ZeroShotSplitHoldsOutWholeClasses) {
+  test::TempDir t;
+  make_folder(t.path(), 10, 2, 1);
+  Dataset d = load_folder(t.path());
+  make_zeroshot_split(d, 5, 0.2);
+  auto test = d.classes("test"), train = d.classes("train");
+  EXPECT_EQ(test.size(), 2u);
+  for (const auto& c : test) EXPECT_EQ(std::count(train.begin(), train.end(), c), 0);
+}
+
+TEST(Dataset, ImagePreprocessing) {
+  test::TempDir t;
+  cv::Mat m(4, 4, CV_8UC1, cv::Scalar(0));
+  cv::imwrite(t / "grey.png", m);
+  cv::Mat rgb = load_rgb(t / "grey.png");
+  EXPECT_EQ(rgb.channels(), 3);
+  std::vector<float> x(3 * 8 * 8);
+  to_chw(rgb, 8, x.data());
+  EXPECT_FLOAT_EQ(x[0], -1.0f);  // (0 - 128) / 128
+  // Transparent pixels become white.
+  cv::Mat bgra(4, 4, CV_8UC4, cv::Scalar(0, 0, 0, 0));
+  cv::imwrite(t / "alpha.png", bgra);
+  EXPECT_EQ(load_rgb(t / "alpha.png").at<cv::Vec3b>(0, 0)[0], 255);
+}
