@@ -29,7 +29,8 @@ class Encoder {
 struct BackboneOptions {
   std::string arch = "mobilenet_v2";  // mobilenet_v2 | mobilenet_v1_025 | vgg16
   std::string weights;                // .tflite (MobileNets) or TorchScript .pt; "" = default/random
-  int threads = 0;                    // intra-op threads; 0 = all cores
+  int threads = 0;                    // images encoded in parallel, one core each; 0 = all cores
+  bool channels_last = true;          // NHWC inputs: faster LibTorch CPU convolutions (bench/embed_speed)
 };
 
 // The architectures duet knows, for --help and "did you mean".
@@ -53,7 +54,9 @@ class Classifier {
 };
 std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file);
 
-// Sets LibTorch's intra-op thread count (0 = all cores); returns the count in effect.
+// Sets LibTorch's intra-op thread count for training (0 = all cores); returns the count in effect.
 int set_threads(int threads);
+// 0 -> number of cores, else threads.
+int resolve_threads(int threads);
 
 }  // namespace duet

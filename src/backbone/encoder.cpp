@@ -17,33 +17,41 @@ int set_threads(int threads) {
   return n;
 }
 
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 std::vector<std::string> backbone_archs() { return {"mobilenet_v2", "mobilenet_v1_025", "vgg16"}; }
 
 namespace {
 
 // Inputs go in channels-last: LibTorch's CPU convolutions (mkldnn) run faster on NHWC here.
-torch::Tensor input_tensor(int64_t n, const float* x, int s) {
-  return torch::from_blob(const_cast<float*>(x), {n, 3, s, s}, torch::kFloat32)
-      .contiguous(torch::MemoryFormat::ChannelsLast);
+torch::Tensor input_tensor(int64_t n, const float* x, int s, bool channels_last) {
+  auto t = torch::from_blob(const_cast<float*>(x), {n, 3, s, s}, torch::kFloat32);
+  return channels_last ? t.contiguous(torch::MemoryFormat::ChannelsLast) : t;
 }
 
 class BackboneEncoder : public Encoder {
  public:
-  BackboneEncoder(std::shared_ptr<BackboneNetImpl> net, std::string source)
-      : net_(std::move(net)), source_(std::move(source)) {}
+  BackboneEncoder(std::shared_ptr<BackboneNetImpl> net, std::string source, bool channels_last, int workers)
+      : net_(std::move(net)), source_(std::move(source)), channels_last_(channels_last), workers_(workers) {}
   int input_size() const override { return net_->input_size; }
   int64_t dim() const override { return net_->feature_dim; }
   void encode(int64_t n, const float* x, float* out) override {
-    if (n == 0) return;
-    torch::NoGradGuard ng;
-    auto f = net_->features(input_tensor(n, x, net_->input_size)).contiguous();
-    std::copy(f.data_ptr<float>(), f.data_ptr<float>() + f.numel(), out);
+    const int S = net_->input_size;
+    const int64_t D = net_->feature_dim;
+    for_each_image(n, workers_, [&](int64_t i) {
+      auto f = net_->features(input_tensor(1, x + i * 3 * S * S, S, channels_last_)).contiguous();
+      std::copy(f.data_ptr<float>(), f.data_ptr<float>() + D, out + i * D);
+    });
   }
   std::string source() const override { return source_; }
 
  private:
   std::shared_ptr<BackboneNetImpl> net_;
   std::string source_;
+  bool channels_last_;
+  int workers_;
 };
 
 class BackboneClassifier : public Classifier {
@@ -53,7 +61,7 @@ class BackboneClassifier : public Classifier {
   int input_size() const override { return net_->input_size; }
   std::vector<std::vector<Prediction>> classify(int64_t n, const float* x, int k) override {
     torch::NoGradGuard ng;
-    auto p = torch::softmax(net_->logits(net_->features(input_tensor(n, x, net_->input_size))), 1);
+    auto p = torch::softmax(net_->logits(net_->features(input_tensor(n, x, net_->input_size, true))), 1);
     auto top = p.topk(std::min<int64_t>(k, p.size(1)), 1);
     auto vals = std::get<0>(top), idx = std::get<1>(top);
     std::vector<std::vector<Prediction>> out(n);
@@ -76,10 +84,10 @@ class BackboneClassifier : public Classifier {
 }  // namespace
 
 std::unique_ptr<Encoder> open_backbone(const BackboneOptions& opt) {
-  set_threads(opt.threads);
   auto net = open_backbone_net(opt.arch, opt.weights);
   std::string w = opt.weights.empty() ? "default" : opt.weights;
-  return std::make_unique<BackboneEncoder>(net, opt.arch + ":" + w.substr(w.find_last_of('/') + 1));
+  return std::make_unique<BackboneEncoder>(net, opt.arch + ":" + w.substr(w.find_last_of('/') + 1),
+                                           opt.channels_last, resolve_threads(opt.threads));
 }
 
 std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file) {

@@ -3,6 +3,9 @@
 #include <torch/script.h>
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
 #include <fstream>
 
 #include "duet/error.h"
@@ -13,6 +16,17 @@
 namespace duet {
 
 namespace F = torch::nn::functional;
+
+// ---- FLOP counting ----------------------------------------------------------------------------------
+
+namespace {
+thread_local FlopCount* g_flops = nullptr;
+}
+FlopCount::FlopCount() { g_flops = this; }
+FlopCount::~FlopCount() { g_flops = nullptr; }
+void FlopCount::add(double f) {
+  if (g_flops) g_flops->flops += f;
+}
 
 // ---- TfConv ------------------------------------------------------------------------------------
 
@@ -44,6 +58,7 @@ torch::Tensor TfConvImpl::forward(torch::Tensor x) {
     auto padded = F::pad(x, F::PadFuncOptions({pw0, pw1, ph0, ph1}));
     y = torch::conv2d(padded, weight, bias, st, std::vector<int64_t>{0, 0}, dil, groups);
   }
+  FlopCount::add(2.0 * y.numel() * (in / groups) * kernel * kernel);
   if (act == kRelu6) return torch::clamp(y, 0, 6);  // hardtanh_ in place breaks autograd for fine-tuning
   if (act == kRelu) return torch::relu(y);
   return y;
@@ -88,15 +103,24 @@ struct MobileNetV2Impl : BackboneNetImpl {
     head = register_module("head", TfConv(1280, 1001, 1, 1, 1, TfConvImpl::kNone));
   }
 
-  torch::Tensor features(torch::Tensor x) override {
-    x = stem(x);
-    for (auto& b : blocks) {
-      torch::Tensor y = x;
-      for (auto& c : b.convs) y = c(y);
-      x = b.residual ? x + y : y;
+  // Stages: stem, the 17 inverted-residual blocks, the 1x1 'last' conv.
+  int num_stages() const override { return static_cast<int>(blocks.size()) + 2; }
+  torch::Tensor run_stages(torch::Tensor x, int from, int to) override {
+    for (int i = from; i < to; ++i) {
+      if (i == 0) {
+        x = stem(x);
+      } else if (i <= static_cast<int>(blocks.size())) {
+        auto& b = blocks[i - 1];
+        torch::Tensor y = x;
+        for (auto& c : b.convs) y = c(y);
+        x = b.residual ? x + y : y;
+      } else {
+        x = last(x);
+      }
     }
-    return last(x).mean({2, 3});
+    return x;
   }
+  torch::Tensor pool(torch::Tensor x) override { return x.mean({2, 3}); }
   torch::Tensor logits(torch::Tensor f) override {
     return head(f.reshape({f.size(0), f.size(1), 1, 1})).flatten(1);
   }
@@ -107,12 +131,15 @@ struct MobileNetV2Impl : BackboneNetImpl {
     out.push_back(head);
     return out;
   }
-  std::vector<torch::Tensor> top_parameters(int n) override {
-    // n counts inverted-residual blocks from the top; the 1x1 'last' conv always trains.
-    std::vector<torch::Tensor> p = last->parameters();
-    for (int i = 0; i < n && i < static_cast<int>(blocks.size()); ++i)
-      for (auto& c : blocks[blocks.size() - 1 - i].convs)
+  std::vector<torch::Tensor> parameters_from(int from) override {
+    std::vector<torch::Tensor> p;
+    for (int i = std::max(from, 0); i < num_stages(); ++i) {
+      std::vector<TfConv> cs = i == 0 ? std::vector<TfConv>{stem}
+                               : i <= static_cast<int>(blocks.size()) ? blocks[i - 1].convs
+                                                                      : std::vector<TfConv>{last};
+      for (auto& c : cs)
         for (auto& t : c->parameters()) p.push_back(t);
+    }
     return p;
   }
 };
@@ -140,10 +167,12 @@ struct MobileNetV1Impl : BackboneNetImpl {
     }
     head = register_module("head", TfConv(256, 1001, 1, 1, 1, TfConvImpl::kNone));
   }
-  torch::Tensor features(torch::Tensor x) override {
-    for (auto& c : convs) x = c(x);
-    return x.mean({2, 3});
+  int num_stages() const override { return static_cast<int>(convs.size()); }
+  torch::Tensor run_stages(torch::Tensor x, int from, int to) override {
+    for (int i = from; i < to; ++i) x = convs[i](x);
+    return x;
   }
+  torch::Tensor pool(torch::Tensor x) override { return x.mean({2, 3}); }
   torch::Tensor logits(torch::Tensor f) override {
     return head(f.reshape({f.size(0), f.size(1), 1, 1})).flatten(1);
   }
@@ -152,10 +181,10 @@ struct MobileNetV1Impl : BackboneNetImpl {
     out.push_back(head);
     return out;
   }
-  std::vector<torch::Tensor> top_parameters(int n) override {
+  std::vector<torch::Tensor> parameters_from(int from) override {
     std::vector<torch::Tensor> p;
-    for (int i = 0; i < 2 * n && i < static_cast<int>(convs.size()); ++i)
-      for (auto& t : convs[convs.size() - 1 - i]->parameters()) p.push_back(t);
+    for (int i = std::max(from, 0); i < num_stages(); ++i)
+      for (auto& t : convs[i]->parameters()) p.push_back(t);
     return p;
   }
 };
@@ -189,24 +218,33 @@ struct VGG16Impl : BackboneNetImpl {
                               torch::nn::Linear(4096, 1000)));
   }
   torch::nn::LinearImpl& fc(int i) { return *classifier->ptr(i)->as<torch::nn::LinearImpl>(); }
-  torch::Tensor features(torch::Tensor x) override {
-    x = F::adaptive_avg_pool2d(features_seq->forward(x), F::AdaptiveAvgPool2dFuncOptions(7)).flatten(1);
+  // Stages: the 31 modules of torchvision's `features`; pool() is avgpool + fc6 + fc7.
+  int num_stages() const override { return static_cast<int>(features_seq->size()); }
+  torch::Tensor run_stages(torch::Tensor x, int from, int to) override {
+    for (int i = from; i < to; ++i) {
+      auto m = features_seq->ptr(i);
+      if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
+        x = c->forward(x);
+        FlopCount::add(2.0 * x.numel() * c->weight[0].numel());
+      }
+      else if (auto* mp = m->as<torch::nn::MaxPool2dImpl>()) x = mp->forward(x);
+      else x = torch::relu(x);
+    }
+    return x;
+  }
+  torch::Tensor pool(torch::Tensor x) override {
+    x = F::adaptive_avg_pool2d(x, F::AdaptiveAvgPool2dFuncOptions(7)).flatten(1);
+    FlopCount::add(2.0 * x.size(0) * (fc(0).weight.numel() + fc(3).weight.numel()));
     x = torch::dropout(torch::relu(fc(0).forward(x)), 0.5, is_training());
     return torch::dropout(torch::relu(fc(3).forward(x)), 0.5, is_training());
   }
   torch::Tensor logits(torch::Tensor f) override { return fc(6).forward(f); }
-  std::vector<torch::Tensor> top_parameters(int n) override {
-    // n counts conv layers from the top; fc6/fc7 always train.
+  std::vector<torch::Tensor> parameters_from(int from) override {
     std::vector<torch::Tensor> p;
+    for (int i = std::max(from, 0); i < num_stages(); ++i)
+      for (auto& t : features_seq->ptr(i)->parameters()) p.push_back(t);
     for (int i : {0, 3})
       for (auto& t : classifier->ptr(i)->parameters()) p.push_back(t);
-    int seen = 0;
-    for (int i = static_cast<int>(features_seq->size()) - 1; i >= 0 && seen < n; --i) {
-      if (auto conv = features_seq->ptr(i)->as<torch::nn::Conv2d>()) {
-        for (auto& t : conv->parameters()) p.push_back(t);
-        ++seen;
-      }
-    }
     return p;
   }
 };
@@ -292,6 +330,33 @@ void import_torchscript(BackboneNetImpl& net, const std::string& path) {
 }
 
 }  // namespace
+
+void for_each_image(int64_t n, int workers, const std::function<void(int64_t)>& fn) {
+  const int prev = torch::get_num_threads();
+  torch::set_num_threads(1);
+  workers = static_cast<int>(std::clamp<int64_t>(workers, 1, std::max<int64_t>(n, 1)));
+  std::atomic<int64_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mu;
+  auto work = [&] {
+    torch::NoGradGuard ng;
+    for (int64_t i; (i = next++) < n;) {
+      try {
+        fn(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  torch::set_num_threads(prev);
+  if (error) std::rethrow_exception(error);
+}
 
 std::shared_ptr<BackboneNetImpl> make_backbone(const std::string& arch) {
   if (arch == "mobilenet_v2") return std::make_shared<MobileNetV2Impl>();

@@ -5,6 +5,7 @@
 #include "duet/embed.h"
 #include "duet/error.h"
 #include "duet/paths.h"
+#include "duet/phase1.h"
 #include "duet/progress.h"
 
 namespace duet::cli {
@@ -12,7 +13,7 @@ namespace duet::cli {
 namespace {
 struct EmbedArgs {
   BackboneOptions backbone;
-  std::string split_file, data, domain, subset = "all", out;
+  std::string split_file, data, domain, subset = "all", out, encoder;
   EmbedOptions embed;
 };
 
@@ -29,7 +30,7 @@ void run_embed(const EmbedArgs& a) {
     fail("no ", a.domain, " images", a.subset == "all" ? "" : " in the " + a.subset + " split", " (domains here: ",
          have, ")");
   }
-  auto enc = open_backbone(a.backbone);
+  auto enc = a.encoder.empty() ? open_backbone(a.backbone) : open_encoder(a.encoder, a.backbone.threads);
   Embeddings e = embed_samples(*enc, d, samples, a.embed, "embed " + a.domain);
   e.meta["domain"] = a.domain;
   write_embeddings(a.out, e);
@@ -42,6 +43,8 @@ void register_embed(CLI::App& app) {
   auto a = std::make_shared<EmbedArgs>();
   auto* c = app.add_subcommand("embed", "encode the images of one domain into an embedding file");
   add_backbone_options(c, a->backbone);
+  c->add_option("--encoder", a->encoder, "a Phase I encoder file (embeddings of its hidden layer)")
+      ->check(CLI::ExistingFile);
   c->add_option("--split", a->split_file, "split TSV (domain, path, class, split)")->check(CLI::ExistingFile);
   c->add_option("--data", a->data, "dataset root (default: the split's parent folder, or the shared Sketchy subset)");
   c->add_option("--domain", a->domain, "which domain to encode (sketch, photo, ...)")->required();

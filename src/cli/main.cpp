@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "duet/error.h"
 #include "duet/progress.h"
+#include "duet/runtime.h"
 
 namespace duet::cli {
 
@@ -22,6 +23,7 @@ void add_backbone_options(CLI::App* cmd, BackboneOptions& opt) {
 }  // namespace duet::cli
 
 int main(int argc, char** argv) {
+  duet::init_runtime();
   CLI::App app{"duet: sketch-based and cross-domain image retrieval (dual-phase).\n"
                "Run 'duet <verb> --help' for the options of each verb."};
   app.set_version_flag("--version", std::string("duet ") + DUET_VERSION);
@@ -33,6 +35,8 @@ int main(int argc, char** argv) {
   duet::cli::register_split(app);
   duet::cli::register_embed(app);
   duet::cli::register_classify(app);
+  duet::cli::register_train(app);
+  duet::cli::register_run(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

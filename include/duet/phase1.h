@@ -1,0 +1,66 @@
+// duet/phase1.h — Phase I: one encoder per domain, trained alone (no cross-domain pairs).
+//
+// backbone (ImageNet-pretrained) -> FC-hidden (+ReLU, dropout) -> FC-C over the split's train
+// classes. Transfer learning in two stages: (1) backbone frozen, only the head trains, on pooled
+// features computed once; (2) the top `finetune_stages` backbone stages unfreeze and train with the
+// head. The lower stages stay frozen throughout, so their activations are computed once per
+// training view (original, mirror, augmentations) and cached: no image is decoded twice.
+// The hidden activations (1024-d by default) are the domain's embedding.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/dataset.h"
+#include "duet/encoder.h"
+#include "duet/ledger.h"
+
+namespace duet {
+
+struct EncoderTrainOptions {
+  BackboneOptions backbone;
+  int hidden = 1024;            // embedding width
+  float dropout = 0.5f;
+  int frozen_epochs = 30;       // stage 1: head only
+  int finetune_epochs = 10;     // stage 2: head + top backbone stages
+  int finetune_stages = 3;      // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)
+  int views = 2;                // cached views per training image: original, mirror, then augmentations
+  int batch = 64;
+  double lr = 1e-3, finetune_lr = 1e-4, weight_decay = 1e-4;
+  bool tta_flip = false;        // embeddings written by train_encoder average image and mirror
+  uint64_t seed = 0;
+  std::string cache_dir;        // keeps trunk activations between runs ("" = in memory only)
+};
+
+struct EpochLog {
+  std::string stage;  // "frozen" or "finetune"
+  int epoch = 0;
+  double loss = 0, train_acc = 0, val_acc = -1;  // val_acc -1: no held-out samples of train classes
+};
+
+struct EncoderTrainResult {
+  std::string domain;
+  std::vector<std::string> classes;
+  std::vector<EpochLog> epochs;
+  double train_acc = 0, val_acc = -1;
+  int64_t train_count = 0, val_count = 0;
+  Ledger ledger;
+  std::string to_json() const;
+};
+
+// Trains the encoder of `domain` on d's train split (held-out accuracy on the test samples whose
+// class was trained) and writes it to out_file. With emb_out, also writes embeddings [N, hidden]
+// to emb_out and class posteriors [N, C] to posteriors_path_for(emb_out), for every sample of the
+// domain in both splits, straight from the cache.
+EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt,
+                                 const std::string& out_file, const std::string& emb_out = "");
+
+// "runs/x/sketch.npy" -> "runs/x/sketch.probs.npy"
+std::string posteriors_path_for(const std::string& emb_path);
+
+// A trained encoder file as an Encoder: image -> hidden embedding.
+std::unique_ptr<Encoder> open_encoder(const std::string& file, int threads = 0);
+
+}  // namespace duet

@@ -1,0 +1,56 @@
+// duet run — the main job: the full dual-phase pipeline, resumable.
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "duet/pipeline.h"
+
+namespace duet::cli {
+
+namespace {
+void print_table(const std::string& text) {
+  auto j = nlohmann::json::parse(text);
+  std::printf("%-11s %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-9s %-9s %-9s\n", "split", "map_all", "map@100", "map@200",
+              "p@100", "p@200", "acc_sk", "acc_ph", "phase1_s", "phase2_s", "peak_MiB");
+  for (const auto& [name, s] : j["splits"].items()) {
+    const auto& r = s["retrieval"];
+    double p1 = s["phase1_sketch"]["ledger"]["wall_s"].get<double>() + s["phase1_photo"]["ledger"]["wall_s"].get<double>();
+    double peak = std::max({s["phase1_sketch"]["ledger"]["peak_rss_mib"].get<double>(),
+                            s["phase1_photo"]["ledger"]["peak_rss_mib"].get<double>(),
+                            s["phase2"]["ledger"]["peak_rss_mib"].get<double>()});
+    std::printf("%-11s %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8.3f %-8.3f %-9.1f %-9.1f %-9.0f\n", name.c_str(),
+                r["map_all"].get<double>(), r["map@100"].get<double>(), r["map@200"].get<double>(),
+                r["p@100"].get<double>(), r["p@200"].get<double>(), s["sketch_accuracy"].get<double>(),
+                s["photo_accuracy"].get<double>(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
+  }
+}
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  auto split = std::make_shared<std::string>("all");
+  auto* c = app.add_subcommand("run", "the full dual-phase pipeline (Phase I, Phase II, retrieval, metrics)");
+  c->add_option("--data", o->data, "dataset root with splits/<name>.tsv (default: shared Sketchy subset)");
+  c->add_option("--split", *split, "which split(s): category, zeroshot21, all, or any splits/<name>.tsv")
+      ->capture_default_str();
+  c->add_option("--out", o->out, "output folder (metrics.json, models, embeddings)")->capture_default_str();
+  c->add_option("--config", o->config, "recipe")->check(CLI::IsMember({"default", "paper"}))->capture_default_str();
+  c->add_flag("--quick", o->quick, "smoke run: tiny backbone, short schedules (use with --max-classes)");
+  c->add_option("--max-classes", o->max_classes, "keep only the first N classes (0 = all)")->capture_default_str();
+  c->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  c->add_option("--backbone", o->backbone.arch, "CNN architecture")->check(CLI::IsMember(backbone_archs()))
+      ->capture_default_str();
+  c->add_option("--weights", o->backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
+  c->add_option("-t,--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
+  c->add_flag("--json", o->json, "print metrics JSON on stdout instead of a table");
+  c->callback([o, split] {
+    if (*split == "all") o->splits = {"category", "zeroshot21"};
+    else o->splits = {*split};
+    std::string text = run_pipeline(*o);
+    if (o->json) std::printf("%s\n", text.c_str());
+    else print_table(text);
+  });
+}
+
+}  // namespace duet::cli

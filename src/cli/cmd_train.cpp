@@ -1,0 +1,115 @@
+// duet train-encoder / duet train-mapper — the two phases, one at a time.
+#include <cstdio>
+#include <set>
+
+#include "cli/commands.h"
+#include "duet/dataset.h"
+#include "duet/embeddings.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/paths.h"
+#include "duet/phase1.h"
+#include "duet/phase2.h"
+
+namespace duet::cli {
+
+namespace {
+struct EncoderArgs {
+  EncoderTrainOptions opt;
+  std::string split_file, data, domain, out, emb_out, json_out;
+};
+
+void run_train_encoder(const EncoderArgs& a) {
+  Dataset d = load_split(a.split_file, a.data);
+  auto r = train_encoder(d, a.domain, a.opt, a.out, a.emb_out);
+  std::string j = r.to_json();
+  if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
+  std::printf("%s\n", j.c_str());
+}
+
+struct MapperArgs {
+  MapperOptions opt;
+  std::string sketch_emb, photo_emb, split_file, out, json_out;
+};
+
+// Keeps the rows whose path is in the split's train part (all rows without a split file).
+Embeddings train_rows(Embeddings e, const std::string& split_file) {
+  if (split_file.empty()) return e;
+  Dataset d = load_split(split_file);
+  std::set<std::string> train;
+  for (const auto& s : d.samples)
+    if (s.split == "train") train.insert(s.path);
+  Embeddings out;
+  out.meta = e.meta;
+  out.x.cols = e.x.cols;
+  for (size_t i = 0; i < e.rows.size(); ++i)
+    if (train.count(e.rows[i].path)) {
+      out.rows.push_back(e.rows[i]);
+      out.x.data.insert(out.x.data.end(), e.x.row(i), e.x.row(i) + e.x.cols);
+    }
+  out.x.rows = static_cast<int64_t>(out.rows.size());
+  if (out.x.rows == 0) fail(split_file, " marks none of the embedded images as train; is it the split they came from?");
+  return out;
+}
+
+void run_train_mapper(const MapperArgs& a) {
+  auto s = train_rows(read_embeddings(a.sketch_emb), a.split_file);
+  auto p = train_rows(read_embeddings(a.photo_emb), a.split_file);
+  auto r = train_mapper(s, p, a.opt, a.out);
+  std::string j = r.to_json();
+  if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
+  std::printf("%s\n", j.c_str());
+}
+}  // namespace
+
+void register_train(CLI::App& app) {
+  {
+    auto a = std::make_shared<EncoderArgs>();
+    auto* c = app.add_subcommand("train-encoder", "Phase I: train one domain's encoder (no cross-domain pairs)");
+    add_backbone_options(c, a->opt.backbone);
+    c->add_option("--split", a->split_file, "split TSV (domain, path, class, split)")->required()->check(CLI::ExistingFile);
+    c->add_option("--data", a->data, "dataset root (default: the split file's parent folder)");
+    c->add_option("--domain", a->domain, "domain to train (sketch, photo, ...)")->required();
+    c->add_option("-o,--out", a->out, "encoder file to write")->required();
+    c->add_option("--emb-out", a->emb_out, "also write embeddings of every image of the domain (.npy)");
+    c->add_option("--json-out", a->json_out, "also write the training report (accuracies, ledger) here");
+    c->add_option("--hidden", a->opt.hidden, "embedding width")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--frozen-epochs", a->opt.frozen_epochs, "epochs with the backbone frozen")->capture_default_str();
+    c->add_option("--finetune-epochs", a->opt.finetune_epochs, "epochs with the top stages unfrozen")->capture_default_str();
+    c->add_option("--finetune-stages", a->opt.finetune_stages, "backbone stages to unfreeze")->capture_default_str();
+    c->add_option("--views", a->opt.views, "cached views per image (original, mirror, augmentations)")
+        ->capture_default_str()->check(CLI::Range(1, 16));
+    c->add_option("--batch", a->opt.batch, "minibatch size")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--lr", a->opt.lr, "head learning rate (frozen stage)")->capture_default_str();
+    c->add_option("--finetune-lr", a->opt.finetune_lr, "backbone learning rate (fine-tuning)")->capture_default_str();
+    c->add_flag("--tta-flip", a->opt.tta_flip, "embeddings average image and mirror");
+    c->add_option("--cache-dir", a->opt.cache_dir, "keep trunk activations here between runs");
+    c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
+    c->callback([a] { run_train_encoder(*a); });
+  }
+  {
+    auto a = std::make_shared<MapperArgs>();
+    auto* c = app.add_subcommand("train-mapper", "Phase II: train the mapper on sketch/photo embedding pairs");
+    c->add_option("--sketch-emb", a->sketch_emb, "sketch (query) embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
+    c->add_option("--photo-emb", a->photo_emb, "photo (gallery) embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
+    c->add_option("--split", a->split_file, "train only on rows the split marks train")->check(CLI::ExistingFile);
+    c->add_option("-o,--out", a->out, "mapper file to write")->required();
+    c->add_option("--json-out", a->json_out, "also write the training report here");
+    c->add_option("--loss", a->opt.loss, "loss on the code distance")->check(CLI::IsMember({"contrastive", "triplet"}))
+        ->capture_default_str();
+    c->add_flag("--shared", a->opt.shared, "one branch for both domains");
+    c->add_flag("--hard-negatives", a->opt.hard_negatives, "negatives from the closest other-class photos");
+    c->add_option("--hidden", a->opt.hidden, "hidden width")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--code", a->opt.code, "code width")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--pos", a->opt.pos, "same-class photos per sketch per epoch")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--neg", a->opt.neg, "other-class photos per sketch per epoch")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--epochs", a->opt.epochs, "epochs")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--lr", a->opt.lr, "learning rate")->capture_default_str();
+    c->add_option("--margin", a->opt.margin, "loss margin")->capture_default_str();
+    c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
+    c->add_option("-t,--threads", a->opt.threads, "threads (0 = all cores)")->capture_default_str();
+    c->callback([a] { run_train_mapper(*a); });
+  }
+}
+
+}  // namespace duet::cli

@@ -1,0 +1,377 @@
+// Phase I training: frozen-backbone head training on cached features, then fine-tuning of the top
+// backbone stages from the cached trunk activations. See duet/phase1.h.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "backbone/nets.h"
+#include "duet/embeddings.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/image.h"
+#include "duet/phase1.h"
+#include "duet/progress.h"
+#include "phase1/trunk_cache.h"
+
+namespace duet {
+
+namespace {
+
+constexpr const char* kFormat = "duet-encoder-v1";
+
+// FC-hidden (+ReLU, dropout) -> FC-C. embed() is the domain embedding.
+struct HeadImpl : torch::nn::Module {
+  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
+  float dropout;
+  HeadImpl(int in, int hidden, int classes, float drop) : dropout(drop) {
+    fc1 = register_module("fc1", torch::nn::Linear(in, hidden));
+    fc2 = register_module("fc2", torch::nn::Linear(hidden, classes));
+  }
+  torch::Tensor embed(torch::Tensor f) { return torch::relu(fc1(f)); }  // [N, in] -> [N, hidden]
+  torch::Tensor forward(torch::Tensor f) {                               // [N, in] -> logits [N, C]
+    return fc2(torch::dropout(embed(f), dropout, is_training()));
+  }
+};
+TORCH_MODULE(Head);
+
+std::string join(const std::vector<std::string>& v, char sep) {
+  std::string o;
+  for (size_t i = 0; i < v.size(); ++i) o += (i ? std::string(1, sep) : "") + v[i];
+  return o;
+}
+std::vector<std::string> split_str(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string t; std::getline(ss, t, sep);) out.push_back(t);
+  return out;
+}
+
+// Everything an encoder file holds besides tensors.
+struct EncoderMeta {
+  std::string arch, weights, domain;
+  std::vector<std::string> classes;
+  int split = 0, hidden = 0;
+};
+
+void save_encoder(const std::string& path, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
+  torch::serialize::OutputArchive ar;
+  ar.write("format", c10::IValue(std::string(kFormat)));
+  ar.write("arch", c10::IValue(m.arch));
+  ar.write("weights", c10::IValue(m.weights));
+  ar.write("domain", c10::IValue(m.domain));
+  ar.write("classes", c10::IValue(join(m.classes, '\n')));
+  ar.write("split", c10::IValue(static_cast<int64_t>(m.split)));
+  ar.write("hidden", c10::IValue(static_cast<int64_t>(m.hidden)));
+  // Only the trained stages travel; the frozen ones come from the backbone weights file.
+  auto top = net.parameters_from(m.split);
+  for (size_t i = 0; i < top.size(); ++i) ar.write("top." + std::to_string(i), top[i].detach());
+  for (const auto& p : head.named_parameters()) ar.write("head." + p.key(), p.value().detach());
+  std::string tmp = path + ".tmp";
+  ar.save_to(tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
+}
+
+std::string ivalue_str(torch::serialize::InputArchive& ar, const char* key, const std::string& path) {
+  c10::IValue v;
+  if (!ar.try_read(key, v) || !v.isString()) fail(path, ": not a duet encoder file (no '", key, "')");
+  return v.toStringRef();
+}
+
+struct LoadedEncoder {
+  EncoderMeta meta;
+  std::shared_ptr<BackboneNetImpl> net;
+  Head head{nullptr};
+};
+
+LoadedEncoder load_encoder(const std::string& path) {
+  if (!file_exists(path)) fail(path, ": no such encoder file");
+  torch::serialize::InputArchive ar;
+  try {
+    ar.load_from(path);
+  } catch (const std::exception&) {
+    fail(path, ": not a duet encoder file (train one with `duet train-encoder`)");
+  }
+  if (ivalue_str(ar, "format", path) != kFormat) fail(path, ": unsupported encoder format");
+  LoadedEncoder e;
+  e.meta.arch = ivalue_str(ar, "arch", path);
+  e.meta.weights = ivalue_str(ar, "weights", path);
+  e.meta.domain = ivalue_str(ar, "domain", path);
+  e.meta.classes = split_str(ivalue_str(ar, "classes", path), '\n');
+  c10::IValue v;
+  ar.read("split", v);
+  e.meta.split = static_cast<int>(v.toInt());
+  ar.read("hidden", v);
+  e.meta.hidden = static_cast<int>(v.toInt());
+  e.net = open_backbone_net(e.meta.arch, e.meta.weights == "default" ? "" : e.meta.weights);
+  torch::NoGradGuard ng;
+  auto top = e.net->parameters_from(e.meta.split);
+  for (size_t i = 0; i < top.size(); ++i) {
+    torch::Tensor t;
+    ar.read("top." + std::to_string(i), t);
+    if (t.sizes() != top[i].sizes()) fail(path, ": tensor top.", i, " does not fit backbone ", e.meta.arch);
+    top[i].copy_(t);
+  }
+  e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()), 0.f);
+  for (auto& p : e.head->named_parameters()) {
+    torch::Tensor t;
+    ar.read("head." + p.key(), t);
+    if (t.sizes() != p.value().sizes()) fail(path, ": head tensor ", p.key(), " has the wrong shape");
+    p.value().copy_(t);
+  }
+  e.net->eval();
+  e.head->eval();
+  return e;
+}
+
+class TrainedEncoder : public Encoder {
+ public:
+  TrainedEncoder(LoadedEncoder e, std::string path, int workers)
+      : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
+  int input_size() const override { return e_.net->input_size; }
+  int64_t dim() const override { return e_.meta.hidden; }
+  void encode(int64_t n, const float* x, float* out) override {
+    const int S = e_.net->input_size;
+    for_each_image(n, workers_, [&](int64_t i) {
+      auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
+                    .contiguous(torch::MemoryFormat::ChannelsLast);
+      auto y = e_.head->embed(e_.net->features(in)).contiguous();
+      std::copy(y.data_ptr<float>(), y.data_ptr<float>() + dim(), out + i * dim());
+    });
+  }
+  std::string source() const override {
+    return "encoder:" + path_.substr(path_.find_last_of('/') + 1) + ":" + e_.meta.domain;
+  }
+
+ private:
+  LoadedEncoder e_;
+  std::string path_;
+  int workers_;
+};
+
+double accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
+  if (y.numel() == 0) return -1;
+  return logits.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
+}
+
+}  // namespace
+
+std::string posteriors_path_for(const std::string& emb_path) {
+  std::string p = emb_path;
+  if (p.size() > 4 && p.compare(p.size() - 4, 4, ".npy") == 0) p.resize(p.size() - 4);
+  return p + ".probs.npy";
+}
+
+std::string EncoderTrainResult::to_json() const {
+  std::ostringstream os;
+  os << "{\"domain\": \"" << domain << "\", \"classes\": " << classes.size() << ", \"train_count\": " << train_count
+     << ", \"val_count\": " << val_count << ", \"train_acc\": " << train_acc << ", \"val_acc\": " << val_acc
+     << ", \"ledger\": " << ledger.to_json() << ", \"epochs\": [";
+  for (size_t i = 0; i < epochs.size(); ++i)
+    os << (i ? ", " : "") << "{\"stage\": \"" << epochs[i].stage << "\", \"epoch\": " << epochs[i].epoch
+       << ", \"loss\": " << epochs[i].loss << ", \"train_acc\": " << epochs[i].train_acc
+       << ", \"val_acc\": " << epochs[i].val_acc << "}";
+  os << "]}";
+  return os.str();
+}
+
+EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt,
+                                 const std::string& out_file, const std::string& emb_out) {
+  LedgerScope scope;
+  Ledger work;
+  if (opt.views < 1) fail("--views must be at least 1");
+  if (opt.batch < 1) fail("--batch must be positive");
+  torch::manual_seed(opt.seed);
+  set_threads(opt.backbone.threads);
+  EncoderTrainResult res;
+  res.domain = domain;
+
+  // Samples: all of the domain (embeddings are written for both splits); train = split "train".
+  auto all = d.select(domain);
+  if (all.empty()) fail("no ", domain, " samples in the dataset (domains: ", join(d.domains(), ','), ")");
+  std::set<std::string> train_cls;
+  for (const auto& s : all)
+    if (s.split == "train") train_cls.insert(s.cls);
+  if (train_cls.size() < 2) fail("the ", domain, " train split has ", train_cls.size(), " classes; need at least 2");
+  res.classes.assign(train_cls.begin(), train_cls.end());
+  std::map<std::string, int64_t> cls_id;
+  for (size_t i = 0; i < res.classes.size(); ++i) cls_id[res.classes[i]] = static_cast<int64_t>(i);
+  std::vector<int64_t> train_idx, val_idx, label(all.size(), -1);
+  for (size_t i = 0; i < all.size(); ++i) {
+    auto it = cls_id.find(all[i].cls);
+    if (it != cls_id.end()) label[i] = it->second;
+    if (all[i].split == "train") train_idx.push_back(static_cast<int64_t>(i));
+    else if (it != cls_id.end()) val_idx.push_back(static_cast<int64_t>(i));
+  }
+  res.train_count = static_cast<int64_t>(train_idx.size());
+  res.val_count = static_cast<int64_t>(val_idx.size());
+
+  auto net = open_backbone_net(opt.backbone.arch, opt.backbone.weights);
+  const std::string weights_id = opt.backbone.weights.empty() ? "default" : opt.backbone.weights;
+  const int S_total = net->num_stages();
+  const int ft = std::clamp(opt.finetune_epochs > 0 ? opt.finetune_stages : 0, 0, S_total);
+  const int split = S_total - ft;
+  net->eval();
+  for (auto& p : net->parameters()) p.set_requires_grad(false);
+
+  log_line(domain + ": " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
+           " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
+           " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.cache_dir,
+                                       resolve_threads(opt.backbone.threads), work);
+  const double top_flops = stage_flops(*net, split, S_total);
+
+  auto lab = torch::from_blob(label.data(), {static_cast<int64_t>(label.size())}, torch::kInt64).clone();
+  auto tr = torch::from_blob(train_idx.data(), {res.train_count}, torch::kInt64).clone();
+  auto va = torch::from_blob(val_idx.data(), {res.val_count}, torch::kInt64).clone();
+
+  // Pooled features of every view through the (so far frozen) top stages: [views, N, D].
+  auto pooled_all = [&](bool only_view0) {
+    torch::NoGradGuard ng;
+    net->eval();
+    int nv = only_view0 ? 1 : cache.views;
+    auto out = torch::empty({nv, static_cast<int64_t>(all.size()), net->feature_dim});
+    for (int v = 0; v < nv; ++v)
+      for (int64_t i = 0; i < static_cast<int64_t>(all.size()); i += 64) {
+        int64_t e = std::min<int64_t>(all.size(), i + 64);
+        out[v].slice(0, i, e).copy_(net->pool(net->run_stages(cache.act[v].slice(0, i, e), split, S_total)));
+      }
+    return out;
+  };
+
+  Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()), opt.dropout);
+  auto evaluate_val = [&](const torch::Tensor& feats0) {
+    torch::NoGradGuard ng;
+    head->eval();
+    double acc = res.val_count ? accuracy(head->forward(feats0.index_select(0, va)), lab.index_select(0, va)) : -1;
+    head->train();
+    return acc;
+  };
+
+  // Stage 1: backbone frozen, head trains on pooled features.
+  {
+    auto feats = pooled_all(false);
+    work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
+    torch::optim::AdamW optim(head->parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
+    Progress bar(domain + " frozen", opt.frozen_epochs);
+    for (int ep = 1; ep <= opt.frozen_epochs; ++ep) {
+      head->train();
+      auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
+      auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
+      double loss_sum = 0, correct = 0;
+      for (int64_t b = 0; b < res.train_count; b += opt.batch) {
+        int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
+        auto idx = perm.slice(0, b, e);
+        auto x = feats.index({view.slice(0, b, e), idx});
+        auto y = lab.index_select(0, idx);
+        auto logits = head->forward(x);
+        auto loss = torch::nn::functional::cross_entropy(logits, y);
+        optim.zero_grad();
+        loss.backward();
+        optim.step();
+        loss_sum += loss.item<double>() * (e - b);
+        correct += logits.argmax(1).eq(y).sum().item<double>();
+      }
+      EpochLog l{"frozen", ep, loss_sum / res.train_count, correct / res.train_count, evaluate_val(feats[0])};
+      res.epochs.push_back(l);
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " loss %.3f train %.3f val %.3f", l.loss, l.train_acc, l.val_acc);
+      bar.set_suffix(buf);
+      bar.tick();
+    }
+  }
+
+  // Stage 2: the top backbone stages unfreeze and train with the head, from the cached trunk.
+  if (ft > 0 && opt.finetune_epochs > 0) {
+    auto top = net->parameters_from(split);
+    for (auto& p : top) p.set_requires_grad(true);
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(top, std::make_unique<torch::optim::AdamWOptions>(
+                                 torch::optim::AdamWOptions(opt.finetune_lr).weight_decay(opt.weight_decay)));
+    groups.emplace_back(head->parameters(), std::make_unique<torch::optim::AdamWOptions>(
+                                                torch::optim::AdamWOptions(opt.finetune_lr * 3).weight_decay(opt.weight_decay)));
+    torch::optim::AdamW optim(groups);
+    Progress bar(domain + " finetune", static_cast<int64_t>(opt.finetune_epochs) * res.train_count);
+    for (int ep = 1; ep <= opt.finetune_epochs; ++ep) {
+      net->train();
+      head->train();
+      auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
+      auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
+      double loss_sum = 0, correct = 0;
+      for (int64_t b = 0; b < res.train_count; b += opt.batch) {
+        int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
+        auto idx = perm.slice(0, b, e);
+        auto x = cache.act.index({view.slice(0, b, e), idx});
+        auto y = lab.index_select(0, idx);
+        auto logits = head->forward(net->pool(net->run_stages(x, split, S_total)));
+        auto loss = torch::nn::functional::cross_entropy(logits, y);
+        optim.zero_grad();
+        loss.backward();
+        optim.step();
+        loss_sum += loss.item<double>() * (e - b);
+        correct += logits.argmax(1).eq(y).sum().item<double>();
+        bar.tick(e - b);
+      }
+      work.image_forward += res.train_count;
+      work.image_backward += res.train_count;
+      work.flops += 3.0 * res.train_count * top_flops;  // forward + backward (2x)
+      auto f0 = pooled_all(true)[0];
+      EpochLog l{"finetune", ep, loss_sum / res.train_count, correct / res.train_count, evaluate_val(f0)};
+      res.epochs.push_back(l);
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " loss %.3f train %.3f val %.3f", l.loss, l.train_acc, l.val_acc);
+      bar.set_suffix(buf);
+    }
+    for (auto& p : top) p.set_requires_grad(false);
+  }
+  net->eval();
+  head->eval();
+
+  // Final accuracies, embeddings and posteriors for every sample (view 0, or view 0+1 averaged).
+  {
+    torch::NoGradGuard ng;
+    const bool tta = opt.tta_flip && cache.views >= 2;
+    auto feats = pooled_all(!tta);
+    auto emb = head->embed(feats[0]);
+    auto logits = head->forward(feats[0]);
+    if (tta) {
+      emb = 0.5 * (emb + head->embed(feats[1]));
+      logits = 0.5 * (logits + head->forward(feats[1]));
+    }
+    res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
+    res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
+    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden};
+    save_encoder(out_file, meta, *net, *head);
+    if (!emb_out.empty()) {
+      auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
+        Embeddings e;
+        auto c = t.contiguous();
+        e.x = Matrix(c.size(0), c.size(1));
+        std::copy(c.data_ptr<float>(), c.data_ptr<float>() + c.numel(), e.x.data.begin());
+        for (const auto& s : all) e.rows.push_back({s.path, s.cls, s.domain});
+        e.meta["source"] = "encoder:" + out_file.substr(out_file.find_last_of('/') + 1) + ":" + what;
+        e.meta["domain"] = domain;
+        return e;
+      };
+      write_embeddings(emb_out, to_emb(emb, "embedding"));
+      auto probs = to_emb(torch::softmax(logits, 1), "posteriors");
+      probs.meta["classes"] = join(res.classes, ',');
+      write_embeddings(posteriors_path_for(emb_out), probs);
+    }
+  }
+  Ledger l = scope.stop();
+  l.image_forward = work.image_forward;
+  l.image_backward = work.image_backward;
+  l.flops = work.flops;
+  res.ledger = l;
+  return res;
+}
+
+std::unique_ptr<Encoder> open_encoder(const std::string& file, int threads) {
+  return std::make_unique<TrainedEncoder>(load_encoder(file), file, resolve_threads(threads));
+}
+
+}  // namespace duet

@@ -1,0 +1,88 @@
+#include "phase1/trunk_cache.h"
+
+#include <mutex>
+#include <sstream>
+
+#include "duet/augment.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/image.h"
+#include "duet/progress.h"
+
+namespace duet {
+
+namespace {
+uint64_t fnv(const std::string& s, uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+double stage_flops(BackboneNetImpl& net, int from, int to) {
+  torch::NoGradGuard ng;
+  auto x = net.run_stages(torch::zeros({1, 3, net.input_size, net.input_size}), 0, from);
+  FlopCount count;
+  x = net.run_stages(x, from, to);
+  if (to == net.num_stages()) net.pool(x);
+  return count.flops;
+}
+
+TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             const std::string& cache_dir, int workers, Ledger& ledger) {
+  TrunkCache c;
+  c.split = split;
+  c.views = views;
+  std::ostringstream key;
+  key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root;
+  for (const auto& s : samples) key << "|" << s.path;
+  std::string file;
+  if (!cache_dir.empty()) {
+    make_dirs(cache_dir);
+    std::ostringstream name;
+    name << cache_dir << "/trunk-" << net.arch << "-" << std::hex << fnv(key.str()) << ".pt";
+    file = name.str();
+    if (file_exists(file)) {
+      try {
+        torch::load(c.act, file);
+        if (c.act.dim() == 5 && c.act.size(0) == views && c.act.size(1) == static_cast<int64_t>(samples.size())) {
+          log_line("trunk cache: reusing " + file);
+          return c;
+        }
+      } catch (const std::exception&) {
+      }
+      log_line("trunk cache: " + file + " is stale or unreadable, recomputing");
+    }
+  }
+  const int S = net.input_size;
+  const int64_t n = static_cast<int64_t>(samples.size());
+  torch::NoGradGuard ng;
+  Progress bar("trunk " + (samples.empty() ? std::string() : samples[0].domain), n);
+  std::mutex mu;
+  for_each_image(n, workers, [&](int64_t i) {
+    cv::Mat img = load_rgb(d.abs_path(samples[i]));
+    const uint64_t s = seed ^ fnv(samples[i].path);
+    std::vector<float> x(3 * S * S);
+    for (int v = 0; v < views; ++v) {
+      to_chw(augment_view(img, samples[i].domain, v, s), S, x.data());
+      auto in = torch::from_blob(x.data(), {1, 3, S, S}).contiguous(torch::MemoryFormat::ChannelsLast);
+      auto a = net.run_stages(in, 0, split).contiguous();
+      std::lock_guard<std::mutex> lock(mu);
+      if (!c.act.defined()) c.act = torch::empty({views, n, a.size(1), a.size(2), a.size(3)});
+      c.act[v][i].copy_(a[0]);
+      if (v == views - 1) bar.tick();
+    }
+  });
+  bar.finish();
+  ledger.image_forward += n * views;
+  ledger.flops += static_cast<double>(n * views) * stage_flops(net, 0, split);
+  if (!file.empty()) {
+    std::string tmp = file + ".tmp";
+    torch::save(c.act, tmp);
+    if (std::rename(tmp.c_str(), file.c_str()) != 0) fail("cannot write ", file);
+  }
+  return c;
+}
+
+}  // namespace duet

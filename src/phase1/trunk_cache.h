@@ -1,0 +1,30 @@
+// src/phase1/trunk_cache.h — activations of the frozen lower backbone stages, once per view.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "backbone/nets.h"
+#include "duet/dataset.h"
+#include "duet/ledger.h"
+
+namespace duet {
+
+struct TrunkCache {
+  int split = 0;      // stages [0, split) are cached
+  int views = 0;
+  torch::Tensor act;  // [views, N, C, H, W] float32: stage split-1's output per sample and view
+};
+
+// Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views and seed) the cache.
+// Adds the image passes and FLOPs it spent to `ledger`.
+TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             const std::string& cache_dir, int workers, Ledger& ledger);
+
+// Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).
+double stage_flops(BackboneNetImpl& net, int from, int to);
+
+}  // namespace duet

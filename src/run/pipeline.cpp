@@ -1,0 +1,252 @@
+// The main job. See duet/pipeline.h.
+#include "duet/pipeline.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "duet/dataset.h"
+#include "duet/embeddings.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/metrics.h"
+#include "duet/paths.h"
+#include "duet/phase1.h"
+#include "duet/phase2.h"
+#include "duet/progress.h"
+
+namespace duet {
+
+namespace {
+
+using json = nlohmann::json;
+
+struct Config {
+  EncoderTrainOptions enc;
+  MapperOptions map;
+  bool fuse_posteriors = false;  // score = cos(codes) + cos(posteriors) instead of -||codes||
+  std::string describe;
+};
+
+Config make_config(const RunOptions& o) {
+  Config c;
+  c.enc.seed = c.map.seed = o.seed;
+  c.enc.backbone = o.backbone;
+  c.enc.backbone.threads = c.map.threads = o.threads;
+  if (o.config == "paper") {
+    // The reference recipe: frozen then fine-tuned classifier, 1024-d embeddings, 1024-1024-125
+    // mapper on 10+10 pairs per sketch, contrastive loss, Euclidean distance.
+    c.map.loss = "contrastive";
+    c.describe = "paper: frozen+finetuned classifier, 1024-d, mapper 1024-1024-125, 10+10 pairs, contrastive";
+  } else if (o.config == "default") {
+    // Same two phases, better used: augmented views, test-time mirror, triplet loss with hard
+    // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
+    c.enc.views = 4;
+    c.enc.tta_flip = true;
+    c.map.loss = "triplet";
+    c.map.margin = 0.5;
+    c.map.hard_negatives = true;
+    c.fuse_posteriors = true;
+    c.describe = "default: 4 views, mirror TTA, triplet + hard negatives, posterior fusion";
+  } else {
+    fail("unknown --config '", o.config, "': default or paper");
+  }
+  if (o.quick) {
+    if (c.enc.backbone.arch == "mobilenet_v2" && c.enc.backbone.weights.empty()) c.enc.backbone.arch = "mobilenet_v1_025";
+    c.enc.frozen_epochs = 20;
+    c.enc.finetune_epochs = 2;
+    c.enc.views = 2;
+    c.map.epochs = 15;
+    c.describe += " (quick)";
+  }
+  return c;
+}
+
+std::string hash_hex(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// Runs `step` unless <dir>/<name>.json holds the same key and every output exists; returns the
+// step's result JSON either way.
+json stamped(const std::string& dir, const std::string& name, const std::string& key,
+             const std::vector<std::string>& outputs, const std::function<json()>& step) {
+  std::string stamp = dir + "/" + name + ".json";
+  if (file_exists(stamp)) {
+    try {
+      json j = json::parse(read_file(stamp));
+      bool ok = j.value("key", "") == key;
+      for (const auto& o : outputs) ok = ok && file_exists(o);
+      if (ok) {
+        log_line(name + ": up to date, skipped");
+        return j["result"];
+      }
+    } catch (const std::exception&) {
+    }
+  }
+  json r = step();
+  write_file_atomic(stamp, json{{"key", key}, {"result", r}}.dump(2));
+  return r;
+}
+
+// Rows of `e` whose sample is in the test split, as a new Embeddings.
+Embeddings take_rows(const Embeddings& e, const std::vector<size_t>& rows) {
+  Embeddings out;
+  out.meta = e.meta;
+  out.x = Matrix(static_cast<int64_t>(rows.size()), e.x.cols);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy(e.x.row(rows[i]), e.x.row(rows[i]) + e.x.cols, out.x.row(i));
+    out.rows.push_back(e.rows[rows[i]]);
+  }
+  return out;
+}
+
+Matrix l2n(Matrix m) {
+  for (int64_t i = 0; i < m.rows; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < m.cols; ++j) s += double(m.row(i)[j]) * m.row(i)[j];
+    float inv = s > 0 ? static_cast<float>(1 / std::sqrt(s)) : 1.f;
+    for (int64_t j = 0; j < m.cols; ++j) m.row(i)[j] *= inv;
+  }
+  return m;
+}
+
+// Concatenates two matrices column-wise, scaling the second by w: [a | w b].
+Matrix hcat(const Matrix& a, const Matrix& b, float w) {
+  Matrix out(a.rows, a.cols + b.cols);
+  for (int64_t i = 0; i < a.rows; ++i) {
+    std::copy(a.row(i), a.row(i) + a.cols, out.row(i));
+    for (int64_t j = 0; j < b.cols; ++j) out.row(i)[a.cols + j] = w * b.row(i)[j];
+  }
+  return out;
+}
+
+json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
+  const std::string tsv = data + "/splits/" + split + ".tsv";
+  if (!file_exists(tsv)) fail(tsv, ": no such split file (splits available under ", data, "/splits)");
+  Dataset d = load_split(tsv, data);
+  if (o.max_classes > 0) {
+    auto cls = d.classes();
+    std::set<std::string> keep(cls.begin(), cls.begin() + std::min<size_t>(cls.size(), o.max_classes));
+    std::vector<Sample> kept;
+    for (auto& s : d.samples)
+      if (keep.count(s.cls)) kept.push_back(s);
+    d.samples = std::move(kept);
+  }
+  // Every test class needs photos in the gallery, or its queries cannot be scored.
+  {
+    std::set<std::string> photo_cls;
+    for (const auto& s : d.samples)
+      if (s.domain == "photo" && s.split == "test") photo_cls.insert(s.cls);
+    for (const auto& s : d.samples)
+      if (s.domain == "sketch" && s.split == "test" && !photo_cls.count(s.cls))
+        fail(tsv, ": class '", s.cls, "' has test sketches but no test photos");
+  }
+  const std::string dir = o.out + "/" + split;
+  make_dirs(dir);
+  const std::string split_key = hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) + "|" + data);
+  json out;
+  out["config"] = cfg.describe;
+
+  // Phase I, one domain at a time; they never see each other.
+  std::map<std::string, json> p1;
+  for (const std::string domain : {"sketch", "photo"}) {
+    EncoderTrainOptions eo = cfg.enc;
+    eo.cache_dir = o.out + "/cache";
+    std::ostringstream k;
+    k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
+      << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|" << eo.views << "|"
+      << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_flip << "|" << eo.seed;
+    std::string enc_file = dir + "/" + domain + "_encoder.pt", emb = dir + "/" + domain + ".npy";
+    p1[domain] = stamped(dir, "phase1-" + domain, hash_hex(k.str()),
+                         {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
+                           return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
+                         });
+  }
+  Embeddings se = read_embeddings(dir + "/sketch.npy"), pe = read_embeddings(dir + "/photo.npy");
+  Embeddings sp = read_embeddings(posteriors_path_for(dir + "/sketch.npy"));
+  Embeddings pp = read_embeddings(posteriors_path_for(dir + "/photo.npy"));
+  std::map<std::string, std::string> split_of;
+  for (const auto& s : d.samples) split_of[s.path] = s.split;
+  auto rows_of = [&](const Embeddings& e, const std::string& which) {
+    std::vector<size_t> r;
+    for (size_t i = 0; i < e.rows.size(); ++i)
+      if (split_of[e.rows[i].path] == which) r.push_back(i);
+    return r;
+  };
+
+  // Phase II on the train rows.
+  const std::string mapper_file = dir + "/mapper.pt";
+  std::ostringstream mk;
+  mk << p1["sketch"].dump() << p1["photo"].dump() << cfg.map.loss << cfg.map.shared << cfg.map.hidden << cfg.map.code
+     << cfg.map.pos << cfg.map.neg << cfg.map.hard_negatives << cfg.map.epochs << cfg.map.lr << cfg.map.margin
+     << cfg.map.seed;
+  json p2 = stamped(dir, "phase2", hash_hex(mk.str()), {mapper_file}, [&] {
+    return json::parse(train_mapper(take_rows(se, rows_of(se, "train")), take_rows(pe, rows_of(pe, "train")), cfg.map,
+                                    mapper_file)
+                           .to_json());
+  });
+
+  // Retrieval: test sketches against test photos.
+  auto t0 = std::chrono::steady_clock::now();
+  auto qrows = rows_of(se, "test"), grows = rows_of(pe, "test");
+  auto mapper = open_mapper(mapper_file);
+  Matrix zq = mapper->map(0, take_rows(se, qrows).x), zg = mapper->map(1, take_rows(pe, grows).x);
+  std::vector<std::string> ql, gl;
+  for (size_t r : qrows) ql.push_back(se.rows[r].cls);
+  for (size_t r : grows) gl.push_back(pe.rows[r].cls);
+  EvalOptions eo;
+  RetrievalMetrics m;
+  if (cfg.fuse_posteriors) {
+    // cos(codes) + cos(posteriors) as one inner product: [code/|code| | post/|post|].
+    Matrix q = hcat(l2n(zq), l2n(take_rows(sp, qrows).x), 1.f), g = hcat(l2n(zg), l2n(take_rows(pp, grows).x), 1.f);
+    eo.metric = Metric::Cosine;  // rows now have equal norms, so cosine ranks as the sum does
+    m = evaluate(q, g, ql, gl, eo);
+  } else {
+    eo.metric = Metric::Euclidean;
+    m = evaluate(zq, zg, ql, gl, eo);
+  }
+  double eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out["retrieval"] = json::parse(m.to_json());
+  out["sketch_accuracy"] = p1["sketch"]["val_acc"];
+  out["photo_accuracy"] = p1["photo"]["val_acc"];
+  out["phase1_sketch"] = {{"train_acc", p1["sketch"]["train_acc"]}, {"val_acc", p1["sketch"]["val_acc"]},
+                          {"ledger", p1["sketch"]["ledger"]}};
+  out["phase1_photo"] = {{"train_acc", p1["photo"]["train_acc"]}, {"val_acc", p1["photo"]["val_acc"]},
+                         {"ledger", p1["photo"]["ledger"]}};
+  out["phase2"] = {{"ledger", p2["ledger"]}, {"final_loss", p2["epoch_loss"].back()}};
+  out["retrieval_wall_s"] = eval_s;
+  out["queries"] = qrows.size();
+  out["gallery"] = grows.size();
+  return out;
+}
+
+}  // namespace
+
+std::string run_pipeline(const RunOptions& o) {
+  Config cfg = make_config(o);
+  const std::string data = o.data.empty() ? default_data_dir() : o.data;
+  make_dirs(o.out);
+  json all;
+  all["dataset"] = data;
+  all["config"] = o.config;
+  all["quick"] = o.quick;
+  all["seed"] = o.seed;
+  for (const auto& split : o.splits) {
+    log_line("split " + split + " (" + cfg.describe + ")");
+    all["splits"][split] = run_split(o, cfg, data, split);
+  }
+  std::string text = all.dump(2);
+  write_file_atomic(o.out + "/metrics.json", text + "\n");
+  return text;
+}
+
+}  // namespace duet
