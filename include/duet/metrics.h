@@ -19,8 +19,8 @@
 
 namespace duet {
 
-enum class Metric { Cosine, Euclidean };
-Metric parse_metric(const std::string& s);  // "cosine" | "euclidean"; throws Error
+enum class Metric { Cosine, Euclidean, Dot };
+Metric parse_metric(const std::string& s);  // "cosine" | "euclidean" | "dot"; throws Error
 
 struct RetrievalMetrics {
   double map_all = 0;
@@ -50,7 +50,12 @@ RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<st
                           const std::vector<std::string>& g_labels, const EvalOptions& opt);
 
 // Score blocks for embeddings, shared with the ranking code: scores [(q1-q0), ng].
+// Cosine similarity, -||q - g||^2, or the plain inner product.
 ScoreBlockFn embedding_scorer(const Matrix& q, const Matrix& g, Metric metric);
+
+// Class names -> ids shared by both lists (for evaluate_scores).
+void label_ids(const std::vector<std::string>& q, const std::vector<std::string>& g, std::vector<int>& qi,
+               std::vector<int>& gi);
 
 // 1-based ranks of the relevant items (relevant[g] != 0) in the ranking by `scores` (higher first,
 // ties by lower index), sorted ascending. O(n log R).

@@ -23,6 +23,7 @@ struct EncoderTrainOptions {
   BackboneOptions backbone;
   int hidden = 1024;            // embedding width
   float dropout = 0.5f;
+  double label_smoothing = 0.0;  // cross-entropy target smoothing (regularises small classes)
   int frozen_epochs = 30;       // stage 1: head only
   int finetune_epochs = 10;     // stage 2: head + top backbone stages
   int finetune_stages = 3;      // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)

@@ -82,6 +82,10 @@ void register_train(CLI::App& app) {
     c->add_option("--batch", a->opt.batch, "minibatch size")->capture_default_str()->check(CLI::PositiveNumber);
     c->add_option("--lr", a->opt.lr, "head learning rate (frozen stage)")->capture_default_str();
     c->add_option("--finetune-lr", a->opt.finetune_lr, "backbone learning rate (fine-tuning)")->capture_default_str();
+    c->add_option("--label-smoothing", a->opt.label_smoothing, "cross-entropy label smoothing")
+        ->capture_default_str()->check(CLI::Range(0.0, 0.5));
+    c->add_option("--dropout", a->opt.dropout, "dropout before the classifier")->capture_default_str()
+        ->check(CLI::Range(0.0, 0.95));
     c->add_flag("--tta-flip", a->opt.tta_flip, "embeddings average image and mirror");
     c->add_option("--cache-dir", a->opt.cache_dir, "keep trunk activations here between runs");
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();

@@ -16,6 +16,7 @@ void register_embed(CLI::App& app);
 void register_classify(CLI::App& app);
 void register_train(CLI::App& app);
 void register_run(CLI::App& app);
+void register_baseline(CLI::App& app);
 
 // --backbone/--weights/--threads, shared by every verb that runs a network.
 void add_backbone_options(CLI::App* cmd, BackboneOptions& opt);

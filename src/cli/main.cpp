@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   duet::cli::register_classify(app);
   duet::cli::register_train(app);
   duet::cli::register_run(app);
+  duet::cli::register_baseline(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -17,7 +17,8 @@ namespace duet {
 Metric parse_metric(const std::string& s) {
   if (s == "cosine") return Metric::Cosine;
   if (s == "euclidean") return Metric::Euclidean;
-  fail("unknown metric '", s, "': use cosine or euclidean");
+  if (s == "dot") return Metric::Dot;
+  fail("unknown metric '", s, "': use cosine, euclidean or dot");
 }
 
 std::string RetrievalMetrics::to_json() const {
@@ -177,12 +178,19 @@ RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<st
   if (static_cast<int64_t>(gl.size()) != g.rows)
     fail(gl.size(), " gallery labels for ", g.rows, " gallery embeddings; they must match row for row");
   auto scorer = embedding_scorer(q, g, opt.metric);
+  std::vector<int> gi, qi;
+  label_ids(ql, gl, qi, gi);
+  return evaluate_scores(q.rows, g.rows, scorer, qi, gi, opt);
+}
+
+void label_ids(const std::vector<std::string>& ql, const std::vector<std::string>& gl, std::vector<int>& qi,
+               std::vector<int>& gi) {
   std::unordered_map<std::string, int> ids;
   auto id = [&ids](const std::string& s) { return ids.emplace(s, static_cast<int>(ids.size())).first->second; };
-  std::vector<int> gi, qi;
+  gi.clear();
+  qi.clear();
   for (const auto& s : gl) gi.push_back(id(s));
   for (const auto& s : ql) qi.push_back(id(s));
-  return evaluate_scores(q.rows, g.rows, scorer, qi, gi, opt);
 }
 
 }  // namespace duet

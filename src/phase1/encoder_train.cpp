@@ -212,7 +212,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   auto net = open_backbone_net(opt.backbone.arch, opt.backbone.weights);
   const std::string weights_id = opt.backbone.weights.empty() ? "default" : opt.backbone.weights;
   const int S_total = net->num_stages();
-  const int ft = std::clamp(opt.finetune_epochs > 0 ? opt.finetune_stages : 0, 0, S_total);
+  // The split point does not depend on the epochs, so runs with other schedules share a cache.
+  const int ft = std::clamp(opt.finetune_stages, 0, S_total - 1);
   const int split = S_total - ft;
   net->eval();
   for (auto& p : net->parameters()) p.set_requires_grad(false);
@@ -243,6 +244,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   };
 
   Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()), opt.dropout);
+  const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing);
   auto evaluate_val = [&](const torch::Tensor& feats0) {
     torch::NoGradGuard ng;
     head->eval();
@@ -268,7 +270,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
         auto x = feats.index({view.slice(0, b, e), idx});
         auto y = lab.index_select(0, idx);
         auto logits = head->forward(x);
-        auto loss = torch::nn::functional::cross_entropy(logits, y);
+        auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
         optim.zero_grad();
         loss.backward();
         optim.step();
@@ -307,7 +309,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
         auto x = cache.act.index({view.slice(0, b, e), idx});
         auto y = lab.index_select(0, idx);
         auto logits = head->forward(net->pool(net->run_stages(x, split, S_total)));
-        auto loss = torch::nn::functional::cross_entropy(logits, y);
+        auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
         optim.zero_grad();
         loss.backward();
         optim.step();

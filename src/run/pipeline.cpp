@@ -48,11 +48,12 @@ Config make_config(const RunOptions& o) {
     // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
     c.enc.views = 4;
     c.enc.tta_flip = true;
+    c.enc.label_smoothing = 0.1;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
     c.fuse_posteriors = true;
-    c.describe = "default: 4 views, mirror TTA, triplet + hard negatives, posterior fusion";
+    c.describe = "default: 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion";
   } else {
     fail("unknown --config '", o.config, "': default or paper");
   }
@@ -109,26 +110,6 @@ Embeddings take_rows(const Embeddings& e, const std::vector<size_t>& rows) {
   return out;
 }
 
-Matrix l2n(Matrix m) {
-  for (int64_t i = 0; i < m.rows; ++i) {
-    double s = 0;
-    for (int64_t j = 0; j < m.cols; ++j) s += double(m.row(i)[j]) * m.row(i)[j];
-    float inv = s > 0 ? static_cast<float>(1 / std::sqrt(s)) : 1.f;
-    for (int64_t j = 0; j < m.cols; ++j) m.row(i)[j] *= inv;
-  }
-  return m;
-}
-
-// Concatenates two matrices column-wise, scaling the second by w: [a | w b].
-Matrix hcat(const Matrix& a, const Matrix& b, float w) {
-  Matrix out(a.rows, a.cols + b.cols);
-  for (int64_t i = 0; i < a.rows; ++i) {
-    std::copy(a.row(i), a.row(i) + a.cols, out.row(i));
-    for (int64_t j = 0; j < b.cols; ++j) out.row(i)[a.cols + j] = w * b.row(i)[j];
-  }
-  return out;
-}
-
 json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
   const std::string tsv = data + "/splits/" + split + ".tsv";
   if (!file_exists(tsv)) fail(tsv, ": no such split file (splits available under ", data, "/splits)");
@@ -164,7 +145,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     std::ostringstream k;
     k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
       << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|" << eo.views << "|"
-      << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_flip << "|" << eo.seed;
+      << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_flip << "|" << eo.label_smoothing << "|" << eo.dropout
+      << "|" << eo.seed;
     std::string enc_file = dir + "/" + domain + "_encoder.pt", emb = dir + "/" + domain + ".npy";
     p1[domain] = stamped(dir, "phase1-" + domain, hash_hex(k.str()),
                          {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
@@ -206,10 +188,24 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   EvalOptions eo;
   RetrievalMetrics m;
   if (cfg.fuse_posteriors) {
-    // cos(codes) + cos(posteriors) as one inner product: [code/|code| | post/|post|].
-    Matrix q = hcat(l2n(zq), l2n(take_rows(sp, qrows).x), 1.f), g = hcat(l2n(zg), l2n(take_rows(pp, grows).x), 1.f);
-    eo.metric = Metric::Cosine;  // rows now have equal norms, so cosine ranks as the sum does
-    m = evaluate(q, g, ql, gl, eo);
+    // log p(same | code distance) + log p(same | class posteriors): the mapper's calibrated pair
+    // probability times the chance that both Phase I classifiers name the same class (p_s . p_p),
+    // treated as independent evidence.
+    auto code = embedding_scorer(zq, zg, Metric::Euclidean);
+    auto post = embedding_scorer(take_rows(sp, qrows).x, take_rows(pp, grows).x, Metric::Dot);
+    const int64_t ng = zg.rows;
+    const Mapper& mp = *mapper;
+    ScoreBlockFn fused = [&](int64_t q0, int64_t q1, float* out) {
+      std::vector<float> tmp(static_cast<size_t>((q1 - q0) * ng));
+      code(q0, q1, out);
+      post(q0, q1, tmp.data());
+      for (size_t i = 0; i < tmp.size(); ++i)
+        out[i] = static_cast<float>(std::log(std::max(mp.probability(std::sqrt(std::max(0.f, -out[i]))), 1e-30)) +
+                                    std::log(std::max(tmp[i], 1e-30f)));
+    };
+    std::vector<int> qi, gi;
+    label_ids(ql, gl, qi, gi);
+    m = evaluate_scores(zq.rows, ng, fused, qi, gi, eo);
   } else {
     eo.metric = Metric::Euclidean;
     m = evaluate(zq, zg, ql, gl, eo);
