@@ -19,10 +19,18 @@ void print_table(const std::string& text) {
     double peak = std::max({s["phase1_sketch"]["ledger"]["peak_rss_mib"].get<double>(),
                             s["phase1_photo"]["ledger"]["peak_rss_mib"].get<double>(),
                             s["phase2"]["ledger"]["peak_rss_mib"].get<double>()});
-    std::printf("%-11s %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8.3f %-8.3f %-9.1f %-9.1f %-9.0f\n", name.c_str(),
+    // Accuracy on held-out images of trained classes; a zero-shot split has none ("n/a").
+    auto acc = [](const nlohmann::json& v) {
+      char b[16];
+      double a = v.get<double>();
+      if (a < 0) return std::string("n/a");
+      std::snprintf(b, sizeof b, "%.3f", a);
+      return std::string(b);
+    };
+    std::printf("%-11s %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8s %-8s %-9.1f %-9.1f %-9.0f\n", name.c_str(),
                 r["map_all"].get<double>(), r["map@100"].get<double>(), r["map@200"].get<double>(),
-                r["p@100"].get<double>(), r["p@200"].get<double>(), s["sketch_accuracy"].get<double>(),
-                s["photo_accuracy"].get<double>(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
+                r["p@100"].get<double>(), r["p@200"].get<double>(), acc(s["sketch_accuracy"]).c_str(),
+                acc(s["photo_accuracy"]).c_str(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
   }
 }
 }  // namespace
