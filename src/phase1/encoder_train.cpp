@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <set>
 #include <sstream>
@@ -95,7 +96,8 @@ LoadedEncoder load_encoder(const std::string& path) {
   } catch (const std::exception&) {
     fail(path, ": not a duet encoder file (train one with `duet train-encoder`)");
   }
-  if (ivalue_str(ar, "format", path) != kFormat) fail(path, ": unsupported encoder format");
+  if (std::string f = ivalue_str(ar, "format", path); f != kFormat)
+    fail(path, ": not a duet encoder file (it is a ", f, " file); train one with `duet train-encoder`");
   LoadedEncoder e;
   e.meta.arch = ivalue_str(ar, "arch", path);
   e.meta.weights = ivalue_str(ar, "weights", path);
@@ -253,6 +255,35 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     return acc;
   };
 
+  // One epoch over the train samples, each seen at a random cached view:
+  // forward(sample indices [B], views [B]) -> logits [B, C]. Returns (mean loss, accuracy).
+  using Forward = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
+  auto run_epoch = [&](torch::optim::Optimizer& optim, const Forward& forward, Progress* per_sample) {
+    auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
+    auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
+    double loss_sum = 0, correct = 0;
+    for (int64_t b = 0; b < res.train_count; b += opt.batch) {
+      int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
+      auto idx = perm.slice(0, b, e);
+      auto y = lab.index_select(0, idx);
+      auto logits = forward(idx, view.slice(0, b, e));
+      auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
+      optim.zero_grad();
+      loss.backward();
+      optim.step();
+      loss_sum += loss.item<double>() * (e - b);
+      correct += logits.argmax(1).eq(y).sum().item<double>();
+      if (per_sample) per_sample->tick(e - b);
+    }
+    return std::make_pair(loss_sum / res.train_count, correct / res.train_count);
+  };
+  auto log_epoch = [&](Progress& bar, const char* stage, int ep, std::pair<double, double> lr, double val) {
+    res.epochs.push_back(EpochLog{stage, ep, lr.first, lr.second, val});
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " loss %.3f train %.3f val %.3f", lr.first, lr.second, val);
+    bar.set_suffix(buf);
+  };
+
   // Stage 1: backbone frozen, head trains on pooled features.
   {
     auto feats = pooled_all(false);
@@ -261,27 +292,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     Progress bar(domain + " frozen", opt.frozen_epochs);
     for (int ep = 1; ep <= opt.frozen_epochs; ++ep) {
       head->train();
-      auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
-      auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
-      double loss_sum = 0, correct = 0;
-      for (int64_t b = 0; b < res.train_count; b += opt.batch) {
-        int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
-        auto idx = perm.slice(0, b, e);
-        auto x = feats.index({view.slice(0, b, e), idx});
-        auto y = lab.index_select(0, idx);
-        auto logits = head->forward(x);
-        auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
-        optim.zero_grad();
-        loss.backward();
-        optim.step();
-        loss_sum += loss.item<double>() * (e - b);
-        correct += logits.argmax(1).eq(y).sum().item<double>();
-      }
-      EpochLog l{"frozen", ep, loss_sum / res.train_count, correct / res.train_count, evaluate_val(feats[0])};
-      res.epochs.push_back(l);
-      char buf[96];
-      std::snprintf(buf, sizeof buf, " loss %.3f train %.3f val %.3f", l.loss, l.train_acc, l.val_acc);
-      bar.set_suffix(buf);
+      auto r = run_epoch(optim, [&](const torch::Tensor& idx, const torch::Tensor& v) {
+        return head->forward(feats.index({v, idx}));
+      }, nullptr);
+      log_epoch(bar, "frozen", ep, r, evaluate_val(feats[0]));
       bar.tick();
     }
   }
@@ -300,32 +314,13 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     for (int ep = 1; ep <= opt.finetune_epochs; ++ep) {
       net->train();
       head->train();
-      auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
-      auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
-      double loss_sum = 0, correct = 0;
-      for (int64_t b = 0; b < res.train_count; b += opt.batch) {
-        int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
-        auto idx = perm.slice(0, b, e);
-        auto x = cache.act.index({view.slice(0, b, e), idx});
-        auto y = lab.index_select(0, idx);
-        auto logits = head->forward(net->pool(net->run_stages(x, split, S_total)));
-        auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
-        optim.zero_grad();
-        loss.backward();
-        optim.step();
-        loss_sum += loss.item<double>() * (e - b);
-        correct += logits.argmax(1).eq(y).sum().item<double>();
-        bar.tick(e - b);
-      }
+      auto r = run_epoch(optim, [&](const torch::Tensor& idx, const torch::Tensor& v) {
+        return head->forward(net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)));
+      }, &bar);
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;
       work.flops += 3.0 * res.train_count * top_flops;  // forward + backward (2x)
-      auto f0 = pooled_all(true)[0];
-      EpochLog l{"finetune", ep, loss_sum / res.train_count, correct / res.train_count, evaluate_val(f0)};
-      res.epochs.push_back(l);
-      char buf[96];
-      std::snprintf(buf, sizeof buf, " loss %.3f train %.3f val %.3f", l.loss, l.train_acc, l.val_acc);
-      bar.set_suffix(buf);
+      log_epoch(bar, "finetune", ep, r, evaluate_val(pooled_all(true)[0]));
     }
     for (auto& p : top) p.set_requires_grad(false);
   }
