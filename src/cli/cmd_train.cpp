@@ -117,3 +117,32 @@ void register_train(CLI::App& app) {
 }
 
 }  // namespace duet::cli
+
+namespace duet::cli {
+
+// duet map — embeddings through one branch of a trained mapper: the Phase II codes.
+void register_map(CLI::App& app) {
+  struct Args {
+    std::string mapper, emb, out, side = "query";
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("map", "Phase II codes: embeddings through the query or gallery branch of a mapper");
+  c->add_option("--mapper", a->mapper, "mapper file")->required()->check(CLI::ExistingFile);
+  c->add_option("--emb", a->emb, "embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
+  c->add_option("--side", a->side, "branch: query (sketch) or gallery (photo)")
+      ->check(CLI::IsMember({"query", "gallery"}))->capture_default_str();
+  c->add_option("-o,--out", a->out, "codes .npy to write (with manifest)")->required();
+  c->callback([a] {
+    auto m = open_mapper(a->mapper);
+    Embeddings e = read_embeddings(a->emb);
+    Embeddings out;
+    out.x = m->map(a->side == "query" ? 0 : 1, e.x);
+    out.rows = e.rows;
+    out.meta = e.meta;
+    out.meta["source"] = "mapper:" + a->mapper.substr(a->mapper.find_last_of('/') + 1) + ":" + a->side;
+    write_embeddings(a->out, out);
+    std::printf("%s: %lld x %lld\n", a->out.c_str(), static_cast<long long>(out.x.rows), static_cast<long long>(out.x.cols));
+  });
+}
+
+}  // namespace duet::cli

@@ -15,6 +15,7 @@ void register_split(CLI::App& app);
 void register_embed(CLI::App& app);
 void register_classify(CLI::App& app);
 void register_train(CLI::App& app);
+void register_map(CLI::App& app);
 void register_run(CLI::App& app);
 void register_baseline(CLI::App& app);
 

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   duet::cli::register_embed(app);
   duet::cli::register_classify(app);
   duet::cli::register_train(app);
+  duet::cli::register_map(app);
   duet::cli::register_run(app);
   duet::cli::register_baseline(app);
   try {
