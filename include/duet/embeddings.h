@@ -43,6 +43,10 @@ std::string manifest_path_for(const std::string& npy_path);
 void write_embeddings(const std::string& npy_path, const Embeddings& e);
 // Reads both files and checks that the manifest and the matrix agree.
 Embeddings read_embeddings(const std::string& npy_path);
+// The given rows of e, in that order, with their manifest rows and e's meta.
+Embeddings take_rows(const Embeddings& e, const std::vector<size_t>& rows);
+// "runs/a.npy" -> "runs/a" (the stem that sibling files are named from).
+std::string npy_stem(const std::string& npy_path);
 
 // One label per line (blank lines are errors); used by `duet eval`.
 std::vector<std::string> read_label_file(const std::string& path);

@@ -33,21 +33,16 @@ struct MapperArgs {
 };
 
 // Keeps the rows whose path is in the split's train part (all rows without a split file).
-Embeddings train_rows(Embeddings e, const std::string& split_file) {
+Embeddings train_rows(const Embeddings& e, const std::string& split_file) {
   if (split_file.empty()) return e;
   Dataset d = load_split(split_file);
   std::set<std::string> train;
   for (const auto& s : d.samples)
     if (s.split == "train") train.insert(s.path);
-  Embeddings out;
-  out.meta = e.meta;
-  out.x.cols = e.x.cols;
+  std::vector<size_t> rows;
   for (size_t i = 0; i < e.rows.size(); ++i)
-    if (train.count(e.rows[i].path)) {
-      out.rows.push_back(e.rows[i]);
-      out.x.data.insert(out.x.data.end(), e.x.row(i), e.x.row(i) + e.x.cols);
-    }
-  out.x.rows = static_cast<int64_t>(out.rows.size());
+    if (train.count(e.rows[i].path)) rows.push_back(i);
+  Embeddings out = take_rows(e, rows);
   if (out.x.rows == 0) fail(split_file, " marks none of the embedded images as train; is it the split they came from?");
   return out;
 }

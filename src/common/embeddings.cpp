@@ -109,10 +109,23 @@ void write_npy(const std::string& path, const Matrix& m) {
   f.commit();
 }
 
-std::string manifest_path_for(const std::string& npy_path) {
+std::string npy_stem(const std::string& npy_path) {
   std::string p = npy_path;
   if (p.size() > 4 && p.compare(p.size() - 4, 4, ".npy") == 0) p.resize(p.size() - 4);
-  return p + ".tsv";
+  return p;
+}
+
+std::string manifest_path_for(const std::string& npy_path) { return npy_stem(npy_path) + ".tsv"; }
+
+Embeddings take_rows(const Embeddings& e, const std::vector<size_t>& rows) {
+  Embeddings out;
+  out.meta = e.meta;
+  out.x = Matrix(static_cast<int64_t>(rows.size()), e.x.cols);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    std::copy(e.x.row(rows[i]), e.x.row(rows[i]) + e.x.cols, out.x.row(i));
+    out.rows.push_back(e.rows[rows[i]]);
+  }
+  return out;
 }
 
 void write_embeddings(const std::string& npy_path, const Embeddings& e) {

@@ -161,11 +161,7 @@ double accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
 
 }  // namespace
 
-std::string posteriors_path_for(const std::string& emb_path) {
-  std::string p = emb_path;
-  if (p.size() > 4 && p.compare(p.size() - 4, 4, ".npy") == 0) p.resize(p.size() - 4);
-  return p + ".probs.npy";
-}
+std::string posteriors_path_for(const std::string& emb_path) { return npy_stem(emb_path) + ".probs.npy"; }
 
 std::string EncoderTrainResult::to_json() const {
   std::ostringstream os;

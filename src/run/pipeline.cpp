@@ -101,18 +101,6 @@ json stamped(const std::string& dir, const std::string& name, const std::string&
   return r;
 }
 
-// Rows of `e` whose sample is in the test split, as a new Embeddings.
-Embeddings take_rows(const Embeddings& e, const std::vector<size_t>& rows) {
-  Embeddings out;
-  out.meta = e.meta;
-  out.x = Matrix(static_cast<int64_t>(rows.size()), e.x.cols);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    std::copy(e.x.row(rows[i]), e.x.row(rows[i]) + e.x.cols, out.x.row(i));
-    out.rows.push_back(e.rows[rows[i]]);
-  }
-  return out;
-}
-
 json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
   const std::string tsv = data + "/splits/" + split + ".tsv";
   if (!file_exists(tsv)) fail(tsv, ": no such split file (splits available under ", data, "/splits)");
