@@ -11,14 +11,14 @@
 
 namespace duet {
 
-int set_threads(int threads) {
-  int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  torch::set_num_threads(n);
-  return n;
-}
-
 int resolve_threads(int threads) {
   return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+int set_threads(int threads) {
+  int n = resolve_threads(threads);
+  torch::set_num_threads(n);
+  return n;
 }
 
 std::vector<std::string> backbone_archs() { return {"mobilenet_v2", "mobilenet_v1_025", "vgg16"}; }

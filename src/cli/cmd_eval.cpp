@@ -15,22 +15,32 @@ struct EvalArgs {
   bool json = false;
 };
 
-// Labels from a file, or from the embedding file's manifest when no file is given.
-std::vector<std::string> labels_for(const std::string& label_file, const std::string& emb_path) {
-  if (!label_file.empty()) return read_label_file(label_file);
-  auto e = read_embeddings(emb_path);
-  std::vector<std::string> out;
-  for (const auto& r : e.rows) out.push_back(r.cls);
-  return out;
+// One side's matrix and labels: labels from a file, or from the manifest beside the .npy (read
+// together with the matrix, so the matrix is read once either way).
+struct Side {
+  Matrix x;
+  std::vector<std::string> labels;
+};
+Side load_side(const std::string& emb_path, const std::string& label_file) {
+  Side s;
+  if (!label_file.empty()) {
+    s.x = read_npy(emb_path);
+    s.labels = read_label_file(label_file);
+    return s;
+  }
+  Embeddings e = read_embeddings(emb_path);
+  s.x = std::move(e.x);
+  for (const auto& r : e.rows) s.labels.push_back(r.cls);
+  return s;
 }
 
 void run_eval(const EvalArgs& a) {
   EvalOptions opt;
   opt.metric = parse_metric(a.metric);
   opt.ks = a.ks;
-  Matrix q = read_npy(a.query_emb), g = read_npy(a.gallery_emb);
-  auto ql = labels_for(a.query_labels, a.query_emb);
-  auto gl = labels_for(a.gallery_labels, a.gallery_emb);
+  Side qs = load_side(a.query_emb, a.query_labels), gs = load_side(a.gallery_emb, a.gallery_labels);
+  const Matrix &q = qs.x, &g = gs.x;
+  const auto &ql = qs.labels, &gl = gs.labels;
   if (q.cols != g.cols)
     fail(a.query_emb, " is ", q.cols, "-d but ", a.gallery_emb, " is ", g.cols,
          "-d; query and gallery must come from the same embedding space");
