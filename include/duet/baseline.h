@@ -3,12 +3,17 @@
 //   hog:   HOG descriptors of the sketch and of the photo's Canny edge map (both 128x128
 //          greyscale, 8x8 cells, 16x16 blocks, 9 bins), ranked by cosine similarity.
 //   raw:   ImageNet backbone features of both domains (MobileNetV2: 1280-d), cosine, no training.
-// Both evaluate test sketches against test photos of a split, like `duet run`.
+//   siamese: the end-to-end method dual-phase is compared against: one backbone per domain, each
+//          -> FC-hidden -> FC-code (L2-normalised), trained jointly on sketch/photo triplets through
+//          the full networks (or from stage `train_from` up), evaluated as each FLOP budget is spent.
+// All evaluate test sketches against test photos of a split, like `duet run`.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "duet/encoder.h"
+#include "duet/ledger.h"
 #include "duet/metrics.h"
 
 namespace duet {
@@ -21,10 +26,29 @@ struct BaselineOptions {
 
 struct BaselineResult {
   RetrievalMetrics metrics;
-  double wall_s = 0;
+  double wall_s = 0;      // everything, evaluation included
+  Ledger train;           // training only (zero for hog/raw)
+  int64_t steps = 0;      // siamese: optimiser steps taken
+  double epochs = 0;      // siamese: passes over the train sketches
+  std::string to_json() const;
+};
+
+struct SiameseOptions {
+  BaselineOptions base;
+  // Evaluate (and finally stop) once training has spent each of these many TFLOPs; one training
+  // run serves every budget, the learning rate being constant. Empty: evaluate after all epochs.
+  std::vector<double> budgets_tflops;
+  int epochs = 100;          // upper bound on passes over the train sketches
+  int batch = 16;            // sketches per step, each with one photo of its class
+  int train_from = 0;        // backbone stages below this stay frozen (0: the full networks)
+  int hidden = 1024, code_dim = 125;
+  double lr = 1e-4;          // backbones; the heads train at 10x
+  double weight_decay = 1e-4, margin = 0.2;
+  uint64_t seed = 0;
 };
 
 BaselineResult baseline_hog(const BaselineOptions& opt);
 BaselineResult baseline_raw(const BaselineOptions& opt);
+std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt);  // one per budget
 
 }  // namespace duet

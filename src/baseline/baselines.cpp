@@ -2,6 +2,7 @@
 #include "duet/baseline.h"
 
 #include <chrono>
+#include <cstdio>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/objdetect.hpp>
 
@@ -46,6 +47,15 @@ Matrix hog_matrix(const Dataset& d, const std::vector<Sample>& samples, bool edg
 }
 
 }  // namespace
+
+std::string BaselineResult::to_json() const {
+  std::string j = metrics.to_json();
+  j.pop_back();  // the closing brace
+  char buf[96];
+  std::snprintf(buf, sizeof buf, ", \"wall_s\": %.3f, \"steps\": %lld, \"epochs\": %.3f, \"ledger\": ", wall_s,
+                static_cast<long long>(steps), epochs);
+  return j + buf + train.to_json() + "}";
+}
 
 BaselineResult baseline_hog(const BaselineOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();

@@ -47,7 +47,7 @@ void register_classify(CLI::App& app) {
   auto* c = app.add_subcommand("classify", "top-k ImageNet labels of images with the pretrained backbone");
   add_backbone_options(c, a->backbone);
   c->add_option("--labels", a->labels, "label file, line i = output i (default: $DUET_SHARED/weights/imagenet_labels.txt)");
-  c->add_option("-k,--top", a->top, "how many labels per image")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("-k,--top", a->top, "how many labels per image")->check(positive)->capture_default_str();
   c->add_flag("--json", a->json, "print JSON on stdout");
   c->add_option("images", a->images, "image files")->required();
   c->callback([a] { run_classify(*a); });

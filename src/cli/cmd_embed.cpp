@@ -51,7 +51,7 @@ void register_embed(CLI::App& app) {
   c->add_option("--subset", a->subset, "which part of the split")->check(CLI::IsMember({"train", "test", "all"}))
       ->capture_default_str();
   c->add_option("-o,--out", a->out, "output .npy (the manifest goes to the same name with .tsv)")->required();
-  c->add_option("-b,--batch", a->embed.batch, "images per forward pass")->check(CLI::PositiveNumber)->capture_default_str();
+  c->add_option("-b,--batch", a->embed.batch, "images per forward pass")->check(positive)->capture_default_str();
   c->add_flag("--hflip", a->embed.hflip, "average with the mirrored image (test-time augmentation)");
   c->add_flag("--skip-bad", a->embed.skip_bad, "warn about and skip unreadable images instead of failing");
   c->callback([a] { run_embed(*a); });

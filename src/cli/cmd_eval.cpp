@@ -72,7 +72,7 @@ void register_eval(CLI::App& app) {
   c->add_option("--gallery-emb", a->gallery_emb, "gallery embeddings (.npy, M x D float32)")->required()->check(CLI::ExistingFile);
   c->add_option("--gallery-labels", a->gallery_labels, "gallery class per line (default: the .tsv manifest)")->check(CLI::ExistingFile);
   c->add_option("--metric", a->metric, "similarity")->check(CLI::IsMember({"cosine", "euclidean", "dot"}))->capture_default_str();
-  c->add_option("-k,--k", a->ks, "cut-offs K for map@K and p@K")->capture_default_str()->check(CLI::PositiveNumber);
+  c->add_option("-k,--k", a->ks, "cut-offs K for map@K and p@K")->capture_default_str()->check(positive);
   c->add_flag("--json", a->json, "print one JSON object on stdout");
   c->callback([a] { run_eval(*a); });
 }

@@ -68,13 +68,13 @@ void register_train(CLI::App& app) {
     c->add_option("-o,--out", a->out, "encoder file to write")->required();
     c->add_option("--emb-out", a->emb_out, "also write embeddings of every image of the domain (.npy)");
     c->add_option("--json-out", a->json_out, "also write the training report (accuracies, ledger) here");
-    c->add_option("--hidden", a->opt.hidden, "embedding width")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--hidden", a->opt.hidden, "embedding width")->capture_default_str()->check(positive);
     c->add_option("--frozen-epochs", a->opt.frozen_epochs, "epochs with the backbone frozen")->capture_default_str();
     c->add_option("--finetune-epochs", a->opt.finetune_epochs, "epochs with the top stages unfrozen")->capture_default_str();
     c->add_option("--finetune-stages", a->opt.finetune_stages, "backbone stages to unfreeze")->capture_default_str();
     c->add_option("--views", a->opt.views, "cached views per image (original, mirror, augmentations)")
         ->capture_default_str()->check(CLI::Range(1, 16));
-    c->add_option("--batch", a->opt.batch, "minibatch size")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--batch", a->opt.batch, "minibatch size")->capture_default_str()->check(positive);
     c->add_option("--lr", a->opt.lr, "head learning rate (frozen stage)")->capture_default_str();
     c->add_option("--finetune-lr", a->opt.finetune_lr, "backbone learning rate (fine-tuning)")->capture_default_str();
     c->add_option("--label-smoothing", a->opt.label_smoothing, "cross-entropy label smoothing")
@@ -98,11 +98,11 @@ void register_train(CLI::App& app) {
         ->capture_default_str();
     c->add_flag("--shared", a->opt.shared, "one branch for both domains");
     c->add_flag("--hard-negatives", a->opt.hard_negatives, "negatives from the closest other-class photos");
-    c->add_option("--hidden", a->opt.hidden, "hidden width")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--code", a->opt.code, "code width")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--pos", a->opt.pos, "same-class photos per sketch per epoch")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--neg", a->opt.neg, "other-class photos per sketch per epoch")->capture_default_str()->check(CLI::PositiveNumber);
-    c->add_option("--epochs", a->opt.epochs, "epochs")->capture_default_str()->check(CLI::PositiveNumber);
+    c->add_option("--hidden", a->opt.hidden, "hidden width")->capture_default_str()->check(positive);
+    c->add_option("--code", a->opt.code, "code width")->capture_default_str()->check(positive);
+    c->add_option("--pos", a->opt.pos, "same-class photos per sketch per epoch")->capture_default_str()->check(positive);
+    c->add_option("--neg", a->opt.neg, "other-class photos per sketch per epoch")->capture_default_str()->check(positive);
+    c->add_option("--epochs", a->opt.epochs, "epochs")->capture_default_str()->check(positive);
     c->add_option("--lr", a->opt.lr, "learning rate")->capture_default_str();
     c->add_option("--margin", a->opt.margin, "loss margin")->capture_default_str();
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();

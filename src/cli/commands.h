@@ -19,6 +19,10 @@ void register_map(CLI::App& app);
 void register_run(CLI::App& app);
 void register_baseline(CLI::App& app);
 
+// Number checks whose messages read plainly ("--lr: must be positive (got 0)"); CLI11's own
+// PositiveNumber prints its range as a 300-digit double.
+extern const CLI::Validator positive, non_negative;
+
 // --backbone/--weights/--threads, shared by every verb that runs a network.
 void add_backbone_options(CLI::App* cmd, BackboneOptions& opt);
 

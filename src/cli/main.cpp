@@ -11,6 +11,26 @@
 
 namespace duet::cli {
 
+namespace {
+CLI::Validator number_check(bool zero_ok) {
+  return CLI::Validator(
+      [zero_ok](std::string& s) -> std::string {
+        size_t used = 0;
+        double v = 0;
+        try {
+          v = std::stod(s, &used);
+        } catch (const std::exception&) {
+        }
+        if (used == 0 || used != s.size()) return "'" + s + "' is not a number";
+        if (v > 0 || (zero_ok && v == 0)) return "";
+        return std::string(zero_ok ? "must not be negative" : "must be positive") + " (got " + s + ")";
+      },
+      zero_ok ? "NONNEGATIVE" : "POSITIVE");
+}
+}  // namespace
+
+const CLI::Validator positive = number_check(false), non_negative = number_check(true);
+
 void add_backbone_options(CLI::App* cmd, BackboneOptions& opt) {
   cmd->add_option("--backbone", opt.arch, "CNN architecture")
       ->check(CLI::IsMember(backbone_archs()))
