@@ -8,33 +8,13 @@ Skips (exit 0 with a note) when the shared dataset is not available.
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-duet = sys.argv[1]
-shared = os.environ.get("DUET_SHARED") or next(
-    (p for p in ("../shared", os.path.join(os.path.dirname(__file__), "../../shared")) if os.path.isdir(p)), None)
-data = os.path.join(shared or "", "data/sketchy-subset")
-if not shared or not os.path.isdir(data):
-    print("SKIP: no shared dataset (set DUET_SHARED)")
-    print("0 passed, 0 failed")
-    sys.exit(0)
-env = {**os.environ, "DUET_SHARED": os.path.abspath(shared)}
-failed, passed = [], []
+from e2e import E2E
 
-
-def check(name, ok, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + (f": {detail}" if detail else ""))
-    (passed if ok else failed).append(name)
-
-
-def run(args):
-    r = subprocess.run([duet] + args, capture_output=True, text=True, env=env)
-    if r.returncode not in (0, 1):
-        print(r.stderr[-3000:])
-    return r
-
+t = E2E(sys.argv[1])
+data, check, run = t.data, t.check, t.run
 
 with tempfile.TemporaryDirectory() as tmp:
     # The first 8 classes of the category split.
@@ -86,5 +66,4 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"rejects {name}", r.returncode != 0 and needle in r.stderr and not r.stdout
               and r.stderr.count("\n") <= 2, f"rc={r.returncode} {r.stderr.strip()[:200]}")
 
-print(f"{len(passed)} passed, {len(failed)} failed")
-sys.exit(1 if failed else 0)
+t.finish()

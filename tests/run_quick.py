@@ -8,32 +8,13 @@ Skips (exit 0 with a note) when the shared dataset is not available.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 
-duet = sys.argv[1]
-shared = os.environ.get("DUET_SHARED") or next(
-    (p for p in ("../shared", os.path.join(os.path.dirname(__file__), "../../shared")) if os.path.isdir(p)), None)
-if not shared or not os.path.isdir(os.path.join(shared, "data/sketchy-subset")):
-    print("SKIP: no shared dataset (set DUET_SHARED)")
-    print("0 passed, 0 failed")
-    sys.exit(0)
-env = {**os.environ, "DUET_SHARED": os.path.abspath(shared)}
-failed, passed = [], []
+from e2e import E2E
 
-
-def check(name, ok, detail=""):
-    print(("PASS " if ok else "FAIL ") + name + (f": {detail}" if detail else ""))
-    (passed if ok else failed).append(name)
-
-
-def run(args, expect_rc=0):
-    r = subprocess.run([duet] + args, capture_output=True, text=True, env=env)
-    if r.returncode != expect_rc:
-        print(r.stderr[-3000:])
-    return r
-
+t = E2E(sys.argv[1])
+shared, check, run = t.shared, t.check, t.run
 
 with tempfile.TemporaryDirectory() as tmp:
     out = os.path.join(tmp, "run")
@@ -85,5 +66,4 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run(["eval", "--query-emb", f"{cat}/sketch.npy", "--gallery-emb", f"{cat}/photo.probs.npy"], expect_rc=1)
     check("eval rejects mixed spaces", r.returncode == 1 and "same embedding space" in r.stderr, r.stderr.strip())
 
-print(f"{len(passed)} passed, {len(failed)} failed")
-sys.exit(1 if failed else 0)
+t.finish()

@@ -1,0 +1,40 @@
+"""What the end-to-end test scripts share: finding the shared dataset (or skipping), running the
+duet binary with it, and counting checks.
+
+    from e2e import E2E
+    t = E2E(sys.argv[1])   # exits 0 with a SKIP note when ../shared (or $DUET_SHARED) is missing
+    r = t.run([...]); t.check("name", ok, detail)
+    t.finish()             # prints the count, exits 1 if anything failed
+"""
+import os
+import subprocess
+import sys
+
+
+class E2E:
+    def __init__(self, duet):
+        self.duet = duet
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.shared = os.environ.get("DUET_SHARED") or next(
+            (p for p in ("../shared", os.path.join(here, "../../shared")) if os.path.isdir(p)), None)
+        self.data = os.path.join(self.shared or "", "data/sketchy-subset")
+        if not self.shared or not os.path.isdir(self.data):
+            print("SKIP: no shared dataset (set DUET_SHARED)")
+            print("0 passed, 0 failed")
+            sys.exit(0)
+        self.env = {**os.environ, "DUET_SHARED": os.path.abspath(self.shared)}
+        self.passed, self.failed = [], []
+
+    def check(self, name, ok, detail=""):
+        print(("PASS " if ok else "FAIL ") + name + (f": {detail}" if detail else ""))
+        (self.passed if ok else self.failed).append(name)
+
+    def run(self, args, expect_rc=0):
+        r = subprocess.run([self.duet] + args, capture_output=True, text=True, env=self.env)
+        if expect_rc is not None and r.returncode != expect_rc:
+            print(r.stderr[-3000:])
+        return r
+
+    def finish(self):
+        print(f"{len(self.passed)} passed, {len(self.failed)} failed")
+        sys.exit(1 if self.failed else 0)
