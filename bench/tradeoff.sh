@@ -26,7 +26,6 @@ while [ $# -gt 0 ]; do
 done
 data=${DUET_DATA:-${DUET_SHARED:-../shared}/data/sketchy-subset}
 IFS=, read -ra split_list <<< "$splits"
-IFS=, read -ra mult_list <<< "$multiples"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 

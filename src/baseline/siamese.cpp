@@ -8,13 +8,13 @@
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <mutex>
 #include <random>
 
 #include "backbone/nets.h"
 #include "duet/augment.h"
 #include "duet/baseline.h"
 #include "duet/dataset.h"
+#include "duet/embed.h"
 #include "duet/error.h"
 #include "duet/image.h"
 #include "duet/progress.h"
@@ -51,39 +51,43 @@ Branch make_branch(const SiameseOptions& opt) {
   return b;
 }
 
-// Images -> [n, 3, S, S] channels-last, decoded and augmented in parallel. view < 0: as they are.
+// Images -> [n, 3, S, S] channels-last, decoded and given view `views[i]` (augment_view) in parallel.
 torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, const std::vector<int>& idx,
                          const std::vector<int>& views, uint64_t seed, int S) {
   auto x = torch::empty({static_cast<int64_t>(idx.size()), 3, S, S});
   float* p = x.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < idx.size(); ++i) {
-    cv::Mat img = load_rgb(d.abs_path(s[idx[i]]));
-    if (views[i] >= 0) img = augment_view(img, s[idx[i]].domain, views[i], seed + static_cast<uint64_t>(idx[i]));
+    cv::Mat img = augment_view(load_rgb(d.abs_path(s[idx[i]])), s[idx[i]].domain, views[i],
+                               seed + static_cast<uint64_t>(idx[i]));
     to_chw(img, S, p + i * 3 * S * S);
   }
   return x.contiguous(torch::MemoryFormat::ChannelsLast);
 }
 
-// Codes of every sample, one image per worker thread (the fast inference path, see for_each_image).
-Matrix embed_codes(Branch& b, const Dataset& d, const std::vector<Sample>& s, int code_dim, int workers,
-                   const std::string& what) {
-  const int S = b.net->input_size;
-  Matrix m(static_cast<int64_t>(s.size()), code_dim);
-  b.net->eval();
-  Progress bar(what, m.rows);
-  std::mutex mu;
-  for_each_image(m.rows, workers, [&](int64_t i) {
-    std::vector<float> x(3 * S * S);
-    to_chw(load_rgb(d.abs_path(s[i])), S, x.data());
-    auto c = b.forward(torch::from_blob(x.data(), {1, 3, S, S}).contiguous(torch::MemoryFormat::ChannelsLast))
-                 .contiguous();
-    std::copy(c.data_ptr<float>(), c.data_ptr<float>() + code_dim, m.row(i));
-    std::lock_guard<std::mutex> lock(mu);
-    bar.tick();
-  });
-  return m;
-}
+// A branch as an Encoder (image -> code), so that evaluation goes through embed_samples like every
+// other embedding: one image per worker thread, the fast inference path (see for_each_image).
+class BranchEncoder : public Encoder {
+ public:
+  BranchEncoder(Branch& b, int code_dim, int workers) : b_(b), code_dim_(code_dim), workers_(workers) {}
+  int input_size() const override { return b_.net->input_size; }
+  int64_t dim() const override { return code_dim_; }
+  void encode(int64_t n, const float* x, float* out) override {
+    const int S = input_size();
+    b_.net->eval();
+    for_each_image(n, workers_, [&](int64_t i) {
+      auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
+                    .contiguous(torch::MemoryFormat::ChannelsLast);
+      auto c = b_.forward(in).contiguous();
+      std::copy(c.data_ptr<float>(), c.data_ptr<float>() + code_dim_, out + i * code_dim_);
+    });
+  }
+  std::string source() const override { return "siamese:" + b_.net->arch; }
+
+ private:
+  Branch& b_;
+  int code_dim_, workers_;
+};
 
 }  // namespace
 
@@ -166,14 +170,12 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
     auto w0 = std::chrono::steady_clock::now();
     const double c0 = process_cpu_seconds();
     {
-      torch::NoGradGuard ng;
-      auto qm = embed_codes(sk, d, q, opt.code_dim, threads, "siamese sketch");
-      auto gm = embed_codes(ph, d, g, opt.code_dim, threads, "siamese photo");
+      BranchEncoder se(sk, opt.code_dim, threads), pe(ph, opt.code_dim, threads);
+      auto qm = embed_samples(se, d, q, {}, "siamese sketch"), gm = embed_samples(pe, d, g, {}, "siamese photo");
       EvalOptions eo;
       eo.metric = Metric::Euclidean;
-      r.metrics = evaluate(qm, gm, ql, gl, eo);
+      r.metrics = evaluate(qm.x, gm.x, ql, gl, eo);
     }
-    set_threads(opt.base.backbone.threads);  // for_each_image ran with one intra-op thread
     eval_wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     eval_cpu += process_cpu_seconds() - c0;
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
