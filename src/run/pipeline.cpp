@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include <sstream>
 
 #include "duet/dataset.h"
+#include "duet/diffusion.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -29,7 +31,9 @@ using json = nlohmann::json;
 struct Config {
   EncoderTrainOptions enc;
   MapperOptions map;
-  bool fuse_posteriors = false;  // score = cos(codes) + cos(posteriors) instead of -||codes||
+  bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
+  bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
+  DiffusionOptions diff;
   std::string describe;
 };
 
@@ -56,7 +60,10 @@ Config make_config(const RunOptions& o) {
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
     c.fuse_posteriors = true;
-    c.describe = "default: 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion";
+    c.diffusion = true;
+    c.describe =
+        "default: 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion, gallery "
+        "diffusion";
   } else {
     fail("unknown --config '", o.config, "': default or paper");
   }
@@ -197,6 +204,22 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     std::vector<int> qi, gi;
     label_ids(ql, gl, qi, gi);
     m = evaluate_scores(zq.rows, ng, fused, qi, gi, eo);
+    if (cfg.diffusion) {
+      // The gallery photos' own Phase I embeddings make the graph: no sketch is involved in it.
+      out["retrieval_before_diffusion"] = json::parse(m.to_json());
+      GalleryGraph graph(take_rows(pe, grows).x, cfg.diff);
+      ScoreBlockFn diffused = [&](int64_t q0, int64_t q1, float* o) {
+        fused(q0, q1, o);
+        std::vector<float> p(static_cast<size_t>(ng));
+        for (int64_t q = 0; q < q1 - q0; ++q) {
+          float* row = o + q * ng;
+          const float top = *std::max_element(row, row + ng);
+          for (int64_t j = 0; j < ng; ++j) p[j] = std::exp(row[j] - top);  // probabilities up to scale
+          graph.rerank(p.data(), row);
+        }
+      };
+      m = evaluate_scores(zq.rows, ng, diffused, qi, gi, eo);
+    }
   } else {
     eo.metric = Metric::Euclidean;
     m = evaluate(zq, zg, ql, gl, eo);

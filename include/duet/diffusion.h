@@ -1,0 +1,48 @@
+// duet/diffusion.h — re-ranking by diffusion over the gallery's own neighbourhood graph.
+//
+// Photos of one class sit close together in the photo embedding space even for classes no encoder
+// was trained on (photo-to-photo mAP@all 0.67 on the zero-shot test photos, against 0.30 for
+// sketch-to-photo). Diffusion lets a query's few confident matches vote for their gallery
+// neighbours: with S the symmetrically normalised k-NN graph of the gallery, the query's top
+// `seeds` scores as a distribution y, and alpha in (0, 1),
+//     f = (1 - alpha) (I - alpha S)^-1 y,       final score = f + blend * p,
+// where p is the query's whole score distribution (Zhou et al. 2004 label propagation; Iscen et
+// al. 2017 for retrieval). The graph is built once per gallery with FAISS; each query then costs a
+// few sparse products over it.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "duet/embeddings.h"
+
+namespace duet {
+
+struct DiffusionOptions {
+  int k = 10;          // neighbours per gallery item (graph edges; kept when either end chose them)
+  double alpha = 0.9;  // how far votes travel: 0 = no diffusion
+  int seeds = 5;       // top entries of a query's scores that start the diffusion
+  double blend = 0.5;  // weight of the original score distribution in the final score
+};
+
+class GalleryGraph {
+ public:
+  // features [n, d]: one row per gallery item; edges weigh max(cos, 0)^3 between k nearest
+  // neighbours. Throws Error when n < 2 or the options are out of range.
+  GalleryGraph(const Matrix& features, const DiffusionOptions& opt);
+
+  int64_t size() const { return n_; }
+
+  // probs [n]: a query's non-negative score for every gallery item (any scale; need not sum to 1).
+  // Writes the re-ranked scores to out [n] (higher is better).
+  void rerank(const float* probs, float* out) const;
+
+ private:
+  int64_t n_ = 0;
+  DiffusionOptions opt_;
+  std::vector<int64_t> start_;  // CSR rows of the normalised graph S
+  std::vector<int64_t> col_;
+  std::vector<float> w_;
+};
+
+}  // namespace duet

@@ -1,0 +1,101 @@
+// Gallery graph and diffusion re-ranking. See duet/diffusion.h.
+#include "duet/diffusion.h"
+
+#include <faiss/IndexFlat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "duet/error.h"
+
+namespace duet {
+
+GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) : n_(features.rows), opt_(opt) {
+  if (n_ < 2) fail("diffusion: the gallery needs at least 2 items (got ", n_, ")");
+  if (opt.k < 1) fail("diffusion: k must be at least 1 (got ", opt.k, ")");
+  if (!(opt.alpha >= 0 && opt.alpha < 1)) fail("diffusion: alpha must be in [0, 1) (got ", opt.alpha, ")");
+  if (opt.seeds < 1) fail("diffusion: seeds must be at least 1 (got ", opt.seeds, ")");
+  if (!(opt.blend >= 0)) fail("diffusion: blend must be non-negative (got ", opt.blend, ")");
+  const int64_t d = features.cols;
+  std::vector<float> x = features.data;
+  for (int64_t i = 0; i < n_; ++i) {
+    float* r = x.data() + i * d;
+    double s = 0;
+    for (int64_t j = 0; j < d; ++j) s += double(r[j]) * r[j];
+    const float inv = s > 0 ? float(1 / std::sqrt(s)) : 0.f;
+    for (int64_t j = 0; j < d; ++j) r[j] *= inv;
+  }
+  // k + 1 nearest by cosine: the first is normally the item itself, dropped below by id.
+  const int64_t kk = std::min<int64_t>(opt.k + 1, n_);
+  faiss::IndexFlatIP index(d);
+  index.add(n_, x.data());
+  std::vector<float> sim(static_cast<size_t>(n_ * kk));
+  std::vector<faiss::Index::idx_t> nb(static_cast<size_t>(n_ * kk));
+  index.search(n_, x.data(), kk, sim.data(), nb.data());
+
+  // Symmetric weights: an edge exists when either end has the other among its k nearest.
+  std::vector<std::map<int64_t, float>> adj(static_cast<size_t>(n_));
+  for (int64_t i = 0; i < n_; ++i) {
+    int kept = 0;
+    for (int64_t j = 0; j < kk && kept < opt.k; ++j) {
+      const int64_t o = nb[i * kk + j];
+      if (o < 0 || o == i) continue;
+      ++kept;
+      const float s = std::max(sim[i * kk + j], 0.f), w = s * s * s;
+      if (w <= 0) continue;
+      adj[i][o] = std::max(adj[i][o], w);
+      adj[o][i] = std::max(adj[o][i], w);
+    }
+  }
+  std::vector<double> deg(static_cast<size_t>(n_), 0);
+  for (int64_t i = 0; i < n_; ++i)
+    for (const auto& [o, w] : adj[i]) deg[i] += w;
+  start_.assign(static_cast<size_t>(n_ + 1), 0);
+  for (int64_t i = 0; i < n_; ++i) {
+    for (const auto& [o, w] : adj[i]) {
+      col_.push_back(o);
+      w_.push_back(static_cast<float>(w / std::sqrt(deg[i] * deg[o])));
+    }
+    start_[i + 1] = static_cast<int64_t>(col_.size());
+  }
+}
+
+void GalleryGraph::rerank(const float* probs, float* out) const {
+  const size_t n = static_cast<size_t>(n_);
+  double total = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (!(probs[i] >= 0) || !std::isfinite(probs[i])) fail("diffusion: query scores must be finite and non-negative");
+    total += probs[i];
+  }
+  // y: the top `seeds` scores, as a distribution.
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  const size_t m = std::min<size_t>(static_cast<size_t>(opt_.seeds), n);
+  std::partial_sort(order.begin(), order.begin() + m, order.end(),
+                    [&](size_t a, size_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
+  std::vector<double> y(n, 0), f(n), next(n);
+  double top = 0;
+  for (size_t i = 0; i < m; ++i) top += probs[order[i]];
+  for (size_t i = 0; i < m; ++i) y[order[i]] = top > 0 ? probs[order[i]] / top : 1.0 / m;
+  // f = alpha S f + (1 - alpha) y converges to (1 - alpha)(I - alpha S)^-1 y since ||alpha S|| < 1;
+  // the error shrinks by alpha per step, so stop once a step changes f by under 1e-7 of its mass.
+  f = y;
+  const double a = opt_.alpha;
+  for (int it = 0; it < 1000; ++it) {
+    double change = 0;
+    for (size_t i = 0; i < n; ++i) {
+      double s = 0;
+      for (int64_t e = start_[i]; e < start_[i + 1]; ++e) s += w_[e] * f[col_[e]];
+      next[i] = a * s + (1 - a) * y[i];
+      change += std::abs(next[i] - f[i]);
+    }
+    f.swap(next);
+    if (change < 1e-7) break;
+  }
+  for (size_t i = 0; i < n; ++i)
+    out[i] = static_cast<float>(f[i] + opt_.blend * (total > 0 ? probs[i] / total : 0.0));
+}
+
+}  // namespace duet
