@@ -34,6 +34,8 @@ with tempfile.TemporaryDirectory() as tmp:
         led = s[ph]["ledger"]
         check(f"{ph} ledger", led["wall_s"] > 0 and led["peak_rss_mib"] > 0 and led["flops"] > 0, str(led))
     check("sketch classifier beats chance", s["sketch_accuracy"] > 2.0 / classes, str(s["sketch_accuracy"]))
+    before = s["retrieval_before_diffusion"]["map_all"]
+    check("gallery diffusion reported with the score before it", 0 < before <= 1, str(before))
 
     # Resume: nothing is recomputed and the metrics are identical.
     r2 = run(args)
@@ -50,6 +52,36 @@ with tempfile.TemporaryDirectory() as tmp:
     os.remove(os.path.join(out, "category", "mapper.pt"))
     r4 = run(args)
     check("missing mapper is retrained", r4.returncode == 0 and r4.stderr.count("up to date") == 2)
+
+    # Validation splits carved from a split's train part, and `run --split` on a split file.
+    def read_split(path):
+        with open(path) as f:
+            return [l.rstrip("\n").split("\t") for l in f][1:]
+    src = read_split(os.path.join(shared, "data/sketchy-subset/splits/category.tsv"))
+    train_rows = {(r[0], r[1], r[2]) for r in src if r[3] == "train"}
+    val = os.path.join(tmp, "val.tsv")
+    r = run(["split", "--from", os.path.join(shared, "data/sketchy-subset/splits/category.tsv"), "-o", val])
+    v = read_split(val)
+    check("split --from keeps exactly the train part", {(x[0], x[1], x[2]) for x in v} == train_rows)
+    inst = lambda x: os.path.basename(x[1]).rsplit(".", 1)[0].rsplit("-", 1)[0]
+    sides = {}
+    for x in v:
+        sides.setdefault(inst(x), set()).add(x[3])
+    test_share = sum(x[3] == "test" for x in v) / len(v)
+    check("split --from holds out instances (a photo and its sketches on one side)",
+          all(len(sd) == 1 for sd in sides.values()) and 0.1 < test_share < 0.3, f"test share {test_share:.2f}")
+    zval = os.path.join(tmp, "zval.tsv")
+    run(["split", "--from", os.path.join(shared, "data/sketchy-subset/splits/zeroshot21.tsv"), "--zeroshot", "-o", zval])
+    z = read_split(zval)
+    ztrain, ztest = {x[2] for x in z if x[3] == "train"}, {x[2] for x in z if x[3] == "test"}
+    check("split --from --zeroshot holds out whole train classes", ztrain and ztest and not ztrain & ztest,
+          f"{len(ztrain)} train, {len(ztest)} test classes")
+    r = run(["run", "--quick", "--max-classes", "4", "--split", val, "--out", os.path.join(tmp, "valrun"), "--json"])
+    vm = json.loads(r.stdout)["splits"].get("val", {}).get("retrieval", {}).get("map_all", 0) if r.returncode == 0 else 0
+    check("run --split takes a split file, results under its stem", vm > 0.4 and
+          os.path.isfile(os.path.join(tmp, "valrun", "val", "mapper.pt")), f"map_all={vm}")
+    r = run(["split", "-o", os.path.join(tmp, "x.tsv")], expect_rc=1)
+    check("split without --data or --from is an error", r.returncode == 1 and "--from" in r.stderr, r.stderr.strip())
 
     # Bad input to the phase commands.
     cat = os.path.join(out, "category")

@@ -30,7 +30,8 @@ struct EncoderTrainOptions {
   int views = 2;                // cached views per training image: original, mirror, then augmentations
   int batch = 64;
   double lr = 1e-3, finetune_lr = 1e-4, weight_decay = 1e-4;
-  bool tta_flip = false;        // embeddings written by train_encoder average image and mirror
+  int tta_views = 1;            // views averaged in the embeddings train_encoder writes: 1 = the image,
+                                // 2 = + mirror, up to `views` = + the cached augmentations
   uint64_t seed = 0;
   std::string cache_dir;        // keeps trunk activations between runs ("" = in memory only)
 };

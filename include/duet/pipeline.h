@@ -18,7 +18,7 @@ namespace duet {
 
 struct RunOptions {
   std::string data;                                       // dataset root ("" = shared Sketchy subset)
-  std::vector<std::string> splits = {"category", "zeroshot21"};  // names of <data>/splits/<name>.tsv
+  std::vector<std::string> splits = {"category", "zeroshot21"};  // <data>/splits/<name>.tsv, or .tsv paths
   std::string out = "runs/default";
   std::string config = "default";                         // default | paper
   bool quick = false;                                     // tiny backbone, few classes, short schedules

@@ -40,7 +40,7 @@ void register_run(CLI::App& app) {
   auto split = std::make_shared<std::string>("all");
   auto* c = app.add_subcommand("run", "the full dual-phase pipeline (Phase I, Phase II, retrieval, metrics)");
   c->add_option("--data", o->data, "dataset root with splits/<name>.tsv (default: shared Sketchy subset)");
-  c->add_option("--split", *split, "which split(s): category, zeroshot21, all, or any splits/<name>.tsv")
+  c->add_option("--split", *split, "which split(s): category, zeroshot21, all, any <data>/splits/<name>.tsv, or a path to a split .tsv")
       ->capture_default_str();
   c->add_option("--out", o->out, "output folder (metrics.json, models, embeddings)")->capture_default_str();
   c->add_option("--config", o->config, "recipe")->check(CLI::IsMember({"default", "paper"}))->capture_default_str();

@@ -1,15 +1,18 @@
-// duet split — a deterministic train/test split for a dataset that has none.
+// duet split — a deterministic train/test split for a dataset that has none, or (--from) a
+// validation split carved from the train part of an existing split, for choosing settings
+// without looking at the test part.
 #include <cstdio>
 
 #include "cli/commands.h"
 #include "duet/dataset.h"
+#include "duet/error.h"
 #include "duet/progress.h"
 
 namespace duet::cli {
 
 namespace {
 struct SplitArgs {
-  std::string data, out;
+  std::string data, out, from;
   uint64_t seed = 0;
   double test_fraction = 0.2;
   bool zeroshot = false, skip_bad = false, check_images = false;
@@ -19,7 +22,18 @@ void run_split(const SplitArgs& a) {
   LoadOptions lo;
   lo.skip_bad = a.skip_bad;
   lo.check_images = a.check_images;
-  Dataset d = load_folder(a.data, lo);
+  if (a.data.empty() && a.from.empty()) fail("give the dataset with --data, or an existing split with --from");
+  Dataset d;
+  if (a.from.empty()) {
+    d = load_folder(a.data, lo);
+  } else {
+    d = load_split(a.from, a.data, lo);
+    std::vector<Sample> train;
+    for (auto& s : d.samples)
+      if (s.split == "train") train.push_back(std::move(s));
+    if (train.empty()) fail(a.from, ": has no train samples to split");
+    d.samples = std::move(train);
+  }
   if (a.zeroshot) make_zeroshot_split(d, a.seed, a.test_fraction);
   else make_split(d, a.seed, a.test_fraction);
   write_split(a.out, d);
@@ -34,7 +48,10 @@ void register_split(CLI::App& app) {
   auto a = std::make_shared<SplitArgs>();
   auto* c = app.add_subcommand("split", "write a seeded, class-stratified train/test split of an image folder");
   c->add_option("--data", a->data, "dataset: <root>/<domain>/<class>/<image> or a Sketchy release")
-      ->required()->check(CLI::ExistingDirectory);
+      ->check(CLI::ExistingDirectory);
+  c->add_option("--from", a->from,
+                "split only the train part of this split TSV (a validation split; --data is then its root)")
+      ->check(CLI::ExistingFile);
   c->add_option("-o,--out", a->out, "split TSV to write (domain, path, class, split)")->required();
   c->add_option("--seed", a->seed, "random seed")->capture_default_str();
   c->add_option("--test-fraction", a->test_fraction, "share of instances (or classes) in test")

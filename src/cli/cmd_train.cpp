@@ -81,7 +81,9 @@ void register_train(CLI::App& app) {
         ->capture_default_str()->check(CLI::Range(0.0, 0.5));
     c->add_option("--dropout", a->opt.dropout, "dropout before the classifier")->capture_default_str()
         ->check(CLI::Range(0.0, 0.95));
-    c->add_flag("--tta-flip", a->opt.tta_flip, "embeddings average image and mirror");
+    c->add_option("--tta-views", a->opt.tta_views,
+                  "views averaged in the written embeddings: 1 = image, 2 = + mirror, up to --views")
+        ->capture_default_str()->check(CLI::Range(1, 16));
     c->add_option("--cache-dir", a->opt.cache_dir, "keep trunk activations here between runs");
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
     c->callback([a] { run_train_encoder(*a); });

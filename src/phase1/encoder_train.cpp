@@ -182,6 +182,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   Ledger work;
   if (opt.views < 1) fail("--views must be at least 1");
   if (opt.batch < 1) fail("--batch must be positive");
+  if (opt.tta_views < 1 || opt.tta_views > opt.views)
+    fail("--tta-views must be between 1 and --views (", opt.views, "); got ", opt.tta_views);
   torch::manual_seed(opt.seed);
   set_threads(opt.backbone.threads);
   EncoderTrainResult res;
@@ -323,17 +325,19 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   net->eval();
   head->eval();
 
-  // Final accuracies, embeddings and posteriors for every sample (view 0, or view 0+1 averaged).
+  // Final accuracies, embeddings and posteriors for every sample: the mean over the first
+  // `tta_views` cached views (the image, its mirror, then augmentations).
   {
     torch::NoGradGuard ng;
-    const bool tta = opt.tta_flip && cache.views >= 2;
-    auto feats = pooled_all(!tta);
+    auto feats = pooled_all(opt.tta_views == 1);
     auto emb = head->embed(feats[0]);
     auto logits = head->forward(feats[0]);
-    if (tta) {
-      emb = 0.5 * (emb + head->embed(feats[1]));
-      logits = 0.5 * (logits + head->forward(feats[1]));
+    for (int v = 1; v < opt.tta_views; ++v) {
+      emb += head->embed(feats[v]);
+      logits += head->forward(feats[v]);
     }
+    emb /= opt.tta_views;
+    logits /= opt.tta_views;
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
     EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden};

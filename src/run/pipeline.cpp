@@ -54,7 +54,7 @@ Config make_config(const RunOptions& o) {
     // Same two phases, better used: augmented views, test-time mirror, triplet loss with hard
     // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
     c.enc.views = 4;
-    c.enc.tta_flip = true;
+    c.enc.tta_views = 2;
     c.enc.label_smoothing = 0.1;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
@@ -76,6 +76,12 @@ Config make_config(const RunOptions& o) {
     c.describe += " (quick)";
   }
   return c;
+}
+
+// "category" -> "category"; "val/zs.tsv" -> "zs"
+std::string split_name(const std::string& split) {
+  std::string base = split.substr(split.find_last_of('/') + 1);
+  return base.size() > 4 && base.compare(base.size() - 4, 4, ".tsv") == 0 ? base.substr(0, base.size() - 4) : base;
 }
 
 std::string hash_hex(const std::string& s) {
@@ -108,9 +114,13 @@ json stamped(const std::string& dir, const std::string& name, const std::string&
   return r;
 }
 
+// `split` names <data>/splits/<split>.tsv, or is the path of a split file elsewhere (e.g. a
+// validation split made with `duet split --from`); results go under its stem either way.
 json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
-  const std::string tsv = data + "/splits/" + split + ".tsv";
-  if (!file_exists(tsv)) fail(tsv, ": no such split file (splits available under ", data, "/splits)");
+  const bool is_path = split.size() > 4 && split.compare(split.size() - 4, 4, ".tsv") == 0;
+  const std::string tsv = is_path ? split : data + "/splits/" + split + ".tsv";
+  if (!file_exists(tsv))
+    fail(tsv, ": no such split file", is_path ? std::string() : " (splits available under " + data + "/splits)");
   Dataset d = load_split(tsv, data);
   if (o.max_classes > 0) {
     auto cls = d.classes();
@@ -129,7 +139,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       if (s.domain == "sketch" && s.split == "test" && !photo_cls.count(s.cls))
         fail(tsv, ": class '", s.cls, "' has test sketches but no test photos");
   }
-  const std::string dir = o.out + "/" + split;
+  const std::string dir = o.out + "/" + split_name(split);
   make_dirs(dir);
   const std::string split_key = hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) + "|" + data);
   json out;
@@ -143,7 +153,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     std::ostringstream k;
     k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
       << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|" << eo.views << "|"
-      << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_flip << "|" << eo.label_smoothing << "|" << eo.dropout
+      << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|" << eo.label_smoothing << "|" << eo.dropout
       << "|" << eo.seed;
     std::string enc_file = dir + "/" + domain + "_encoder.pt", emb = dir + "/" + domain + ".npy";
     p1[domain] = stamped(dir, "phase1-" + domain, hash_hex(k.str()),
@@ -252,7 +262,7 @@ std::string run_pipeline(const RunOptions& o) {
   all["seed"] = o.seed;
   for (const auto& split : o.splits) {
     log_line("split " + split + " (" + cfg.describe + ")");
-    all["splits"][split] = run_split(o, cfg, data, split);
+    all["splits"][split_name(split)] = run_split(o, cfg, data, split);
   }
   std::string text = all.dump(2);
   write_file_atomic(o.out + "/metrics.json", text + "\n");
