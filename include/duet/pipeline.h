@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/diffusion.h"
 #include "duet/encoder.h"
 
 namespace duet {
@@ -26,6 +27,8 @@ struct RunOptions {
   uint64_t seed = 0;
   int threads = 0;
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
+  bool diffusion = true;                                  // default config: re-rank over the gallery graph
+  DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)
   bool json = false;                                      // print metrics JSON instead of the table
 };
 

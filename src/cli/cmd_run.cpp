@@ -52,6 +52,15 @@ void register_run(CLI::App& app) {
   c->add_option("--weights", o->backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
   c->add_option("-t,--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
   c->add_flag("--json", o->json, "print metrics JSON on stdout instead of a table");
+  auto* g = c->add_option_group("retrieval", "default config: diffusion re-ranking over the gallery photo graph");
+  g->add_flag("!--no-diffusion", o->diffusion, "rank by the fused score alone");
+  g->add_option("--diffusion-k", o->diffusion_opt.k, "graph neighbours per photo")->capture_default_str()->check(positive);
+  g->add_option("--diffusion-alpha", o->diffusion_opt.alpha, "propagation strength in [0, 1)")
+      ->capture_default_str()->check(CLI::Range(0.0, 0.999999));
+  g->add_option("--diffusion-seeds", o->diffusion_opt.seeds, "top matches per query that start it")
+      ->capture_default_str()->check(positive);
+  g->add_option("--diffusion-blend", o->diffusion_opt.blend, "weight of the fused score added back")
+      ->capture_default_str()->check(non_negative);
   c->callback([o, split] {
     if (*split == "all") o->splits = {"category", "zeroshot21"};
     else o->splits = {*split};

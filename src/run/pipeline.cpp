@@ -60,7 +60,8 @@ Config make_config(const RunOptions& o) {
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
     c.fuse_posteriors = true;
-    c.diffusion = true;
+    c.diffusion = o.diffusion;
+    c.diff = o.diffusion_opt;
     c.describe =
         "default: 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion, gallery "
         "diffusion";
@@ -217,6 +218,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     if (cfg.diffusion) {
       // The gallery photos' own Phase I embeddings make the graph: no sketch is involved in it.
       out["retrieval_before_diffusion"] = json::parse(m.to_json());
+      out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend}};
       GalleryGraph graph(take_rows(pe, grows).x, cfg.diff);
       ScoreBlockFn diffused = [&](int64_t q0, int64_t q1, float* o) {
         fused(q0, q1, o);
