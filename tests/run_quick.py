@@ -42,6 +42,13 @@ with tempfile.TemporaryDirectory() as tmp:
     check("rerun skips finished phases", r2.stderr.count("up to date") == 3, r2.stderr[-500:])
     check("rerun gives the same metrics", json.loads(r2.stdout)["splits"]["category"]["retrieval"] == s["retrieval"])
 
+    # Re-ranking settings only re-score: a resumed run without diffusion trains nothing and gives
+    # exactly the score before diffusion.
+    r = run(args + ["--no-diffusion"])
+    nd = json.loads(r.stdout)["splits"]["category"]
+    check("--no-diffusion ranks by the fused score alone", r.stderr.count("up to date") == 3 and
+          nd["retrieval"] == s["retrieval_before_diffusion"] and "retrieval_before_diffusion" not in nd)
+
     # Determinism: a fresh run with the same seed gives the same metrics (up to float noise).
     out2 = os.path.join(tmp, "run2")
     r3 = run(["run", "--quick", "--max-classes", str(classes), "--split", "category", "--out", out2, "--json"])
