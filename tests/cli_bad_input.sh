@@ -59,6 +59,10 @@ expect 1 "a.jpg" -- $duet embed --backbone mobilenet_v1_025 --data "$tmp/ds" --d
 expect 1 "no sketch images" -- $duet embed --backbone mobilenet_v1_025 --data "$tmp/ds" --domain sketch -o "$tmp/x.npy"
 expect 1 "no such weights file" -- $duet classify --weights "$tmp/none.tflite" "$tmp/ds/photo/cat/a.jpg"
 expect 1 "not a TorchScript file" -- $duet classify --weights "$tmp/gl.txt" "$tmp/ds/photo/cat/a.jpg"
+expect 1 "belongs to the default config" -- $duet run --config paper --diffusion-seeds 5 --out "$tmp/run"
+expect 2 "diffusion-alpha" -- $duet run --diffusion-alpha 1 --out "$tmp/run"
+expect 1 "no such split file" -- $duet run --split "$tmp/none.tsv" --out "$tmp/run"
+expect 1 "with --from" -- $duet split -o "$tmp/s.tsv"
 [ ! -e "$tmp/x.npy" ] || { echo "FAIL: a failed embed left $tmp/x.npy behind"; fails=$((fails + 1)); }
 
 echo "$passes passed, $fails failed"

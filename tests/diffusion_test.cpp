@@ -1,6 +1,7 @@
 // Diffusion re-ranking against values solved by hand on a gallery whose graph is known.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <vector>
 
 #include "duet/diffusion.h"
@@ -86,6 +87,9 @@ TEST(Diffusion, BadInputIsAnError) {
   o.k = 0;
   EXPECT_THROW(GalleryGraph(two_clusters(), o), Error);
   o = DiffusionOptions{};
+  Matrix nan_row = two_clusters();
+  nan_row.row(2)[1] = std::nanf("");
+  EXPECT_THROW(GalleryGraph(nan_row, o), Error);
   GalleryGraph g(two_clusters(), o);
   std::vector<float> bad = {0.5f, -0.1f, 0.2f, 0.1f}, out(4);
   EXPECT_THROW(g.rerank(bad.data(), out.data()), Error);

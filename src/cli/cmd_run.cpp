@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "duet/error.h"
 #include "duet/pipeline.h"
 
 namespace duet::cli {
@@ -61,7 +62,10 @@ void register_run(CLI::App& app) {
       ->capture_default_str()->check(positive);
   g->add_option("--diffusion-blend", o->diffusion_opt.blend, "weight of the fused score added back")
       ->capture_default_str()->check(non_negative);
-  c->callback([o, split] {
+  c->callback([o, split, g] {
+    for (const auto* opt : g->get_options())
+      if (opt->count() > 0 && o->config != "default")
+        fail(opt->get_name(), ": diffusion re-ranking belongs to the default config (got --config ", o->config, ")");
     if (*split == "all") o->splits = {"category", "zeroshot21"};
     else o->splits = {*split};
     std::string text = run_pipeline(*o);

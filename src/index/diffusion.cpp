@@ -23,7 +23,10 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) 
   for (int64_t i = 0; i < n_; ++i) {
     float* r = x.data() + i * d;
     double s = 0;
-    for (int64_t j = 0; j < d; ++j) s += double(r[j]) * r[j];
+    for (int64_t j = 0; j < d; ++j) {
+      if (!std::isfinite(r[j])) fail("diffusion: gallery features of row ", i, " are not finite");
+      s += double(r[j]) * r[j];
+    }
     const float inv = s > 0 ? float(1 / std::sqrt(s)) : 0.f;
     for (int64_t j = 0; j < d; ++j) r[j] *= inv;
   }
