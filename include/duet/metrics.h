@@ -53,6 +53,9 @@ RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<st
 // Cosine similarity, -||q - g||^2, or the plain inner product.
 ScoreBlockFn embedding_scorer(const Matrix& q, const Matrix& g, Metric metric);
 
+// Rows scaled to unit length (a zero row stays zero).
+Matrix l2_normalized(const Matrix& m);
+
 // Class names -> ids shared by both lists (for evaluate_scores).
 void label_ids(const std::vector<std::string>& q, const std::vector<std::string>& g, std::vector<int>& qi,
                std::vector<int>& gi);

@@ -136,6 +136,8 @@ std::vector<float> row_norms_sq(const Matrix& m) {
   return n;
 }
 
+}  // namespace
+
 Matrix l2_normalized(const Matrix& m) {
   Matrix out = m;
   auto n2 = row_norms_sq(m);
@@ -145,7 +147,6 @@ Matrix l2_normalized(const Matrix& m) {
   }
   return out;
 }
-}  // namespace
 
 ScoreBlockFn embedding_scorer(const Matrix& q_in, const Matrix& g_in, Metric metric) {
   if (q_in.cols != g_in.cols)

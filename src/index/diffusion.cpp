@@ -9,6 +9,7 @@
 #include <numeric>
 
 #include "duet/error.h"
+#include "duet/metrics.h"
 
 namespace duet {
 
@@ -19,24 +20,16 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) 
   if (opt.seeds < 1) fail("diffusion: seeds must be at least 1 (got ", opt.seeds, ")");
   if (!(opt.blend >= 0)) fail("diffusion: blend must be non-negative (got ", opt.blend, ")");
   const int64_t d = features.cols;
-  std::vector<float> x = features.data;
-  for (int64_t i = 0; i < n_; ++i) {
-    float* r = x.data() + i * d;
-    double s = 0;
-    for (int64_t j = 0; j < d; ++j) {
-      if (!std::isfinite(r[j])) fail("diffusion: gallery features of row ", i, " are not finite");
-      s += double(r[j]) * r[j];
-    }
-    const float inv = s > 0 ? float(1 / std::sqrt(s)) : 0.f;
-    for (int64_t j = 0; j < d; ++j) r[j] *= inv;
-  }
+  for (size_t i = 0; i < features.data.size(); ++i)
+    if (!std::isfinite(features.data[i])) fail("diffusion: gallery features of row ", int64_t(i) / d, " are not finite");
+  const Matrix x = l2_normalized(features);
   // k + 1 nearest by cosine: the first is normally the item itself, dropped below by id.
   const int64_t kk = std::min<int64_t>(opt.k + 1, n_);
   faiss::IndexFlatIP index(d);
-  index.add(n_, x.data());
+  index.add(n_, x.data.data());
   std::vector<float> sim(static_cast<size_t>(n_ * kk));
   std::vector<faiss::Index::idx_t> nb(static_cast<size_t>(n_ * kk));
-  index.search(n_, x.data(), kk, sim.data(), nb.data());
+  index.search(n_, x.data.data(), kk, sim.data(), nb.data());
 
   // Symmetric weights: an edge exists when either end has the other among its k nearest.
   std::vector<std::map<int64_t, float>> adj(static_cast<size_t>(n_));

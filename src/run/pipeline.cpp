@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <sstream>
@@ -79,10 +80,13 @@ Config make_config(const RunOptions& o) {
   return c;
 }
 
+// A --split value is a split file's path when it ends in .tsv, else a name under <data>/splits.
+bool is_split_file(const std::string& split) {
+  return split.size() > 4 && split.compare(split.size() - 4, 4, ".tsv") == 0;
+}
 // "category" -> "category"; "val/zs.tsv" -> "zs"
 std::string split_name(const std::string& split) {
-  std::string base = split.substr(split.find_last_of('/') + 1);
-  return base.size() > 4 && base.compare(base.size() - 4, 4, ".tsv") == 0 ? base.substr(0, base.size() - 4) : base;
+  return is_split_file(split) ? std::filesystem::path(split).stem().string() : split;
 }
 
 std::string hash_hex(const std::string& s) {
@@ -118,7 +122,7 @@ json stamped(const std::string& dir, const std::string& name, const std::string&
 // `split` names <data>/splits/<split>.tsv, or is the path of a split file elsewhere (e.g. a
 // validation split made with `duet split --from`); results go under its stem either way.
 json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
-  const bool is_path = split.size() > 4 && split.compare(split.size() - 4, 4, ".tsv") == 0;
+  const bool is_path = is_split_file(split);
   const std::string tsv = is_path ? split : data + "/splits/" + split + ".tsv";
   if (!file_exists(tsv))
     fail(tsv, ": no such split file", is_path ? std::string() : " (splits available under " + data + "/splits)");
