@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <set>
 
 #include "duet/dataset.h"
@@ -178,4 +179,26 @@ TEST(Dataset, ImagePreprocessing) {
   cv::Mat bgra(4, 4, CV_8UC4, cv::Scalar(0, 0, 0, 0));
   cv::imwrite(t / "alpha.png", bgra);
   EXPECT_EQ(load_rgb(t / "alpha.png").at<cv::Vec3b>(0, 0)[0], 255);
+}
+
+// A 20 x 10 stroke box drawn off-centre in a 100 x 80 image comes back alone, centred on a white
+// square of side floor(20 * kFrameMargin) + 2.
+TEST(Dataset, FrameStrokes) {
+  cv::Mat img(80, 100, CV_8UC3, cv::Scalar(255, 255, 255));
+  cv::rectangle(img, cv::Rect(60, 5, 20, 10), cv::Scalar(0, 0, 0), 1);  // outline: x 60..79, y 5..14
+  img.at<cv::Vec3b>(70, 10) = cv::Vec3b(230, 230, 230);                  // light noise: not a stroke
+  cv::Mat f = frame_strokes(img);
+  const int side = static_cast<int>(20 * kFrameMargin) + 2;
+  ASSERT_EQ(f.rows, side);
+  ASSERT_EQ(f.cols, side);
+  const int x0 = (side - 20) / 2, y0 = (side - 10) / 2;
+  EXPECT_EQ(f.at<cv::Vec3b>(y0, x0), cv::Vec3b(0, 0, 0));            // box corners where expected
+  EXPECT_EQ(f.at<cv::Vec3b>(y0 + 9, x0 + 19), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(f.at<cv::Vec3b>(y0 + 5, x0 + 10), cv::Vec3b(255, 255, 255));  // inside the outline
+  EXPECT_EQ(f.at<cv::Vec3b>(0, 0), cv::Vec3b(255, 255, 255));              // margin
+  EXPECT_EQ(f.at<cv::Vec3b>(side - 1, side - 1), cv::Vec3b(255, 255, 255));
+  EXPECT_EQ(cv::countNonZero(f.reshape(1) == 0), 3 * (2 * 20 + 2 * 8));   // every stroke pixel kept
+  // Nothing to frame: the image comes back as it was.
+  cv::Mat blank(30, 40, CV_8UC3, cv::Scalar(255, 255, 255));
+  EXPECT_EQ(frame_strokes(blank).size(), blank.size());
 }

@@ -11,6 +11,8 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
+
 from e2e import E2E
 
 t = E2E(sys.argv[1])
@@ -90,8 +92,26 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run(["split", "-o", os.path.join(tmp, "x.tsv")], expect_rc=1)
     check("split without --data or --from is an error", r.returncode == 1 and "--from" in r.stderr, r.stderr.strip())
 
-    # Bad input to the phase commands.
+    # `duet embed --encoder` preprocesses as training did: the default config frames sketches
+    # (crops them to their strokes) and the encoder file says so, so embedding a few sketches anew
+    # with the mirror average reproduces the pipeline's rows for them.
     cat = os.path.join(out, "category")
+    emb = lambda p: (np.load(p), [l.split("\t")[0] for l in open(p[:-4] + ".tsv") if not l.startswith("#")][1:])
+    X, paths = emb(f"{cat}/sketch.npy")
+    few = os.path.join(tmp, "splits", "few.tsv")
+    os.makedirs(os.path.dirname(few))
+    with open(few, "w") as f:
+        f.write("domain\tpath\tclass\tsplit\n")
+        for p in paths[:6]:
+            f.write(f"sketch\t{p}\t{p.split('/')[1]}\ttest\n")
+    r = run(["embed", "--encoder", f"{cat}/sketch_encoder.pt", "--split", few, "--data",
+             os.path.join(shared, "data/sketchy-subset"), "--domain", "sketch", "--hflip", "-o", f"{tmp}/few.npy"])
+    Y = np.load(f"{tmp}/few.npy") if r.returncode == 0 else np.zeros((6, X.shape[1]))
+    err = float(np.abs(Y - X[:6]).max())
+    check("embed --encoder reproduces the pipeline's framed sketch embeddings", err < 1e-3 * max(1.0, float(np.abs(X[:6]).max())),
+          f"max abs diff {err:.2e}")
+
+    # Bad input to the phase commands.
     r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/sketch.npy",
              "-o", f"{tmp}/m.pt"], expect_rc=1)
     check("same-domain mapper input rejected", r.returncode == 1 and "domain" in r.stderr, r.stderr.strip())

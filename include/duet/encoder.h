@@ -22,6 +22,9 @@ class Encoder {
   virtual int64_t dim() const = 0;     // D: outputs are [n, D]
   // x [n, 3, S, S] -> out [n, D]
   virtual void encode(int64_t n, const float* x, float* out) = 0;
+  // Whether images are cropped to their strokes (frame_strokes in duet/image.h) before to_chw:
+  // true for encoders trained on framed line drawings.
+  virtual bool frames_input() const { return false; }
   // What made these embeddings ("mobilenet_v2:<weights file>"); written into manifests.
   virtual std::string source() const = 0;
 };

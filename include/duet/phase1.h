@@ -30,6 +30,7 @@ struct EncoderTrainOptions {
   int views = 2;                // cached views per training image: original, mirror, then augmentations
   int batch = 64;
   double lr = 1e-3, finetune_lr = 1e-4, weight_decay = 1e-4;
+  bool frame = false;           // crop each image to its strokes first (frame_strokes): line drawings
   int tta_views = 1;            // views averaged in the embeddings train_encoder writes: 1 = the image,
                                 // 2 = + mirror, up to `views` = + the cached augmentations
   uint64_t seed = 0;

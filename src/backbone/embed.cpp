@@ -16,8 +16,8 @@ struct Batch {
   std::vector<size_t> idx;  // sample index of each row
 };
 
-Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size, bool hflip,
-             bool skip_bad) {
+Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size, bool frame,
+             bool hflip, bool skip_bad) {
   Batch out;
   const size_t per = 3 * static_cast<size_t>(size) * size;
   out.x.reserve((e - b) * per * (hflip ? 2 : 1));
@@ -25,6 +25,7 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
     cv::Mat img;
     try {
       img = load_rgb(d.abs_path(s[i]));
+      if (frame) img = frame_strokes(img);
     } catch (const Error& err) {
       if (!skip_bad) throw;
       log_line(std::string("warning: skipped ") + err.what());
@@ -60,7 +61,7 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
   Progress bar(label, static_cast<int64_t>(samples.size()));
   auto launch = [&](size_t b) {
     size_t e = std::min(samples.size(), b + static_cast<size_t>(opt.batch));
-    return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S, opt.hflip,
+    return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S, enc.frames_input(), opt.hflip,
                       opt.skip_bad);
   };
   std::future<Batch> next;

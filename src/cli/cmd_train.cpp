@@ -84,6 +84,8 @@ void register_train(CLI::App& app) {
     c->add_option("--tta-views", a->opt.tta_views,
                   "views averaged in the written embeddings: 1 = image, 2 = + mirror, up to --views")
         ->capture_default_str()->check(CLI::Range(1, 16));
+    c->add_flag("--frame", a->opt.frame,
+                "crop each image to its dark strokes, centred with a margin (line drawings such as sketches)");
     c->add_option("--cache-dir", a->opt.cache_dir, "keep trunk activations here between runs");
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
     c->callback([a] { run_train_encoder(*a); });

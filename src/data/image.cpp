@@ -1,5 +1,7 @@
 #include "duet/image.h"
 
+#include <algorithm>
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -49,6 +51,18 @@ cv::Mat load_rgb(const std::string& path) {
       fail(path, ": unsupported image with ", raw.channels(), " channels");
   }
   return rgb;
+}
+
+cv::Mat frame_strokes(const cv::Mat& rgb) {
+  cv::Mat grey, ink;
+  cv::cvtColor(rgb, grey, cv::COLOR_RGB2GRAY);
+  cv::threshold(grey, ink, 200, 255, cv::THRESH_BINARY_INV);  // JPEG noise on white stays out
+  const cv::Rect box = cv::boundingRect(ink);
+  if (box.width < 2 || box.height < 2) return rgb;
+  const int side = static_cast<int>(std::max(box.width, box.height) * kFrameMargin) + 2;
+  cv::Mat out(side, side, rgb.type(), cv::Scalar(255, 255, 255));
+  rgb(box).copyTo(out(cv::Rect((side - box.width) / 2, (side - box.height) / 2, box.width, box.height)));
+  return out;
 }
 
 void to_chw(const cv::Mat& rgb, int size, float* out) {

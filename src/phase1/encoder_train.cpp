@@ -56,6 +56,7 @@ struct EncoderMeta {
   std::string arch, weights, domain;
   std::vector<std::string> classes;
   int split = 0, hidden = 0;
+  bool frame = false;  // trained on images cropped to their strokes
 };
 
 void save_encoder(const std::string& path, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
@@ -67,6 +68,7 @@ void save_encoder(const std::string& path, const EncoderMeta& m, BackboneNetImpl
   ar.write("classes", c10::IValue(join(m.classes, '\n')));
   ar.write("split", c10::IValue(static_cast<int64_t>(m.split)));
   ar.write("hidden", c10::IValue(static_cast<int64_t>(m.hidden)));
+  ar.write("frame", c10::IValue(static_cast<int64_t>(m.frame)));
   // Only the trained stages travel; the frozen ones come from the backbone weights file.
   auto top = net.parameters_from(m.split);
   for (size_t i = 0; i < top.size(); ++i) ar.write("top." + std::to_string(i), top[i].detach());
@@ -108,6 +110,7 @@ LoadedEncoder load_encoder(const std::string& path) {
   e.meta.split = static_cast<int>(v.toInt());
   ar.read("hidden", v);
   e.meta.hidden = static_cast<int>(v.toInt());
+  e.meta.frame = ar.try_read("frame", v) && v.toInt() != 0;  // absent in files from before framing
   e.net = open_backbone_net(e.meta.arch, e.meta.weights == "default" ? "" : e.meta.weights);
   torch::NoGradGuard ng;
   auto top = e.net->parameters_from(e.meta.split);
@@ -135,6 +138,7 @@ class TrainedEncoder : public Encoder {
       : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
   int input_size() const override { return e_.net->input_size; }
   int64_t dim() const override { return e_.meta.hidden; }
+  bool frames_input() const override { return e_.meta.frame; }
   void encode(int64_t n, const float* x, float* out) override {
     const int S = e_.net->input_size;
     for_each_image(n, workers_, [&](int64_t i) {
@@ -221,7 +225,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   log_line(domain + ": " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
            " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
            " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
-  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.cache_dir,
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, opt.cache_dir,
                                        resolve_threads(opt.backbone.threads), work);
   const double top_flops = stage_flops(*net, split, S_total);
 
@@ -340,7 +344,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     logits /= opt.tta_views;
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
-    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden};
+    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden, opt.frame};
     save_encoder(out_file, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {

@@ -29,13 +29,13 @@ double stage_flops(BackboneNetImpl& net, int from, int to) {
 }
 
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed, bool frame,
                              const std::string& cache_dir, int workers, Ledger& ledger) {
   TrunkCache c;
   c.split = split;
   c.views = views;
   std::ostringstream key;
-  key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root;
+  key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root << (frame ? "|framed" : "");
   for (const auto& s : samples) key << "|" << s.path;
   std::string file;
   if (!cache_dir.empty()) {
@@ -62,6 +62,7 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
   std::mutex mu;
   for_each_image(n, workers, [&](int64_t i) {
     cv::Mat img = load_rgb(d.abs_path(samples[i]));
+    if (frame) img = frame_strokes(img);
     const uint64_t s = seed ^ fnv(samples[i].path);
     std::vector<float> x(3 * S * S);
     for (int v = 0; v < views; ++v) {

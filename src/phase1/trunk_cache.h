@@ -18,10 +18,11 @@ struct TrunkCache {
   torch::Tensor act;  // [views, N, C, H, W] float32: stage split-1's output per sample and view
 };
 
-// Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views and seed) the cache.
+// Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views, seed
+// and framing) the cache. With `frame`, images are cropped to their strokes before the views.
 // Adds the image passes and FLOPs it spent to `ledger`.
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed, bool frame,
                              const std::string& cache_dir, int workers, Ledger& ledger);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).

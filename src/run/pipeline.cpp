@@ -32,6 +32,7 @@ using json = nlohmann::json;
 struct Config {
   EncoderTrainOptions enc;
   MapperOptions map;
+  bool frame_sketches = false;   // Phase I sees sketches cropped to their strokes
   bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
@@ -57,6 +58,7 @@ Config make_config(const RunOptions& o) {
     c.enc.views = 4;
     c.enc.tta_views = 2;
     c.enc.label_smoothing = 0.1;
+    c.frame_sketches = true;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
@@ -64,7 +66,7 @@ Config make_config(const RunOptions& o) {
     c.diffusion = o.diffusion;
     c.diff = o.diffusion_opt;
     c.describe =
-        "default: 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion, gallery "
+        "default: framed sketches, 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion, gallery "
         "diffusion";
   } else {
     fail("unknown --config '", o.config, "': default or paper");
@@ -155,11 +157,12 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   for (const std::string domain : {"sketch", "photo"}) {
     EncoderTrainOptions eo = cfg.enc;
     eo.cache_dir = o.out + "/cache";
+    eo.frame = cfg.frame_sketches && domain == "sketch";
     std::ostringstream k;
     k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
       << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|" << eo.views << "|"
       << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|" << eo.label_smoothing << "|" << eo.dropout
-      << "|" << eo.seed;
+      << "|" << eo.seed << (eo.frame ? "|framed" : "");
     std::string enc_file = dir + "/" + domain + "_encoder.pt", emb = dir + "/" + domain + ".npy";
     p1[domain] = stamped(dir, "phase1-" + domain, hash_hex(k.str()),
                          {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
