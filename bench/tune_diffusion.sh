@@ -58,7 +58,7 @@ pts.sort(key=lambda p: -p["mean"])
 print(f"validation map_all without diffusion: category-val {base['category_val']:.4f}, zeroshot21-val {base['zeroshot21_val']:.4f}")
 print(f"{'k':>3} {'alpha':>6} {'seeds':>5} {'blend':>5} | {'category-val':>12} {'zeroshot21-val':>14} {'mean':>7}")
 safe = [p for p in pts if p["category_val"] >= base["category_val"] and p["zeroshot21_val"] >= base["zeroshot21_val"]]
-default = [p for p in pts if (p["k"], p["alpha"], p["seeds"], p["blend"]) == (10, 0.95, 50, 0.5)]
+default = [p for p in pts if (p["k"], p["alpha"], p["seeds"], p["blend"]) == (20, 0.9, 100, 0.0)]
 def show(p):
     print(f"{p['k']:>3} {p['alpha']:>6} {p['seeds']:>5} {p['blend']:>5} | {p['category_val']:>12.4f} "
           f"{p['zeroshot21_val']:>14.4f} {p['mean']:>7.4f}")
