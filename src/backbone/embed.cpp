@@ -61,8 +61,8 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
   Progress bar(label, static_cast<int64_t>(samples.size()));
   auto launch = [&](size_t b) {
     size_t e = std::min(samples.size(), b + static_cast<size_t>(opt.batch));
-    return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S, enc.frames_input(), opt.hflip,
-                      opt.skip_bad);
+    return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S,
+                      enc.frames_input(), opt.hflip, opt.skip_bad);
   };
   std::future<Batch> next;
   if (!samples.empty()) next = launch(0);

@@ -225,8 +225,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   log_line(domain + ": " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
            " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
            " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
-  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, opt.cache_dir,
-                                       resolve_threads(opt.backbone.threads), work);
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame,
+                                       opt.cache_dir, resolve_threads(opt.backbone.threads), work);
   const double top_flops = stage_flops(*net, split, S_total);
 
   auto lab = torch::from_blob(label.data(), {static_cast<int64_t>(label.size())}, torch::kInt64).clone();

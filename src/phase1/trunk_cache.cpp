@@ -29,13 +29,14 @@ double stage_flops(BackboneNetImpl& net, int from, int to) {
 }
 
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed, bool frame,
-                             const std::string& cache_dir, int workers, Ledger& ledger) {
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             bool frame, const std::string& cache_dir, int workers, Ledger& ledger) {
   TrunkCache c;
   c.split = split;
   c.views = views;
   std::ostringstream key;
-  key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root << (frame ? "|framed" : "");
+  key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root
+      << (frame ? "|framed" : "");
   for (const auto& s : samples) key << "|" << s.path;
   std::string file;
   if (!cache_dir.empty()) {

@@ -22,8 +22,8 @@ struct TrunkCache {
 // and framing) the cache. With `frame`, images are cropped to their strokes before the views.
 // Adds the image passes and FLOPs it spent to `ledger`.
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed, bool frame,
-                             const std::string& cache_dir, int workers, Ledger& ledger);
+                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
+                             bool frame, const std::string& cache_dir, int workers, Ledger& ledger);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).
 double stage_flops(BackboneNetImpl& net, int from, int to);

@@ -66,8 +66,8 @@ Config make_config(const RunOptions& o) {
     c.diffusion = o.diffusion;
     c.diff = o.diffusion_opt;
     c.describe =
-        "default: framed sketches, 4 views, label smoothing, mirror TTA, triplet + hard negatives, posterior fusion, gallery "
-        "diffusion";
+        "default: framed sketches, 4 views, label smoothing, mirror TTA, triplet + hard negatives, "
+        "posterior fusion, gallery diffusion";
   } else {
     fail("unknown --config '", o.config, "': default or paper");
   }
