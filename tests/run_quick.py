@@ -111,6 +111,23 @@ with tempfile.TemporaryDirectory() as tmp:
     check("embed --encoder reproduces the pipeline's framed sketch embeddings", err < 1e-3 * max(1.0, float(np.abs(X[:6]).max())),
           f"max abs diff {err:.2e}")
 
+    # A mapper trained with --normalize scales each embedding to unit length first (recorded in the
+    # mapper file), so `duet map` gives the same codes for embeddings of any length; without it, not.
+    def codes(mapper, scale):
+        x = os.path.join(tmp, f"s{scale}.npy")
+        np.save(x, (np.load(f"{cat}/sketch.npy") * scale).astype(np.float32))
+        shutil.copy(f"{cat}/sketch.tsv", x[:-4] + ".tsv")
+        r = run(["map", "--mapper", mapper, "--emb", x, "--side", "query", "-o", f"{tmp}/c.npy"])
+        return np.load(f"{tmp}/c.npy") if r.returncode == 0 else None
+    for flag, name in (("--normalize", "mn.pt"), (None, "mr.pt")):
+        r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.npy", "--epochs", "2",
+                 "-o", f"{tmp}/{name}"] + ([flag] if flag else []))
+        check(f"train-mapper {flag or 'without --normalize'} exits 0", r.returncode == 0, r.stderr[-300:] if r.returncode else "")
+    a, b = codes(f"{tmp}/mn.pt", 1.0), codes(f"{tmp}/mn.pt", 3.0)
+    check("--normalize mapper ignores embedding length", a is not None and b is not None and np.abs(a - b).max() < 1e-4)
+    a, b = codes(f"{tmp}/mr.pt", 1.0), codes(f"{tmp}/mr.pt", 3.0)
+    check("plain mapper does not", a is not None and b is not None and np.abs(a - b).max() > 1e-2)
+
     # Bad input to the phase commands.
     r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/sketch.npy",
              "-o", f"{tmp}/m.pt"], expect_rc=1)

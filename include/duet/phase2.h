@@ -20,6 +20,7 @@ namespace duet {
 struct MapperOptions {
   std::string loss = "contrastive";  // contrastive | triplet
   bool shared = false;               // one branch for both domains
+  bool normalize = false;            // scale each embedding to unit length before its branch
   int hidden = 1024, code = 125;
   int pos = 10, neg = 10;            // photos per sketch per epoch
   bool hard_negatives = false;       // negatives from the 50 closest other-class photos

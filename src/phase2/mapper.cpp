@@ -20,11 +20,15 @@ constexpr const char* kFormat = "duet-mapper-v1";
 
 struct BranchImpl : torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  BranchImpl(int in, int hidden, int code) {
+  bool normalize = false;  // inputs to unit length first (MapperOptions::normalize)
+  BranchImpl(int in, int hidden, int code, bool norm) : normalize(norm) {
     fc1 = register_module("fc1", torch::nn::Linear(in, hidden));
     fc2 = register_module("fc2", torch::nn::Linear(hidden, code));
   }
-  torch::Tensor forward(torch::Tensor x) { return fc2(torch::relu(fc1(x))); }  // [N, in] -> [N, code]
+  torch::Tensor forward(torch::Tensor x) {  // [N, in] -> [N, code]
+    if (normalize) x = torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    return fc2(torch::relu(fc1(x)));
+  }
 };
 TORCH_MODULE(Branch);
 
@@ -121,8 +125,9 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   mapper->in = qe.x.cols;
   mapper->code = opt.code;
   mapper->net.shared = opt.shared;
-  mapper->net.q = Branch(static_cast<int>(qe.x.cols), opt.hidden, opt.code);
-  mapper->net.g = opt.shared ? mapper->net.q : Branch(static_cast<int>(qe.x.cols), opt.hidden, opt.code);
+  const int in = static_cast<int>(qe.x.cols);
+  mapper->net.q = Branch(in, opt.hidden, opt.code, opt.normalize);
+  mapper->net.g = opt.shared ? mapper->net.q : Branch(in, opt.hidden, opt.code, opt.normalize);
   Net& net = mapper->net;
   torch::optim::AdamW optim(net.parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
 
@@ -227,6 +232,7 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   ar.write("hidden", c10::IValue(static_cast<int64_t>(opt.hidden)));
   ar.write("code", c10::IValue(static_cast<int64_t>(opt.code)));
   ar.write("shared", c10::IValue(opt.shared));
+  ar.write("normalize", c10::IValue(opt.normalize));
   ar.write("loss", c10::IValue(opt.loss));
   ar.write("prob", torch::tensor({res.prob_a, res.prob_b}, torch::kFloat64));
   for (const auto& p : net.q->named_parameters()) ar.write("q." + p.key(), p.value().detach());
@@ -261,12 +267,14 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
   m->code = v.toInt();
   ar.read("shared", v);
   m->net.shared = v.toBool();
+  const bool normalize = ar.try_read("normalize", v) && v.toBool();  // absent in older files: off
   torch::Tensor prob;
   ar.read("prob", prob);
   m->a = prob[0].item<double>();
   m->b = prob[1].item<double>();
-  m->net.q = Branch(static_cast<int>(m->in), hidden, static_cast<int>(m->code));
-  m->net.g = m->net.shared ? m->net.q : Branch(static_cast<int>(m->in), hidden, static_cast<int>(m->code));
+  const int in = static_cast<int>(m->in), code = static_cast<int>(m->code);
+  m->net.q = Branch(in, hidden, code, normalize);
+  m->net.g = m->net.shared ? m->net.q : Branch(in, hidden, code, normalize);
   torch::NoGradGuard ng;
   for (auto& p : m->net.q->named_parameters()) {
     torch::Tensor t;
