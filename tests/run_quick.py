@@ -122,7 +122,8 @@ with tempfile.TemporaryDirectory() as tmp:
     for flag, name in (("--normalize", "mn.pt"), (None, "mr.pt")):
         r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.npy", "--epochs", "2",
                  "-o", f"{tmp}/{name}"] + ([flag] if flag else []))
-        check(f"train-mapper {flag or 'without --normalize'} exits 0", r.returncode == 0, r.stderr[-300:] if r.returncode else "")
+        check(f"train-mapper {flag or 'without --normalize'} exits 0", r.returncode == 0,
+              r.stderr[-300:] if r.returncode else "")
     a, b = codes(f"{tmp}/mn.pt", 1.0), codes(f"{tmp}/mn.pt", 3.0)
     check("--normalize mapper ignores embedding length", a is not None and b is not None and np.abs(a - b).max() < 1e-4)
     a, b = codes(f"{tmp}/mr.pt", 1.0), codes(f"{tmp}/mr.pt", 3.0)
