@@ -101,7 +101,7 @@ void register_train(CLI::App& app) {
     c->add_option("--loss", a->opt.loss, "loss on the code distance")->check(CLI::IsMember({"contrastive", "triplet"}))
         ->capture_default_str();
     c->add_flag("--shared", a->opt.shared, "one branch for both domains");
-    c->add_flag("--normalize", a->opt.normalize, "scale each embedding to unit length before mapping it");
+    c->add_flag("--normalize", a->opt.normalize, "scale each embedding to unit length first");
     c->add_flag("--hard-negatives", a->opt.hard_negatives, "negatives from the closest other-class photos");
     c->add_option("--hidden", a->opt.hidden, "hidden width")->capture_default_str()->check(positive);
     c->add_option("--code", a->opt.code, "code width")->capture_default_str()->check(positive);

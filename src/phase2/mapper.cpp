@@ -26,7 +26,8 @@ struct BranchImpl : torch::nn::Module {
     fc2 = register_module("fc2", torch::nn::Linear(hidden, code));
   }
   torch::Tensor forward(torch::Tensor x) {  // [N, in] -> [N, code]
-    if (normalize) x = torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    namespace F = torch::nn::functional;
+    if (normalize) x = F::normalize(x, F::NormalizeFuncOptions().dim(1));
     return fc2(torch::relu(fc1(x)));
   }
 };

@@ -55,8 +55,8 @@ Config make_config(const RunOptions& o) {
     c.map.normalize = true;
     c.map.lr = 3e-4;
     c.describe =
-        "paper: frozen+finetuned classifier, 1024-d, mapper 1024-1024-125 on unit-length embeddings, 10+10 pairs, "
-        "contrastive";
+        "paper: frozen+finetuned classifier, 1024-d, mapper 1024-1024-125 on unit-length "
+        "embeddings, 10+10 pairs, contrastive";
   } else if (o.config == "default") {
     // Same two phases, better used: augmented views, test-time mirror, triplet loss with hard
     // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
