@@ -46,7 +46,10 @@ for k in 5 10 20; do
   done
   echo "tune_diffusion: k=$k done" >&2
 done
-/usr/bin/python3 - "$rows" "$json" <<'PY'
+# duet's current defaults, as the pipeline reports them (a run without diffusion flags only re-ranks).
+defaults=$("$duet" -q run --data "$data" --split "$out/category-val.tsv" --out "$out" --json |
+  /usr/bin/python3 -c 'import json,sys; d=next(iter(json.load(sys.stdin)["splits"].values()))["diffusion"]; print(d["k"], d["alpha"], d["seeds"], d["blend"])')
+/usr/bin/python3 - "$rows" "$json" $defaults <<'PY'
 import json, sys
 pts = []
 for l in open(sys.argv[1]):
@@ -58,7 +61,8 @@ pts.sort(key=lambda p: -p["mean"])
 print(f"validation map_all without diffusion: category-val {base['category_val']:.4f}, zeroshot21-val {base['zeroshot21_val']:.4f}")
 print(f"{'k':>3} {'alpha':>6} {'seeds':>5} {'blend':>5} | {'category-val':>12} {'zeroshot21-val':>14} {'mean':>7}")
 safe = [p for p in pts if p["category_val"] >= base["category_val"] and p["zeroshot21_val"] >= base["zeroshot21_val"]]
-default = [p for p in pts if (p["k"], p["alpha"], p["seeds"], p["blend"]) == (20, 0.9, 100, 0.0)]
+dk, da, ds, db = map(float, sys.argv[3:7])
+default = [p for p in pts if (p["k"], p["alpha"], p["seeds"], p["blend"]) == (dk, da, ds, db)]
 def show(p):
     print(f"{p['k']:>3} {p['alpha']:>6} {p['seeds']:>5} {p['blend']:>5} | {p['category_val']:>12.4f} "
           f"{p['zeroshot21_val']:>14.4f} {p['mean']:>7.4f}")
