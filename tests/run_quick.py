@@ -136,6 +136,15 @@ with tempfile.TemporaryDirectory() as tmp:
     r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.probs.npy",
              "-o", f"{tmp}/m.pt"], expect_rc=1)
     check("mismatched widths rejected", r.returncode == 1 and "-d" in r.stderr, r.stderr.strip())
+    # An output path in a missing folder fails at once with one line, before any training.
+    r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.npy",
+             "-o", f"{tmp}/none/m.pt"], expect_rc=1)
+    def one_line(r):
+        return r.returncode == 1 and "does the folder exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    check("train-mapper into a missing folder", one_line(r), r.stderr.strip()[-300:])
+    r = run(["train-encoder", "--split", few, "--data", os.path.join(shared, "data/sketchy-subset"),
+             "--domain", "sketch", "-o", f"{tmp}/none/e.pt"], expect_rc=1)
+    check("train-encoder into a missing folder", one_line(r), r.stderr.strip()[-300:])
     r = run(["embed", "--encoder", f"{cat}/mapper.pt", "--split",
              os.path.join(shared, "data/sketchy-subset/splits/category.tsv"), "--domain", "sketch",
              "-o", f"{tmp}/e.npy"], expect_rc=1)

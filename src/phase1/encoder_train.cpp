@@ -59,7 +59,7 @@ struct EncoderMeta {
   bool frame = false;  // trained on images cropped to their strokes
 };
 
-void save_encoder(const std::string& path, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
+void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
   torch::serialize::OutputArchive ar;
   ar.write("format", c10::IValue(std::string(kFormat)));
   ar.write("arch", c10::IValue(m.arch));
@@ -73,9 +73,10 @@ void save_encoder(const std::string& path, const EncoderMeta& m, BackboneNetImpl
   auto top = net.parameters_from(m.split);
   for (size_t i = 0; i < top.size(); ++i) ar.write("top." + std::to_string(i), top[i].detach());
   for (const auto& p : head.named_parameters()) ar.write("head." + p.key(), p.value().detach());
-  std::string tmp = path + ".tmp";
-  ar.save_to(tmp);
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("cannot write ", path);
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  out.write(bytes.str());
+  out.commit();
 }
 
 std::string ivalue_str(torch::serialize::InputArchive& ar, const char* key, const std::string& path) {
@@ -188,6 +189,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   if (opt.batch < 1) fail("--batch must be positive");
   if (opt.tta_views < 1 || opt.tta_views > opt.views)
     fail("--tta-views must be between 1 and --views (", opt.views, "); got ", opt.tta_views);
+  AtomicFile out(out_file);  // opened now: an unwritable path fails before training, not after
   torch::manual_seed(opt.seed);
   set_threads(opt.backbone.threads);
   EncoderTrainResult res;
@@ -345,7 +347,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
     EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden, opt.frame};
-    save_encoder(out_file, meta, *net, *head);
+    save_encoder(out, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
         Embeddings e;

@@ -93,6 +93,7 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   auto dq = qe.meta.find("domain"), dg = ge.meta.find("domain");
   if (dq != qe.meta.end() && dg != ge.meta.end() && dq->second == dg->second)
     fail("both embedding files are of domain '", dq->second, "'; Phase II maps two different domains");
+  AtomicFile out(out_file);  // opened now: an unwritable path fails before training, not after
   torch::manual_seed(opt.seed);
   set_threads(opt.threads);
 
@@ -238,9 +239,10 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   ar.write("prob", torch::tensor({res.prob_a, res.prob_b}, torch::kFloat64));
   for (const auto& p : net.q->named_parameters()) ar.write("q." + p.key(), p.value().detach());
   for (const auto& p : net.g->named_parameters()) ar.write("g." + p.key(), p.value().detach());
-  std::string tmp = out_file + ".tmp";
-  ar.save_to(tmp);
-  if (std::rename(tmp.c_str(), out_file.c_str()) != 0) fail("cannot write ", out_file);
+  std::ostringstream bytes;
+  ar.save_to(bytes);
+  out.write(bytes.str());
+  out.commit();
   res.ledger = scope.stop();
   res.ledger.flops = 3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
                      (static_cast<double>(qe.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
