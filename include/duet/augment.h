@@ -15,4 +15,8 @@ namespace duet {
 
 cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, uint64_t seed);
 
+// The `seed` argument of augment_view for one sample: a run's seed mixed with the sample's path
+// (relative to its dataset root), so each image has its own views and any run can redraw them.
+uint64_t view_seed(uint64_t run_seed, const std::string& path);
+
 }  // namespace duet

@@ -25,6 +25,11 @@ class Encoder {
   // Whether images are cropped to their strokes (frame_strokes in duet/image.h) before to_chw:
   // true for encoders trained on framed line drawings.
   virtual bool frames_input() const { return false; }
+  // Test-time views its embeddings average (see duet/augment.h: 1 = the image, 2 = + its mirror,
+  // more = + seeded augmentations) and the seed of those augmentations: a Phase I encoder
+  // reports how its training run wrote its rows, so `duet embed` reproduces them.
+  virtual int tta_views() const { return 1; }
+  virtual uint64_t view_seed() const { return 0; }
   // What made these embeddings ("mobilenet_v2:<weights file>"); written into manifests.
   virtual std::string source() const = 0;
 };

@@ -5,6 +5,7 @@
 // half-written file or destroys the previous one.
 #pragma once
 
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -35,5 +36,7 @@ bool file_exists(const std::string& path);
 bool dir_exists(const std::string& path);
 // Creates a directory and its parents; throws Error on failure.
 void make_dirs(const std::string& path);
+// 64-bit FNV-1a of a string: stable across runs and machines, for cache keys and per-file seeds.
+uint64_t fnv1a(const std::string& s);
 
 }  // namespace duet

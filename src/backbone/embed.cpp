@@ -4,6 +4,7 @@
 
 #include <opencv2/core.hpp>
 
+#include "duet/augment.h"
 #include "duet/error.h"
 #include "duet/image.h"
 #include "duet/progress.h"
@@ -12,15 +13,15 @@ namespace duet {
 
 namespace {
 struct Batch {
-  std::vector<float> x;     // [n, 3, S, S]
-  std::vector<size_t> idx;  // sample index of each row
+  std::vector<float> x;     // [n * views, 3, S, S]: the views of image i are rows i*views .. i*views+views-1
+  std::vector<size_t> idx;  // sample index of each image
 };
 
-Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size, bool frame,
-             bool hflip, bool skip_bad) {
+Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size, bool frame, int views,
+             uint64_t seed, bool skip_bad) {
   Batch out;
   const size_t per = 3 * static_cast<size_t>(size) * size;
-  out.x.reserve((e - b) * per * (hflip ? 2 : 1));
+  out.x.reserve((e - b) * per * views);
   for (size_t i = b; i < e; ++i) {
     cv::Mat img;
     try {
@@ -31,21 +32,14 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
       log_line(std::string("warning: skipped ") + err.what());
       continue;
     }
-    size_t at = out.x.size();
-    out.x.resize(at + per);
-    to_chw(img, size, out.x.data() + at);
+    // The same views, in the same order, as Phase I training cached for this image.
+    const uint64_t vs = view_seed(seed, s[i].path);
+    for (int v = 0; v < views; ++v) {
+      size_t at = out.x.size();
+      out.x.resize(at + per);
+      to_chw(augment_view(img, s[i].domain, v, vs), size, out.x.data() + at);
+    }
     out.idx.push_back(i);
-  }
-  if (hflip) {  // mirrored copies appended after the originals: rows n..2n-1
-    size_t n = out.idx.size();
-    out.x.resize(2 * n * per);
-    for (size_t i = 0; i < n; ++i)
-      for (size_t c = 0; c < 3; ++c)
-        for (int y = 0; y < size; ++y) {
-          const float* src = out.x.data() + i * per + (c * size + y) * size;
-          float* dst = out.x.data() + (n + i) * per + (c * size + y) * size;
-          for (int xx = 0; xx < size; ++xx) dst[xx] = src[size - 1 - xx];
-        }
   }
   return out;
 }
@@ -54,6 +48,8 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
 Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sample>& samples,
                          const EmbedOptions& opt, const std::string& label) {
   if (opt.batch <= 0) fail("--batch must be positive, got ", opt.batch);
+  if (opt.views < 0 || opt.views > 16) fail("--views must be between 0 and 16, got ", opt.views);
+  const int views = opt.views > 0 ? opt.views : enc.tta_views();
   const int S = enc.input_size();
   const int64_t D = enc.dim();
   std::vector<float> rows;
@@ -62,7 +58,7 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
   auto launch = [&](size_t b) {
     size_t e = std::min(samples.size(), b + static_cast<size_t>(opt.batch));
     return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S,
-                      enc.frames_input(), opt.hflip, opt.skip_bad);
+                      enc.frames_input(), views, enc.view_seed(), opt.skip_bad);
   };
   std::future<Batch> next;
   if (!samples.empty()) next = launch(0);
@@ -71,11 +67,12 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
     if (b + opt.batch < samples.size()) next = launch(b + opt.batch);
     const int64_t n = static_cast<int64_t>(cur.idx.size());
     if (n > 0) {
-      std::vector<float> y(static_cast<size_t>((opt.hflip ? 2 : 1) * n * D));
-      enc.encode(opt.hflip ? 2 * n : n, cur.x.data(), y.data());
-      if (opt.hflip)
-        for (int64_t i = 0; i < n * D; ++i) y[i] = 0.5f * (y[i] + y[n * D + i]);
-      rows.insert(rows.end(), y.begin(), y.begin() + n * D);
+      std::vector<float> y(static_cast<size_t>(views * n * D)), mean(static_cast<size_t>(n * D), 0.f);
+      enc.encode(views * n, cur.x.data(), y.data());
+      for (int64_t i = 0; i < n; ++i)
+        for (int v = 0; v < views; ++v)
+          for (int64_t k = 0; k < D; ++k) mean[i * D + k] += y[(i * views + v) * D + k] / views;
+      rows.insert(rows.end(), mean.begin(), mean.end());
       kept.insert(kept.end(), cur.idx.begin(), cur.idx.end());
     }
     bar.tick(static_cast<int64_t>(std::min(samples.size(), b + opt.batch) - b));

@@ -52,7 +52,10 @@ void register_embed(CLI::App& app) {
       ->capture_default_str();
   c->add_option("-o,--out", a->out, "output .npy (the manifest goes to the same name with .tsv)")->required();
   c->add_option("-b,--batch", a->embed.batch, "images per forward pass")->check(positive)->capture_default_str();
-  c->add_flag("--hflip", a->embed.hflip, "average with the mirrored image (test-time augmentation)");
+  c->add_option("--views", a->embed.views,
+                 "test-time views averaged: 1 = the image, 2 = + mirror, more = + seeded augmentations; "
+                 "default: as the --encoder's training run wrote its embeddings (1 without --encoder)")
+      ->check(CLI::Range(1, 16));
   c->add_flag("--skip-bad", a->embed.skip_bad, "warn about and skip unreadable images instead of failing");
   c->callback([a] { run_embed(*a); });
 }

@@ -72,4 +72,10 @@ void make_dirs(const std::string& path) {
   if (ec) fail("cannot create folder ", path, ": ", ec.message());
 }
 
+uint64_t fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
 }  // namespace duet

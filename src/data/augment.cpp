@@ -2,6 +2,8 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "duet/fileio.h"
+
 namespace duet {
 
 namespace {
@@ -52,5 +54,7 @@ cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, ui
   }
   return out;
 }
+
+uint64_t view_seed(uint64_t run_seed, const std::string& path) { return run_seed ^ fnv1a(path); }
 
 }  // namespace duet

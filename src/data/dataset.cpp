@@ -234,11 +234,6 @@ std::set<std::string> pick_test(std::vector<std::string> keys, uint64_t seed, do
   return out;
 }
 
-uint64_t hash_str(const std::string& s) {  // FNV-1a: stable per-class seeds
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
 }  // namespace
 
 void make_split(Dataset& d, uint64_t seed, double test_fraction) {
@@ -246,7 +241,7 @@ void make_split(Dataset& d, uint64_t seed, double test_fraction) {
   std::map<std::string, std::vector<std::string>> inst;  // class -> instances
   for (const auto& s : d.samples) inst[s.cls].push_back(s.instance);
   std::map<std::string, std::set<std::string>> test;
-  for (auto& [cls, keys] : inst) test[cls] = pick_test(keys, seed ^ hash_str(cls), test_fraction);
+  for (auto& [cls, keys] : inst) test[cls] = pick_test(keys, seed ^ fnv1a(cls), test_fraction);
   for (auto& s : d.samples) s.split = test[s.cls].count(s.instance) ? "test" : "train";
 }
 

@@ -57,6 +57,8 @@ struct EncoderMeta {
   std::vector<std::string> classes;
   int split = 0, hidden = 0;
   bool frame = false;  // trained on images cropped to their strokes
+  int tta_views = 1;   // views its written embeddings average, drawn with augment_view from seed
+  uint64_t seed = 0;
 };
 
 void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
@@ -69,6 +71,8 @@ void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, H
   ar.write("split", c10::IValue(static_cast<int64_t>(m.split)));
   ar.write("hidden", c10::IValue(static_cast<int64_t>(m.hidden)));
   ar.write("frame", c10::IValue(static_cast<int64_t>(m.frame)));
+  ar.write("tta_views", c10::IValue(static_cast<int64_t>(m.tta_views)));
+  ar.write("seed", c10::IValue(static_cast<int64_t>(m.seed)));
   // Only the trained stages travel; the frozen ones come from the backbone weights file.
   auto top = net.parameters_from(m.split);
   for (size_t i = 0; i < top.size(); ++i) ar.write("top." + std::to_string(i), top[i].detach());
@@ -112,6 +116,9 @@ LoadedEncoder load_encoder(const std::string& path) {
   ar.read("hidden", v);
   e.meta.hidden = static_cast<int>(v.toInt());
   e.meta.frame = ar.try_read("frame", v) && v.toInt() != 0;  // absent in files from before framing
+  // Absent in files from before test-time views were recorded: those embed the image alone.
+  if (ar.try_read("tta_views", v)) e.meta.tta_views = static_cast<int>(v.toInt());
+  if (ar.try_read("seed", v)) e.meta.seed = static_cast<uint64_t>(v.toInt());
   e.net = open_backbone_net(e.meta.arch, e.meta.weights == "default" ? "" : e.meta.weights);
   torch::NoGradGuard ng;
   auto top = e.net->parameters_from(e.meta.split);
@@ -140,6 +147,8 @@ class TrainedEncoder : public Encoder {
   int input_size() const override { return e_.net->input_size; }
   int64_t dim() const override { return e_.meta.hidden; }
   bool frames_input() const override { return e_.meta.frame; }
+  int tta_views() const override { return e_.meta.tta_views; }
+  uint64_t view_seed() const override { return e_.meta.seed; }
   void encode(int64_t n, const float* x, float* out) override {
     const int S = e_.net->input_size;
     for_each_image(n, workers_, [&](int64_t i) {
@@ -346,7 +355,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     logits /= opt.tta_views;
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
-    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden, opt.frame};
+    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden, opt.frame, opt.tta_views, opt.seed};
     save_encoder(out, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {

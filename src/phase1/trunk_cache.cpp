@@ -11,14 +11,6 @@
 
 namespace duet {
 
-namespace {
-uint64_t fnv(const std::string& s, uint64_t h = 1469598103934665603ull) {
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-  return h;
-}
-
-}  // namespace
-
 double stage_flops(BackboneNetImpl& net, int from, int to) {
   torch::NoGradGuard ng;
   auto x = net.run_stages(torch::zeros({1, 3, net.input_size, net.input_size}), 0, from);
@@ -42,7 +34,7 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
   if (!cache_dir.empty()) {
     make_dirs(cache_dir);
     std::ostringstream name;
-    name << cache_dir << "/trunk-" << net.arch << "-" << std::hex << fnv(key.str()) << ".pt";
+    name << cache_dir << "/trunk-" << net.arch << "-" << std::hex << fnv1a(key.str()) << ".pt";
     file = name.str();
     if (file_exists(file)) {
       try {
@@ -64,7 +56,7 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
   for_each_image(n, workers, [&](int64_t i) {
     cv::Mat img = load_rgb(d.abs_path(samples[i]));
     if (frame) img = frame_strokes(img);
-    const uint64_t s = seed ^ fnv(samples[i].path);
+    const uint64_t s = view_seed(seed, samples[i].path);
     std::vector<float> x(3 * S * S);
     for (int v = 0; v < views; ++v) {
       to_chw(augment_view(img, samples[i].domain, v, s), S, x.data());
