@@ -114,26 +114,30 @@ with tempfile.TemporaryDirectory() as tmp:
     # The same with seeded augmentations among the test-time views (the default config uses 4):
     # a small encoder that averages 3 views writes rows `duet embed` redraws exactly; its
     # image-only embeddings differ, so the check sees whether the views are applied.
-    tiny = ["--backbone", "mobilenet_v1_025", "--weights", os.path.join(shared, "weights/mobilenet_v1_0.25_128_quant.tflite")]
+    tiny = ["--backbone", "mobilenet_v1_025",
+            "--weights", os.path.join(shared, "weights/mobilenet_v1_0.25_128_quant.tflite")]
     few3 = os.path.join(tmp, "splits", "few3.tsv")
     with open(os.path.join(shared, "data/sketchy-subset/splits/category.tsv")) as f, open(few3, "w") as g:
-        rows = [l for l in f if l.startswith("domain\t") or l.split("\t")[2] in ("airplane", "apple", "bear")]
-        g.writelines(r for r in rows if r.startswith("domain\t") or r.startswith("sketch\t"))
-    r = run(["train-encoder", "--split", few3, "--data", os.path.join(shared, "data/sketchy-subset"), "--domain", "sketch",
-             "--frame", "--views", "3", "--tta-views", "3", "--frozen-epochs", "2", "--finetune-epochs", "1",
-             "--seed", "7", "-o", f"{tmp}/e3.pt", "--emb-out", f"{tmp}/e3.npy"] + tiny)
-    check("train-encoder with 3 test-time views exits 0", r.returncode == 0, r.stderr[-300:] if r.returncode else "")
+        g.writelines(l for l in f if l.startswith("domain\t") or
+                     (l.startswith("sketch\t") and l.split("\t")[2] in ("airplane", "apple", "bear")))
+    r = run(["train-encoder", "--split", few3, "--data", os.path.join(shared, "data/sketchy-subset"),
+             "--domain", "sketch", "--frame", "--views", "3", "--tta-views", "3", "--frozen-epochs", "2",
+             "--finetune-epochs", "1", "--seed", "7", "-o", f"{tmp}/e3.pt", "--emb-out", f"{tmp}/e3.npy"] + tiny)
+    check("train-encoder with 3 test-time views exits 0", r.returncode == 0,
+          r.stderr[-300:] if r.returncode else "")
     X3, p3 = emb(f"{tmp}/e3.npy") if r.returncode == 0 else (np.zeros((1, 1)), [])
     def embed3(*extra):
         r = run(["embed", "--encoder", f"{tmp}/e3.pt", "--split", few3, "--data",
-                 os.path.join(shared, "data/sketchy-subset"), "--domain", "sketch", "-o", f"{tmp}/r3.npy"] + list(extra))
+                 os.path.join(shared, "data/sketchy-subset"), "--domain", "sketch",
+                 "-o", f"{tmp}/r3.npy"] + list(extra))
         return emb(f"{tmp}/r3.npy") if r.returncode == 0 else (np.zeros_like(X3), [])
     Y3, q3 = embed3()
     err = float(np.abs(Y3 - X3).max()) if q3 == p3 else float("inf")
-    check("embed --encoder redraws the augmented test-time views", err < 1e-3 * max(1.0, float(np.abs(X3).max())),
-          f"max abs diff {err:.2e}")
+    check("embed --encoder redraws the augmented test-time views",
+          err < 1e-3 * max(1.0, float(np.abs(X3).max())), f"max abs diff {err:.2e}")
     Y1, q1 = embed3("--views", "1")
-    check("embed --views 1 embeds the image alone (differs)", q1 == p3 and float(np.abs(Y1 - X3).max()) > 1e-2)
+    check("embed --views 1 embeds the image alone (differs)",
+          q1 == p3 and float(np.abs(Y1 - X3).max()) > 1e-2)
 
     # A mapper trained with --normalize scales each embedding to unit length first (recorded in the
     # mapper file), so `duet map` gives the same codes for embeddings of any length; without it, not.

@@ -21,10 +21,10 @@ namespace duet {
 // Defaults chosen on validation splits carved from the train part of the Sketchy splits (never
 // the test part): see README "Choosing hyperparameters".
 struct DiffusionOptions {
-  int k = 20;           // neighbours per gallery item (graph edges; kept when either end chose them)
-  double alpha = 0.9;   // how far votes travel: 0 = no diffusion
-  int seeds = 100;      // top entries of a query's scores that start the diffusion
-  double blend = 0.0;   // weight of the original score distribution in the final score
+  int k = 10;           // neighbours per gallery item (graph edges; kept when either end chose them)
+  double alpha = 0.95;  // how far votes travel: 0 = no diffusion
+  int seeds = 50;       // top entries of a query's scores that start the diffusion
+  double blend = 0.5;   // weight of the original score distribution in the final score
 };
 
 class GalleryGraph {

@@ -13,12 +13,12 @@ namespace duet {
 
 namespace {
 struct Batch {
-  std::vector<float> x;     // [n * views, 3, S, S]: the views of image i are rows i*views .. i*views+views-1
+  std::vector<float> x;     // [n * views, 3, S, S]: image i's views are rows i*views .. i*views+views-1
   std::vector<size_t> idx;  // sample index of each image
 };
 
-Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size, bool frame, int views,
-             uint64_t seed, bool skip_bad) {
+Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size,
+             bool frame, int views, uint64_t seed, bool skip_bad) {
   Batch out;
   const size_t per = 3 * static_cast<size_t>(size) * size;
   out.x.reserve((e - b) * per * views);

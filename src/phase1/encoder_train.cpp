@@ -355,7 +355,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     logits /= opt.tta_views;
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
-    EncoderMeta meta{net->arch, weights_id, domain, res.classes, split, opt.hidden, opt.frame, opt.tta_views, opt.seed};
+    EncoderMeta meta{net->arch,  weights_id, domain,         res.classes, split,
+                     opt.hidden, opt.frame,  opt.tta_views, opt.seed};
     save_encoder(out, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
