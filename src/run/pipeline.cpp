@@ -119,7 +119,10 @@ Matrix sharpened(Matrix m, double t) {
   for (int64_t i = 0; i < m.rows; ++i) {
     float* r = m.row(i);
     double sum = 0;
-    for (int64_t j = 0; j < m.cols; ++j) sum += (r[j] = static_cast<float>(std::pow(std::max(r[j], 0.f), t)));
+    for (int64_t j = 0; j < m.cols; ++j) {
+      r[j] = static_cast<float>(std::pow(std::max(r[j], 0.f), t));
+      sum += r[j];
+    }
     if (sum > 0)
       for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] / sum);
   }
@@ -234,7 +237,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   if (cfg.fuse_posteriors) {
     // log p(same | code distance) + log p(same | class posteriors): the mapper's calibrated pair
     // probability times the chance that both Phase I classifiers name the same class (p_s . p_p),
-    // treated as independent evidence.
+    // treated as independent evidence. The photo posteriors enter sharpened by cfg.photo_power.
     auto code = embedding_scorer(zq, zg, Metric::Euclidean);
     auto post = embedding_scorer(take_rows(sp, qrows).x, sharpened(take_rows(pp, grows).x, cfg.photo_power),
                                  Metric::Dot);
