@@ -59,8 +59,11 @@ expect 1 "a.jpg" -- $duet embed --backbone mobilenet_v1_025 --data "$tmp/ds" --d
 expect 1 "no sketch images" -- $duet embed --backbone mobilenet_v1_025 --data "$tmp/ds" --domain sketch -o "$tmp/x.npy"
 expect 1 "no such weights file" -- $duet classify --weights "$tmp/none.tflite" "$tmp/ds/photo/cat/a.jpg"
 expect 1 "not a TorchScript file" -- $duet classify --weights "$tmp/gl.txt" "$tmp/ds/photo/cat/a.jpg"
-expect 1 "belongs to the default config" -- $duet run --config paper --diffusion-seeds 5 --out "$tmp/run"
+expect 1 "belong to the default config" -- $duet run --config paper --diffusion-seeds 5 --out "$tmp/run"
 expect 2 "diffusion-alpha" -- $duet run --diffusion-alpha 1 --out "$tmp/run"
+expect 1 "belong to the default config" -- $duet run --config paper --unseen-gate 0.1 --out "$tmp/run"
+expect 2 "unseen-profile" -- $duet run --unseen-profile -1 --out "$tmp/run"
+expect 2 "photo-power" -- $duet run --photo-power 0 --out "$tmp/run"
 expect 1 "no such split file" -- $duet run --split "$tmp/none.tsv" --out "$tmp/run"
 expect 1 "with --from" -- $duet split -o "$tmp/s.tsv"
 [ ! -e "$tmp/x.npy" ] || { echo "FAIL: a failed embed left $tmp/x.npy behind"; fails=$((fails + 1)); }

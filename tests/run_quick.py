@@ -38,6 +38,8 @@ with tempfile.TemporaryDirectory() as tmp:
     check("sketch classifier beats chance", s["sketch_accuracy"] > 2.0 / classes, str(s["sketch_accuracy"]))
     before = s["retrieval_before_diffusion"]["map_all"]
     check("gallery diffusion reported with the score before it", 0 < before <= 1, str(before))
+    nu = s.get("unseen_queries", -1)
+    check("unseen-class gate reports how many queries it took", 0 <= nu <= s["queries"], str(nu))
 
     # Resume: nothing is recomputed and the metrics are identical.
     r2 = run(args)

@@ -23,7 +23,7 @@ namespace duet {
 struct DiffusionOptions {
   int k = 10;           // neighbours per gallery item (graph edges; kept when either end chose them)
   double alpha = 0.95;  // how far votes travel: 0 = no diffusion
-  int seeds = 50;       // top entries of a query's scores that start the diffusion
+  int seeds = 20;       // top entries of a query's scores that start the diffusion
   double blend = 0.5;   // weight of the original score distribution in the final score
 };
 

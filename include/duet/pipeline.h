@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "duet/diffusion.h"
+#include "duet/fusion.h"
 #include "duet/encoder.h"
 
 namespace duet {
@@ -29,6 +30,7 @@ struct RunOptions {
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
   bool diffusion = true;                                  // default config: re-rank over the gallery graph
   DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)
+  FusionOptions fusion_opt;                               // default config's pair score (retrieval only)
   bool json = false;                                      // print metrics JSON instead of the table
 };
 

@@ -53,7 +53,20 @@ void register_run(CLI::App& app) {
   c->add_option("--weights", o->backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
   c->add_option("-t,--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
   c->add_flag("--json", o->json, "print metrics JSON on stdout instead of a table");
-  auto* g = c->add_option_group("retrieval", "default config: diffusion re-ranking over the gallery photo graph");
+  auto* g = c->add_option_group(
+      "retrieval", "default config: the fused pair score and diffusion re-ranking over the gallery photo graph");
+  g->add_option("--photo-power", o->fusion_opt.photo_power,
+                "photo posteriors enter the fusion as p^t / sum(p^t)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--unseen-gate", o->fusion_opt.unseen_gate,
+                "a query whose best p_s.p_p over the gallery is below this is scored as an unseen class "
+                "(0 = never)")
+      ->capture_default_str()->check(non_negative);
+  g->add_option("--unseen-post", o->fusion_opt.unseen_post, "unseen queries: weight of log p_s.p_p")
+      ->capture_default_str()->check(non_negative);
+  g->add_option("--unseen-profile", o->fusion_opt.unseen_profile,
+                "unseen queries: weight of the posterior-profile cosine")
+      ->capture_default_str()->check(non_negative);
   g->add_flag("!--no-diffusion", o->diffusion, "rank by the fused score alone");
   g->add_option("--diffusion-k", o->diffusion_opt.k, "graph neighbours per photo")->capture_default_str()->check(positive);
   g->add_option("--diffusion-alpha", o->diffusion_opt.alpha, "propagation strength in [0, 1)")
@@ -65,7 +78,8 @@ void register_run(CLI::App& app) {
   c->callback([o, split, g] {
     for (const auto* opt : g->get_options())
       if (opt->count() > 0 && o->config != "default")
-        fail(opt->get_name(), ": diffusion re-ranking belongs to the default config (got --config ", o->config, ")");
+        fail(opt->get_name(), ": the fused score and diffusion belong to the default config (got --config ",
+             o->config, ")");
     if (*split == "all") o->splits = {"category", "zeroshot21"};
     else o->splits = {*split};
     std::string text = run_pipeline(*o);

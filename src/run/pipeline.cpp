@@ -17,6 +17,7 @@
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
+#include "duet/fusion.h"
 #include "duet/metrics.h"
 #include "duet/paths.h"
 #include "duet/phase1.h"
@@ -34,7 +35,7 @@ struct Config {
   MapperOptions map;
   bool frame_sketches = false;   // Phase I sees sketches cropped to their strokes
   bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
-  double photo_power = 1.0;      // fusion uses the photo posteriors as p^t / sum(p^t); t > 1 sharpens
+  FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
   std::string describe;
@@ -62,26 +63,22 @@ Config make_config(const RunOptions& o) {
     // Same two phases, better used: augmented views, test-time augmentation, triplet loss with hard
     // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
     c.enc.views = 4;
-    // Embeddings and posteriors average all 4 cached views (image, mirror, two augmentations);
-    // the photo posteriors, flattened by that average, are squared (renormalised) for fusion.
-    // Chosen on the validation splits (README "Choosing hyperparameters"), with the diffusion
-    // then in use (k 20, alpha 0.9, 100 seeds, blend 0): map_all category-val / zeroshot21-val
-    // 0.531 / 0.360 with 2 views, 0.539 / 0.369 with 4, 0.556 / 0.363 with 4 and the photo power 2
-    // (power 1.5: 0.551 / 0.365; 3: 0.556 / 0.360; sketch power 1.5: 0.549 / 0.366). The
-    // diffusion defaults were then re-chosen for this fusion.
+    // Embeddings and posteriors average all 4 cached views (image, mirror, two augmentations):
+    // chosen on the validation splits (README "Choosing hyperparameters"), like the fusion and
+    // diffusion options (duet/fusion.h, duet/diffusion.h).
     c.enc.tta_views = 4;
-    c.photo_power = 2.0;
     c.enc.label_smoothing = 0.1;
     c.frame_sketches = true;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
     c.fuse_posteriors = true;
+    c.fusion = o.fusion_opt;
     c.diffusion = o.diffusion;
     c.diff = o.diffusion_opt;
     c.describe =
         "default: framed sketches, 4 views, label smoothing, 4-view TTA, triplet + hard negatives, "
-        "posterior fusion (photo power 2), gallery diffusion";
+        "posterior fusion with an unseen-class gate, gallery diffusion";
   } else {
     fail("unknown --config '", o.config, "': default or paper");
   }
@@ -111,22 +108,6 @@ std::string hash_hex(const std::string& s) {
   char buf[17];
   std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
   return buf;
-}
-
-// Each row p (a class posterior) becomes p^t / sum(p^t): the softmax of t times the log-posterior.
-Matrix sharpened(Matrix m, double t) {
-  if (t == 1.0) return m;
-  for (int64_t i = 0; i < m.rows; ++i) {
-    float* r = m.row(i);
-    double sum = 0;
-    for (int64_t j = 0; j < m.cols; ++j) {
-      r[j] = static_cast<float>(std::pow(std::max(r[j], 0.f), t));
-      sum += r[j];
-    }
-    if (sum > 0)
-      for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] / sum);
-  }
-  return m;
 }
 
 // Runs `step` unless <dir>/<name>.json holds the same key and every output exists; returns the
@@ -235,22 +216,18 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   EvalOptions eo;
   RetrievalMetrics m;
   if (cfg.fuse_posteriors) {
-    // log p(same | code distance) + log p(same | class posteriors): the mapper's calibrated pair
-    // probability times the chance that both Phase I classifiers name the same class (p_s . p_p),
-    // treated as independent evidence. The photo posteriors enter sharpened by cfg.photo_power.
-    auto code = embedding_scorer(zq, zg, Metric::Euclidean);
-    auto post = embedding_scorer(take_rows(sp, qrows).x, sharpened(take_rows(pp, grows).x, cfg.photo_power),
-                                 Metric::Dot);
-    const int64_t ng = zg.rows;
+    // log p(same | code distance) + log p(same | class posteriors), with the unseen-class gate:
+    // duet/fusion.h.
     const Mapper& mp = *mapper;
-    ScoreBlockFn fused = [&](int64_t q0, int64_t q1, float* out) {
-      std::vector<float> tmp(static_cast<size_t>((q1 - q0) * ng));
-      code(q0, q1, out);
-      post(q0, q1, tmp.data());
-      for (size_t i = 0; i < tmp.size(); ++i)
-        out[i] = static_cast<float>(std::log(std::max(mp.probability(std::sqrt(std::max(0.f, -out[i]))), 1e-30)) +
-                                    std::log(std::max(tmp[i], 1e-30f)));
-    };
+    FusedScorer f = fused_scorer(zq, zg, [&mp](double d) { return mp.probability(d); },
+                                 take_rows(sp, qrows).x, take_rows(pp, grows).x, cfg.fusion);
+    const ScoreBlockFn& fused = f.score;
+    const int64_t ng = zg.rows;
+    out["fusion"] = {{"photo_power", cfg.fusion.photo_power},
+                     {"unseen_gate", cfg.fusion.unseen_gate},
+                     {"unseen_post", cfg.fusion.unseen_post},
+                     {"unseen_profile", cfg.fusion.unseen_profile}};
+    out["unseen_queries"] = std::count(f.unseen.begin(), f.unseen.end(), 1);
     std::vector<int> qi, gi;
     label_ids(ql, gl, qi, gi);
     m = evaluate_scores(zq.rows, ng, fused, qi, gi, eo);

@@ -1,0 +1,45 @@
+// duet/fusion.h — the default config's score for a (sketch, photo) pair: Phase II's code distance
+// and both Phase I classifiers' class posteriors, taken as independent evidence that the two show
+// the same class.
+//
+//     score = log p(same | code distance) + w_p log(p_s . p_p') + w_c cos(l_s, l_p)
+//
+// p_s, p_p are the sketch and photo posteriors over the classes the encoders learnt, p_p' the photo
+// posterior sharpened to p_p^t / sum(p_p^t), and l = log p minus its mean: the posterior's profile
+// (which known classes, and how strongly, an image resembles). A seen-class query finds some
+// gallery photo that both classifiers put in its class, so max_g p_s . p_g is large; when even the
+// best match falls below `unseen_gate` the query is taken to be of a class neither encoder learnt,
+// and class identity says little: its score weighs the posterior product by `unseen_post` and
+// adds the profile cosine at `unseen_profile`. Other queries use w_p = 1, w_c = 0.
+#pragma once
+
+#include <functional>
+#include <vector>
+
+#include "duet/embeddings.h"
+#include "duet/metrics.h"
+
+namespace duet {
+
+// Defaults chosen on validation splits carved from the train part of the Sketchy splits (never
+// the test part): see README "Choosing hyperparameters". The gate's scale suits about 100 classes.
+struct FusionOptions {
+  double photo_power = 2.0;     // t above; 1 = the posteriors as they are
+  double unseen_gate = 0.08;    // 0 = no query is treated as unseen
+  double unseen_post = 0.25;    // w_p for unseen queries
+  double unseen_profile = 4.0;  // w_c for unseen queries
+};
+
+struct FusedScorer {
+  ScoreBlockFn score;        // scores [q1 - q0, gallery] for queries q0..q1, higher is better
+  std::vector<char> unseen;  // per query: the gate fired
+};
+
+// code_q [nq, d], code_g [ng, d]: Phase II codes; same_prob maps a code distance to p(same class).
+// post_q [nq, C], post_g [ng, C]: Phase I posteriors over the same C classes. Throws Error when the
+// shapes disagree. The scorer keeps its own copies of the data.
+FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
+                         std::function<double(double)> same_prob, const Matrix& post_q,
+                         const Matrix& post_g, const FusionOptions& opt);
+
+}  // namespace duet

@@ -1,0 +1,92 @@
+#include "duet/fusion.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "duet/error.h"
+
+namespace duet {
+
+namespace {
+
+// Each row p becomes p^t / sum(p^t): the softmax of t times the log-posterior.
+Matrix sharpened(Matrix m, double t) {
+  if (t == 1.0) return m;
+  for (int64_t i = 0; i < m.rows; ++i) {
+    float* r = m.row(i);
+    double sum = 0;
+    for (int64_t j = 0; j < m.cols; ++j)
+      sum += r[j] = static_cast<float>(std::pow(std::max(r[j], 0.f), t));
+    if (sum > 0)
+      for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] / sum);
+  }
+  return m;
+}
+
+// Each row p becomes log p minus its mean over the classes. The floor keeps a zero finite.
+Matrix centred_log(Matrix m) {
+  for (int64_t i = 0; i < m.rows; ++i) {
+    float* r = m.row(i);
+    double mean = 0;
+    for (int64_t j = 0; j < m.cols; ++j) mean += r[j] = std::log(std::max(r[j], 1e-6f));
+    mean /= static_cast<double>(m.cols);
+    for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] - mean);
+  }
+  return m;
+}
+
+}  // namespace
+
+FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
+                         std::function<double(double)> same_prob, const Matrix& post_q,
+                         const Matrix& post_g, const FusionOptions& opt) {
+  if (code_q.rows != post_q.rows || code_g.rows != post_g.rows)
+    fail("fusion needs one code and one posterior per item: ", code_q.rows, " query codes, ",
+         post_q.rows, " query posteriors, ", code_g.rows, " gallery codes, ", post_g.rows,
+         " gallery posteriors");
+  if (post_q.cols != post_g.cols)
+    fail("sketch posteriors cover ", post_q.cols, " classes but photo posteriors ", post_g.cols,
+         "; both encoders must be trained on the same classes");
+  if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
+    fail("fusion options must be non-negative (photo power positive)");
+  const int64_t ng = code_g.rows;
+  FusedScorer f;
+  f.unseen.assign(static_cast<size_t>(code_q.rows), 0);
+  ScoreBlockFn profile;
+  if (opt.unseen_gate > 0) {
+    auto raw = embedding_scorer(post_q, post_g, Metric::Dot);
+    std::vector<float> row(static_cast<size_t>(ng));
+    for (int64_t q = 0; q < code_q.rows && ng > 0; ++q) {
+      raw(q, q + 1, row.data());
+      f.unseen[q] = *std::max_element(row.begin(), row.end()) < opt.unseen_gate;
+    }
+    profile = embedding_scorer(centred_log(post_q), centred_log(post_g), Metric::Cosine);
+  }
+  auto code = embedding_scorer(code_q, code_g, Metric::Euclidean);  // -||zq - zg||^2
+  auto post = embedding_scorer(post_q, sharpened(post_g, opt.photo_power), Metric::Dot);
+  f.score = [code, post, profile, same_prob, unseen = f.unseen, opt, ng](int64_t q0, int64_t q1,
+                                                                         float* out) {
+    const size_t n = static_cast<size_t>((q1 - q0) * ng);
+    std::vector<float> pp(n), prof;
+    code(q0, q1, out);
+    post(q0, q1, pp.data());
+    if (profile) {
+      prof.resize(n);
+      profile(q0, q1, prof.data());
+    }
+    for (int64_t q = q0; q < q1; ++q) {
+      const bool u = unseen[q];
+      const double wp = u ? opt.unseen_post : 1.0;
+      for (int64_t j = 0; j < ng; ++j) {
+        const size_t i = static_cast<size_t>((q - q0) * ng + j);
+        const double p_code = same_prob(std::sqrt(std::max(0.f, -out[i])));
+        double s = std::log(std::max(p_code, 1e-30)) + wp * std::log(std::max(pp[i], 1e-30f));
+        if (u) s += opt.unseen_profile * prof[i];
+        out[i] = static_cast<float>(s);
+      }
+    }
+  };
+  return f;
+}
+
+}  // namespace duet

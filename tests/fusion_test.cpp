@@ -1,0 +1,117 @@
+// The fused score against values worked out by hand on posteriors built for the purpose.
+#include "duet/fusion.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "duet/error.h"
+
+using namespace duet;
+
+namespace {
+Matrix rows(std::vector<std::vector<float>> v) {
+  Matrix m(static_cast<int64_t>(v.size()), static_cast<int64_t>(v[0].size()));
+  for (size_t i = 0; i < v.size(); ++i)
+    for (size_t j = 0; j < v[i].size(); ++j) m.row(static_cast<int64_t>(i))[j] = v[i][j];
+  return m;
+}
+std::vector<float> score_all(const FusedScorer& f, int64_t nq, int64_t ng) {
+  std::vector<float> out(static_cast<size_t>(nq * ng));
+  f.score(0, nq, out.data());
+  return out;
+}
+double exp_neg(double d) { return std::exp(-d); }
+// The plain product: no sharpening, no gate.
+FusionOptions plain() {
+  FusionOptions o;
+  o.photo_power = 1;
+  o.unseen_gate = 0;
+  return o;
+}
+// cosine of log p - mean(log p), by hand
+double profile_cos(const std::vector<double>& a, const std::vector<double>& b) {
+  std::vector<double> la, lb;
+  double ma = 0, mb = 0;
+  for (double x : a) ma += std::log(x) / a.size();
+  for (double x : b) mb += std::log(x) / b.size();
+  double dot = 0, na = 0, nb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double x = std::log(a[i]) - ma, y = std::log(b[i]) - mb;
+    dot += x * y, na += x * x, nb += y * y;
+  }
+  return dot / std::sqrt(na * nb);
+}
+}  // namespace
+
+TEST(Fusion, CodeProbabilityTimesPosteriorProduct) {
+  // Query code at the origin; photo codes at distance 5 and 0.
+  Matrix zq = rows({{0, 0}}), zg = rows({{3, 4}, {0, 0}});
+  Matrix pq = rows({{0.8f, 0.2f}}), pg = rows({{0.6f, 0.4f}, {0.5f, 0.5f}});
+  FusionOptions o = plain();
+  auto s = score_all(fused_scorer(zq, zg, exp_neg, pq, pg, o), 1, 2);
+  EXPECT_NEAR(s[0], -5 + std::log(0.8 * 0.6 + 0.2 * 0.4), 1e-5);
+  EXPECT_NEAR(s[1], 0 + std::log(0.5), 1e-5);
+
+  // Photo power 2: (0.6, 0.4) -> (0.36, 0.16) / 0.52; (0.5, 0.5) stays.
+  o.photo_power = 2;
+  s = score_all(fused_scorer(zq, zg, exp_neg, pq, pg, o), 1, 2);
+  EXPECT_NEAR(s[0], -5 + std::log((0.8 * 0.36 + 0.2 * 0.16) / 0.52), 1e-5);
+  EXPECT_NEAR(s[1], std::log(0.5), 1e-5);
+}
+
+TEST(Fusion, UnseenGateSwitchesToProfiles) {
+  // Codes equal, so only the posteriors rank. Query 0 is confident and its class is in the
+  // gallery (photo 2, dot 0.8*0.9+0.1*0.05*2 = 0.73); query 1 is flat, like a class neither
+  // encoder learnt: its best dot is 0.39 (photo 2), but photo 0 has its profile.
+  Matrix zq = rows({{0, 0}, {0, 0}}), zg = rows({{0, 0}, {0, 0}, {0, 0}});
+  const std::vector<std::vector<double>> q = {{0.8, 0.1, 0.1}, {0.4, 0.35, 0.25}};
+  const std::vector<std::vector<double>> g = {
+      {0.45, 0.35, 0.2}, {0.7, 0.05, 0.25}, {0.9, 0.05, 0.05}};
+  Matrix pq(2, 3), pg(3, 3);
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) pq.row(i)[j] = static_cast<float>(q[i][j]);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) pg.row(i)[j] = static_cast<float>(g[i][j]);
+  auto dot = [&](int a, int b) {
+    return q[a][0] * g[b][0] + q[a][1] * g[b][1] + q[a][2] * g[b][2];
+  };
+
+  FusionOptions o =
+      plain();  // no gate: photo 2 then 1 then 0 for the flat query (dots 0.39, 0.36, 0.3525)
+  auto f = fused_scorer(zq, zg, exp_neg, pq, pg, o);
+  EXPECT_EQ(f.unseen, std::vector<char>({0, 0}));
+  auto s = score_all(f, 2, 3);
+  for (int j = 0; j < 3; ++j) EXPECT_NEAR(s[3 + j], std::log(dot(1, j)), 1e-5);
+  EXPECT_GT(s[3 + 1], s[3 + 0]);
+
+  o.unseen_gate = 0.5;
+  o.unseen_post = 0.25;
+  o.unseen_profile = 4;
+  f = fused_scorer(zq, zg, exp_neg, pq, pg, o);
+  EXPECT_EQ(f.unseen, std::vector<char>({0, 1}));
+  s = score_all(f, 2, 3);
+  for (int j = 0; j < 3; ++j) {
+    EXPECT_NEAR(s[j], std::log(dot(0, j)), 1e-5);  // the confident query is untouched
+    EXPECT_NEAR(s[3 + j], 0.25 * std::log(dot(1, j)) + 4 * profile_cos(q[1], g[j]), 1e-4);
+  }
+  // The flat query's own profile now ranks photo 0 first.
+  EXPECT_GT(s[3 + 0], s[3 + 1]);
+  EXPECT_GT(s[3 + 0], s[3 + 2]);
+
+  // Scores come out the same block by block as all at once.
+  std::vector<float> one(3);
+  f.score(1, 2, one.data());
+  for (int j = 0; j < 3; ++j) EXPECT_FLOAT_EQ(one[j], s[3 + j]);
+}
+
+TEST(Fusion, ShapeMismatchIsAnError) {
+  Matrix zq = rows({{0, 0}}), zg = rows({{0, 0}});
+  Matrix p3 = rows({{0.2f, 0.3f, 0.5f}}), p2 = rows({{0.5f, 0.5f}});
+  EXPECT_THROW(fused_scorer(zq, zg, exp_neg, p3, p2, plain()), Error);
+  EXPECT_THROW(fused_scorer(zq, rows({{0, 0}, {1, 1}}), exp_neg, p2, p2, plain()), Error);
+  FusionOptions bad = plain();
+  bad.photo_power = 0;
+  EXPECT_THROW(fused_scorer(zq, zg, exp_neg, p2, p2, bad), Error);
+}
