@@ -38,19 +38,22 @@ with tempfile.TemporaryDirectory() as tmp:
     check("sketch classifier beats chance", s["sketch_accuracy"] > 2.0 / classes, str(s["sketch_accuracy"]))
     before = s["retrieval_before_diffusion"]["map_all"]
     check("gallery diffusion reported with the score before it", 0 < before <= 1, str(before))
+    mem = s.get("phase1_members", [])
+    check("two Phase I encoders per domain, the second in member1/", len(mem) == 2 and
+          os.path.isfile(os.path.join(out, "category", "member1", "sketch_encoder.pt")), str(mem))
     nu = s.get("unseen_queries", -1)
     check("unseen-class gate reports how many queries it took", 0 <= nu <= s["queries"], str(nu))
 
     # Resume: nothing is recomputed and the metrics are identical.
     r2 = run(args)
-    check("rerun skips finished phases", r2.stderr.count("up to date") == 3, r2.stderr[-500:])
+    check("rerun skips finished phases", r2.stderr.count("up to date") == 5, r2.stderr[-500:])
     check("rerun gives the same metrics", json.loads(r2.stdout)["splits"]["category"]["retrieval"] == s["retrieval"])
 
     # Re-ranking settings only re-score: a resumed run without diffusion trains nothing and gives
     # exactly the score before diffusion.
     r = run(args + ["--no-diffusion"])
     nd = json.loads(r.stdout)["splits"]["category"]
-    check("--no-diffusion ranks by the fused score alone", r.stderr.count("up to date") == 3 and
+    check("--no-diffusion ranks by the fused score alone", r.stderr.count("up to date") == 5 and
           nd["retrieval"] == s["retrieval_before_diffusion"] and "retrieval_before_diffusion" not in nd)
 
     # Determinism: a fresh run with the same seed gives the same metrics (up to float noise).
@@ -62,7 +65,20 @@ with tempfile.TemporaryDirectory() as tmp:
     # A broken step output is detected and recomputed, earlier results stay.
     os.remove(os.path.join(out, "category", "mapper.pt"))
     r4 = run(args)
-    check("missing mapper is retrained", r4.returncode == 0 and r4.stderr.count("up to date") == 2)
+    check("missing mapper is retrained", r4.returncode == 0 and r4.stderr.count("up to date") == 4)
+    # A second member whose posteriors cover other samples is refused, not averaged row by row.
+    m1 = os.path.join(out, "category", "member1")
+    shutil.copy(os.path.join(m1, "sketch.probs.tsv"), os.path.join(tmp, "probs.tsv.bak"))
+    with open(os.path.join(m1, "sketch.probs.tsv")) as f:
+        lines = f.readlines()
+    body = [i for i, l in enumerate(lines) if not l.startswith("#")][1:]  # data rows after the header
+    lines[body[0]], lines[body[-1]] = lines[body[-1]], lines[body[0]]
+    with open(os.path.join(m1, "sketch.probs.tsv"), "w") as f:
+        f.writelines(lines)
+    r5 = run(args)
+    check("misaligned member posteriors are one clear error", r5.returncode == 1 and
+          "do not line up" in r5.stderr and "Traceback" not in r5.stderr, r5.stderr[-300:])
+    shutil.copy(os.path.join(tmp, "probs.tsv.bak"), os.path.join(m1, "sketch.probs.tsv"))
 
     # Validation splits carved from a split's train part, and `run --split` on a split file.
     def read_split(path):

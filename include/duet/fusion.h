@@ -26,8 +26,8 @@ namespace duet {
 struct FusionOptions {
   double photo_power = 2.0;     // t above; 1 = the posteriors as they are
   double unseen_gate = 0.08;    // 0 = no query is treated as unseen
-  double unseen_post = 0.25;    // w_p for unseen queries
-  double unseen_profile = 4.0;  // w_c for unseen queries
+  double unseen_post = 0.0;     // w_p for unseen queries
+  double unseen_profile = 2.0;  // w_c for unseen queries
 };
 
 struct FusedScorer {
