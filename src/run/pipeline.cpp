@@ -34,7 +34,7 @@ struct Config {
   EncoderTrainOptions enc;
   MapperOptions map;
   bool frame_sketches = false;   // Phase I sees sketches cropped to their strokes
-  int members = 1;               // Phase I encoders per domain (seeds seed, seed+1, ...); posteriors averaged
+  int members = 1;               // Phase I encoders per domain, seeds s, s+1...; posteriors averaged
   bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
   FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
@@ -151,8 +151,10 @@ json ledger_sum(json a, const json& b) {
 double top1(const Embeddings& post, const std::vector<size_t>& rows) {
   std::map<std::string, int64_t> col;
   std::istringstream names(post.meta.count("classes") ? post.meta.at("classes") : "");
-  for (std::string c; std::getline(names, c, ',');) col.emplace(c, static_cast<int64_t>(col.size()));
-  if (static_cast<int64_t>(col.size()) != post.x.cols) fail("posteriors name ", col.size(), " classes for ", post.x.cols, " columns");
+  for (std::string c; std::getline(names, c, ',');)
+    col.emplace(c, static_cast<int64_t>(col.size()));
+  if (static_cast<int64_t>(col.size()) != post.x.cols)
+    fail("posteriors name ", col.size(), " classes for ", post.x.cols, " columns");
   int64_t n = 0, right = 0;
   for (size_t r : rows) {
     auto it = col.find(post.rows[r].cls);
@@ -210,11 +212,12 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       eo.cache_dir = o.out + "/cache";
       eo.frame = cfg.frame_sketches && domain == "sketch";
       std::ostringstream k;
-      k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
-        << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|" << eo.views << "|"
-        << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|" << eo.label_smoothing << "|" << eo.dropout
-        << "|" << eo.seed << (eo.frame ? "|framed" : "");
-      std::string enc_file = mdir + "/" + domain + "_encoder.pt", emb = mdir + "/" + domain + ".npy";
+      k << split_key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
+        << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
+        << eo.views << "|" << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|"
+        << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << (eo.frame ? "|framed" : "");
+      std::string enc_file = mdir + "/" + domain + "_encoder.pt";
+      std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
                        {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
                          return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
@@ -228,9 +231,12 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       }
       // Members average row by row: same samples in the same order, same classes.
       Embeddings& p0 = post[domain];
-      bool same = pm.x.rows == p0.x.rows && pm.x.cols == p0.x.cols && pm.meta["classes"] == p0.meta["classes"];
+      bool same = pm.x.rows == p0.x.rows && pm.x.cols == p0.x.cols &&
+                  pm.meta["classes"] == p0.meta["classes"];
       for (size_t i = 0; same && i < pm.rows.size(); ++i) same = pm.rows[i].path == p0.rows[i].path;
-      if (!same) fail(mdir, ": ", domain, " posteriors do not line up with member 0's in ", dir, "; delete ", mdir);
+      if (!same)
+        fail(mdir, ": ", domain, " posteriors do not line up with member 0's in ", dir, "; delete ",
+             mdir);
       for (size_t i = 0; i < p0.x.data.size(); ++i) p0.x.data[i] += pm.x.data[i];
       p1[domain]["ledger"] = ledger_sum(p1[domain]["ledger"], r["ledger"]);
     }
