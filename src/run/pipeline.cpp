@@ -18,6 +18,7 @@
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/fusion.h"
+#include "duet/ledger.h"
 #include "duet/metrics.h"
 #include "duet/paths.h"
 #include "duet/phase1.h"
@@ -138,12 +139,21 @@ json stamped(const std::string& dir, const std::string& name, const std::string&
   return r;
 }
 
-// Two ledgers of one phase as one: times, passes and FLOPs add up, the peak is the larger.
-json ledger_sum(json a, const json& b) {
-  for (const char* k : {"wall_s", "cpu_s", "flops", "image_forward", "image_backward"})
-    a[k] = a[k].get<double>() + b[k].get<double>();
-  a["peak_rss_mib"] = std::max(a["peak_rss_mib"].get<double>(), b["peak_rss_mib"].get<double>());
-  return a;
+// Two ledgers of one phase as one, added by Ledger::operator+= (the JSON is Ledger::to_json's).
+json ledger_sum(const json& a, const json& b) {
+  auto of = [](const json& j) {
+    Ledger l;
+    l.wall_s = j.at("wall_s").get<double>();
+    l.cpu_s = j.at("cpu_s").get<double>();
+    l.peak_rss_mib = j.at("peak_rss_mib").get<double>();
+    l.image_forward = j.at("image_forward").get<int64_t>();
+    l.image_backward = j.at("image_backward").get<int64_t>();
+    l.flops = j.at("flops").get<double>();
+    return l;
+  };
+  Ledger l = of(a);
+  l += of(b);
+  return json::parse(l.to_json());
 }
 
 // Top-1 accuracy of posteriors over the given rows whose class the encoder learnt (the file's
