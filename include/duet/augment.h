@@ -15,8 +15,15 @@ namespace duet {
 
 cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, uint64_t seed);
 
-// The `seed` argument of augment_view for one sample: a run's seed mixed with the sample's path
-// (relative to its dataset root), so each image has its own views and any run can redraw them.
-uint64_t view_seed(uint64_t run_seed, const std::string& path);
+// The `seed` argument of augment_view for one image: a run's seed mixed with the hash of the
+// image file's bytes (load_rgb's content_hash), so each image has its own views and anything that
+// reads the same file, under any name or folder (a gallery index, a renamed copy), redraws them.
+uint64_t view_seed(uint64_t run_seed, uint64_t content_hash);
+
+// Views 0..views-1 of an image (seed: view_seed), each to_chw'd at size x size into
+// out[views * 3 * size * size]: the one way Phase I training, `duet embed` and a gallery index
+// turn an image into backbone inputs.
+void view_inputs(const cv::Mat& rgb, const std::string& domain, int views, uint64_t seed, int size,
+                 float* out);
 
 }  // namespace duet

@@ -33,7 +33,16 @@ class GalleryGraph {
   // neighbours. Throws Error when n < 2 or the options are out of range.
   GalleryGraph(const Matrix& features, const DiffusionOptions& opt);
 
+  // A graph built earlier (a gallery index stores one): the CSR arrays csr_* return, checked.
+  GalleryGraph(int64_t n, const DiffusionOptions& opt, std::vector<int64_t> start,
+               std::vector<int64_t> col, std::vector<float> w);
+
   int64_t size() const { return n_; }
+  const std::vector<int64_t>& csr_start() const { return start_; }  // [n + 1]
+  const std::vector<int64_t>& csr_col() const { return col_; }      // [edges]
+  const std::vector<float>& csr_weight() const { return w_; }       // [edges]
+  // The same graph re-ranking with other alpha / seeds / blend (k is the graph's own).
+  void set_options(const DiffusionOptions& opt);
 
   // probs [n]: a query's non-negative score for every gallery item (any scale; need not sum to 1).
   // Writes the re-ranked scores to out [n] (higher is better).

@@ -44,6 +44,10 @@ struct BackboneOptions {
 // The architectures duet knows, for --help and "did you mean".
 std::vector<std::string> backbone_archs();
 
+// The weights file an architecture loads: `weights` itself, or for "" / "default" the arch's
+// file in $DUET_SHARED/weights ("" when the arch has none and starts random).
+std::string backbone_weights_file(const std::string& arch, const std::string& weights);
+
 // Global-average-pooled backbone features (MobileNetV2: 1280-d) as an Encoder.
 std::unique_ptr<Encoder> open_backbone(const BackboneOptions& opt);
 

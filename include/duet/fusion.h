@@ -14,6 +14,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "duet/embeddings.h"
@@ -35,9 +36,27 @@ struct FusedScorer {
   std::vector<char> unseen;  // per query: the gate fired
 };
 
-// code_q [nq, d], code_g [ng, d]: Phase II codes; same_prob maps a code distance to p(same class).
-// post_q [nq, C], post_g [ng, C]: Phase I posteriors over the same C classes. Throws Error when the
-// shapes disagree. The scorer keeps its own copies of the data.
+// The gallery side of the score, prepared once (sharpened and centred-log posteriors) and then
+// asked for any number of query batches.
+class FusedScore {
+ public:
+  // code_g [ng, d]: Phase II codes; post_g [ng, C]: Phase I posteriors; same_prob maps a code
+  // distance to p(same class). Throws Error when the shapes disagree or an option is negative.
+  FusedScore(const Matrix& code_g, const Matrix& post_g, std::function<double(double)> same_prob,
+             const FusionOptions& opt);
+  // code_q [nq, d], post_q [nq, C] over the gallery's C classes. The scorer holds its own copies
+  // of the queries and shares the gallery side with this object, which it may outlive.
+  FusedScorer scorer(const Matrix& code_q, const Matrix& post_q) const;
+  int64_t size() const { return ng_; }
+
+ private:
+  int64_t ng_ = 0;
+  std::shared_ptr<const Matrix> code_g_, post_g_, sharp_g_, profile_g_;
+  std::function<double(double)> same_prob_;
+  FusionOptions opt_;
+};
+
+// One batch of queries against one gallery: FusedScore(code_g, post_g, ...).scorer(code_q, post_q).
 FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
                          std::function<double(double)> same_prob, const Matrix& post_q,
                          const Matrix& post_g, const FusionOptions& opt);

@@ -6,9 +6,19 @@
 
 namespace duet {
 
+// Images with more pixels than this are refused before their pixels are decoded (OpenCV checks
+// the header against OPENCV_IO_MAX_IMAGE_PIXELS, which init_runtime sets to this unless the user
+// set it): a 100000 x 100000 PNG of a few bytes cannot make duet allocate 30 GB.
+constexpr long long kMaxImagePixels = 64LL << 20;
+
 // Decodes an image file as 8-bit RGB (greyscale is expanded, alpha composited on white so
-// transparent sketches stay black-on-white). Throws Error naming the file when it cannot.
-cv::Mat load_rgb(const std::string& path);
+// transparent sketches stay black-on-white). Throws Error naming the file when it cannot: missing,
+// not an image, truncated (a JPEG without its end marker, a PNG short of data) or over
+// kMaxImagePixels. With content_hash, also returns fnv1a of the file's bytes: what seeds its
+// test-time views (duet/augment.h) and identifies it in a gallery index, whatever its name.
+cv::Mat load_rgb(const std::string& path, uint64_t* content_hash = nullptr);
+// The same for bytes already in memory; `name` is what errors call them.
+cv::Mat decode_rgb(const std::string& bytes, const std::string& name);
 
 // A line drawing (dark strokes on white) cropped to its strokes' bounding box and centred on a
 // white square kFrameMargin times the box's longer side: sketches drawn small or off-centre reach

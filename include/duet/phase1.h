@@ -63,7 +63,21 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 // "runs/x/sketch.npy" -> "runs/x/sketch.probs.npy"
 std::string posteriors_path_for(const std::string& emb_path);
 
-// A trained encoder file as an Encoder: image -> hidden embedding.
-std::unique_ptr<Encoder> open_encoder(const std::string& file, int threads = 0);
+// A trained encoder file: image -> hidden embedding (the Encoder interface), and its classifier.
+class PhaseOneEncoder : public Encoder {
+ public:
+  virtual const std::string& domain() const = 0;
+  virtual const std::vector<std::string>& classes() const = 0;  // the C classes it learnt
+  virtual const std::string& arch() const = 0;
+  // The backbone weights its frozen stages load ("default": the arch's file in $DUET_SHARED).
+  virtual const std::string& weights() const = 0;
+  // x [n, 3, S, S] -> emb [n, dim()] and class logits [n, C]; one image at a time, so a row
+  // does not depend on which images share its call.
+  virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits) = 0;
+};
+// weights: the backbone file to load the frozen stages from instead of the recorded one (a model
+// folder carries its own copy).
+std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads = 0,
+                                              const std::string& weights = "");
 
 }  // namespace duet

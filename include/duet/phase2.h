@@ -50,8 +50,11 @@ class Mapper {
   virtual int64_t code_dim() const = 0;
   // side 0 = query branch (sketch), 1 = gallery branch (photo): x [N, in_dim] -> codes [N, code_dim]
   virtual Matrix map(int side, const Matrix& x) const = 0;
-  // Probability that a pair whose codes are `distance` apart shows the same class.
+  // Probability that a pair whose codes are `distance` apart shows the same class:
+  // sigmoid(prob_a() - prob_b() * distance).
   virtual double probability(double distance) const = 0;
+  virtual double prob_a() const = 0;
+  virtual double prob_b() const = 0;
 };
 
 std::unique_ptr<Mapper> open_mapper(const std::string& file);

@@ -24,8 +24,9 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
   out.x.reserve((e - b) * per * views);
   for (size_t i = b; i < e; ++i) {
     cv::Mat img;
+    uint64_t hash = 0;
     try {
-      img = load_rgb(d.abs_path(s[i]));
+      img = load_rgb(d.abs_path(s[i]), &hash);
       if (frame) img = frame_strokes(img);
     } catch (const Error& err) {
       if (!skip_bad) throw;
@@ -33,12 +34,9 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
       continue;
     }
     // The same views, in the same order, as Phase I training cached for this image.
-    const uint64_t vs = view_seed(seed, s[i].path);
-    for (int v = 0; v < views; ++v) {
-      size_t at = out.x.size();
-      out.x.resize(at + per);
-      to_chw(augment_view(img, s[i].domain, v, vs), size, out.x.data() + at);
-    }
+    const size_t at = out.x.size();
+    out.x.resize(at + per * views);
+    view_inputs(img, s[i].domain, views, view_seed(seed, hash), size, out.x.data() + at);
     out.idx.push_back(i);
   }
   return out;

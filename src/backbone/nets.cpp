@@ -373,11 +373,16 @@ void load_backbone_weights(BackboneNetImpl& net, const std::string& path) {
   else import_torchscript(net, path);
 }
 
+std::string backbone_weights_file(const std::string& arch, const std::string& weights) {
+  if (!weights.empty() && weights != "default") return weights;
+  if (arch == "mobilenet_v2") return default_weights_file("mobilenet_v2_1.0_224_quant.tflite");
+  if (arch == "mobilenet_v1_025") return default_weights_file("mobilenet_v1_0.25_128_quant.tflite");
+  return "";
+}
+
 std::shared_ptr<BackboneNetImpl> open_backbone_net(const std::string& arch, const std::string& weights) {
   auto net = make_backbone(arch);
-  std::string w = weights;
-  if (w.empty() && arch == "mobilenet_v2") w = default_weights_file("mobilenet_v2_1.0_224_quant.tflite");
-  if (w.empty() && arch == "mobilenet_v1_025") w = default_weights_file("mobilenet_v1_0.25_128_quant.tflite");
+  const std::string w = backbone_weights_file(arch, weights);
   if (!w.empty()) load_backbone_weights(*net, w);
   net->eval();
   return net;

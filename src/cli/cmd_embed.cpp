@@ -30,7 +30,9 @@ void run_embed(const EmbedArgs& a) {
     fail("no ", a.domain, " images", a.subset == "all" ? "" : " in the " + a.subset + " split", " (domains here: ",
          have, ")");
   }
-  auto enc = a.encoder.empty() ? open_backbone(a.backbone) : open_encoder(a.encoder, a.backbone.threads);
+  std::unique_ptr<Encoder> enc;
+  if (a.encoder.empty()) enc = open_backbone(a.backbone);
+  else enc = open_encoder(a.encoder, a.backbone.threads);
   Embeddings e = embed_samples(*enc, d, samples, a.embed, "embed " + a.domain);
   e.meta["domain"] = a.domain;
   write_embeddings(a.out, e);

@@ -18,6 +18,9 @@ void register_train(CLI::App& app);
 void register_map(CLI::App& app);
 void register_run(CLI::App& app);
 void register_baseline(CLI::App& app);
+void register_model(CLI::App& app);
+void register_index(CLI::App& app);
+void register_search(CLI::App& app);
 
 // Number checks whose messages read plainly ("--lr: must be positive (got 0)"); CLI11's own
 // PositiveNumber prints its range as a 300-digit double.

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
   duet::cli::register_map(app);
   duet::cli::register_run(app);
   duet::cli::register_baseline(app);
+  duet::cli::register_model(app);
+  duet::cli::register_index(app);
+  duet::cli::register_search(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

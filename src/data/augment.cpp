@@ -2,7 +2,8 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "duet/fileio.h"
+#include "duet/image.h"
+
 
 namespace duet {
 
@@ -55,6 +56,12 @@ cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, ui
   return out;
 }
 
-uint64_t view_seed(uint64_t run_seed, const std::string& path) { return run_seed ^ fnv1a(path); }
+uint64_t view_seed(uint64_t run_seed, uint64_t content_hash) { return run_seed ^ content_hash; }
+
+void view_inputs(const cv::Mat& rgb, const std::string& domain, int views, uint64_t seed, int size,
+                 float* out) {
+  const size_t per = 3 * static_cast<size_t>(size) * size;
+  for (int v = 0; v < views; ++v) to_chw(augment_view(rgb, domain, v, seed), size, out + v * per);
+}
 
 }  // namespace duet

@@ -10,16 +10,33 @@
 
 namespace duet {
 
-cv::Mat load_rgb(const std::string& path) {
+cv::Mat load_rgb(const std::string& path, uint64_t* content_hash) {
   if (!file_exists(path)) fail(path, ": no such image file");
+  const std::string bytes = read_file(path);
+  if (content_hash) *content_hash = fnv1a(bytes);
+  return decode_rgb(bytes, path);
+}
+
+cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
+  // occur inside the entropy-coded data, so its absence near the end means the file was cut.
+  if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+    bool eoi = false;
+    for (size_t i = n - std::min<size_t>(n, 1024); i + 1 < n && !eoi; ++i) eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
+    if (!eoi) fail(path, ": truncated JPEG (no end-of-image marker)");
+  }
   cv::Mat raw;
   try {
-    raw = cv::imread(path, cv::IMREAD_UNCHANGED);
+    raw = cv::imdecode(cv::Mat(1, static_cast<int>(n), CV_8U, const_cast<unsigned char*>(b)), cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
+    if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
+      fail(path, ": image is larger than ", kMaxImagePixels, " pixels (refused before decoding)");
     fail(path, ": cannot decode image (", e.what(), ")");
   }
   if (raw.empty() || raw.rows == 0 || raw.cols == 0)
-    fail(path, ": cannot decode image (corrupt or not an image; use --skip-bad to skip such files)");
+    fail(path, ": cannot decode image (corrupt, truncated or not an image; use --skip-bad to skip such files)");
   if (raw.depth() != CV_8U) {
     cv::Mat tmp;
     double scale = raw.depth() == CV_16U ? 1.0 / 257.0 : 1.0;

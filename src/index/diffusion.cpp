@@ -13,12 +13,35 @@
 
 namespace duet {
 
-GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) : n_(features.rows), opt_(opt) {
-  if (n_ < 2) fail("diffusion: the gallery needs at least 2 items (got ", n_, ")");
+namespace {
+void check_options(const DiffusionOptions& opt) {
   if (opt.k < 1) fail("diffusion: k must be at least 1 (got ", opt.k, ")");
   if (!(opt.alpha >= 0 && opt.alpha < 1)) fail("diffusion: alpha must be in [0, 1) (got ", opt.alpha, ")");
   if (opt.seeds < 1) fail("diffusion: seeds must be at least 1 (got ", opt.seeds, ")");
   if (!(opt.blend >= 0)) fail("diffusion: blend must be non-negative (got ", opt.blend, ")");
+}
+}  // namespace
+
+GalleryGraph::GalleryGraph(int64_t n, const DiffusionOptions& opt, std::vector<int64_t> start,
+                           std::vector<int64_t> col, std::vector<float> w)
+    : n_(n), opt_(opt), start_(std::move(start)), col_(std::move(col)), w_(std::move(w)) {
+  check_options(opt);
+  bool ok = n_ >= 2 && start_.size() == static_cast<size_t>(n_ + 1) && start_[0] == 0 &&
+            start_.back() == static_cast<int64_t>(col_.size()) && col_.size() == w_.size();
+  for (int64_t i = 0; ok && i < n_; ++i) ok = start_[i] <= start_[i + 1];
+  for (size_t e = 0; ok && e < col_.size(); ++e)
+    ok = col_[e] >= 0 && col_[e] < n_ && std::isfinite(w_[e]) && w_[e] >= 0;
+  if (!ok) fail("diffusion: the stored gallery graph is inconsistent (corrupt index?)");
+}
+
+void GalleryGraph::set_options(const DiffusionOptions& opt) {
+  check_options(opt);
+  opt_ = opt;
+}
+
+GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) : n_(features.rows), opt_(opt) {
+  if (n_ < 2) fail("diffusion: the gallery needs at least 2 items (got ", n_, ")");
+  check_options(opt);
   const int64_t d = features.cols;
   for (size_t i = 0; i < features.data.size(); ++i)
     if (!std::isfinite(features.data[i])) fail("diffusion: gallery features of row ", int64_t(i) / d, " are not finite");

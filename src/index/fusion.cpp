@@ -37,35 +37,45 @@ Matrix centred_log(Matrix m) {
 
 }  // namespace
 
-FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
-                         std::function<double(double)> same_prob, const Matrix& post_q,
-                         const Matrix& post_g, const FusionOptions& opt) {
-  if (code_q.rows != post_q.rows || code_g.rows != post_g.rows)
-    fail("fusion needs one code and one posterior per item: ", code_q.rows, " query codes, ",
-         post_q.rows, " query posteriors, ", code_g.rows, " gallery codes, ", post_g.rows,
-         " gallery posteriors");
-  if (post_q.cols != post_g.cols)
-    fail("sketch posteriors cover ", post_q.cols, " classes but photo posteriors ", post_g.cols,
-         "; both encoders must be trained on the same classes");
+FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
+                       std::function<double(double)> same_prob, const FusionOptions& opt)
+    : ng_(code_g.rows), same_prob_(std::move(same_prob)), opt_(opt) {
+  if (code_g.rows != post_g.rows)
+    fail("fusion needs one code and one posterior per gallery item: ", code_g.rows, " codes, ",
+         post_g.rows, " posteriors");
   if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
     fail("fusion options must be non-negative (photo power positive)");
-  const int64_t ng = code_g.rows;
+  code_g_ = std::make_shared<Matrix>(code_g);
+  post_g_ = std::make_shared<Matrix>(post_g);
+  sharp_g_ = std::make_shared<Matrix>(sharpened(post_g, opt.photo_power));
+  if (opt.unseen_gate > 0) profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
+}
+
+FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const {
+  if (code_q.rows != post_q.rows)
+    fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ", post_q.rows,
+         " posteriors");
+  if (post_q.cols != post_g_->cols)
+    fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ", post_g_->cols,
+         "; both encoders must be trained on the same classes");
+  const int64_t ng = ng_;
+  const FusionOptions opt = opt_;
   FusedScorer f;
   f.unseen.assign(static_cast<size_t>(code_q.rows), 0);
   ScoreBlockFn profile;
   if (opt.unseen_gate > 0) {
-    auto raw = embedding_scorer(post_q, post_g, Metric::Dot);
+    auto raw = embedding_scorer(post_q, *post_g_, Metric::Dot);
     std::vector<float> row(static_cast<size_t>(ng));
     for (int64_t q = 0; q < code_q.rows && ng > 0; ++q) {
       raw(q, q + 1, row.data());
       f.unseen[q] = *std::max_element(row.begin(), row.end()) < opt.unseen_gate;
     }
-    profile = embedding_scorer(centred_log(post_q), centred_log(post_g), Metric::Cosine);
+    profile = embedding_scorer(centred_log(post_q), *profile_g_, Metric::Cosine);
   }
-  auto code = embedding_scorer(code_q, code_g, Metric::Euclidean);  // -||zq - zg||^2
-  auto post = embedding_scorer(post_q, sharpened(post_g, opt.photo_power), Metric::Dot);
-  f.score = [code, post, profile, same_prob, unseen = f.unseen, opt, ng](int64_t q0, int64_t q1,
-                                                                         float* out) {
+  auto code = embedding_scorer(code_q, *code_g_, Metric::Euclidean);  // -||zq - zg||^2
+  auto post = embedding_scorer(post_q, *sharp_g_, Metric::Dot);
+  f.score = [code, post, profile, same_prob = same_prob_, unseen = f.unseen, opt, ng](
+                int64_t q0, int64_t q1, float* out) {
     const size_t n = static_cast<size_t>((q1 - q0) * ng);
     std::vector<float> pp(n), prof;
     code(q0, q1, out);
@@ -87,6 +97,16 @@ FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
     }
   };
   return f;
+}
+
+FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
+                         std::function<double(double)> same_prob, const Matrix& post_q,
+                         const Matrix& post_g, const FusionOptions& opt) {
+  if (code_q.rows != post_q.rows || code_g.rows != post_g.rows)
+    fail("fusion needs one code and one posterior per item: ", code_q.rows, " query codes, ",
+         post_q.rows, " query posteriors, ", code_g.rows, " gallery codes, ", post_g.rows,
+         " gallery posteriors");
+  return FusedScore(code_g, post_g, std::move(same_prob), opt).scorer(code_q, post_q);
 }
 
 }  // namespace duet

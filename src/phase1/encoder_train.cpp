@@ -95,7 +95,7 @@ struct LoadedEncoder {
   Head head{nullptr};
 };
 
-LoadedEncoder load_encoder(const std::string& path) {
+LoadedEncoder load_encoder(const std::string& path, const std::string& weights_override) {
   if (!file_exists(path)) fail(path, ": no such encoder file");
   torch::serialize::InputArchive ar;
   try {
@@ -119,7 +119,8 @@ LoadedEncoder load_encoder(const std::string& path) {
   // Absent in files from before test-time views were recorded: those embed the image alone.
   if (ar.try_read("tta_views", v)) e.meta.tta_views = static_cast<int>(v.toInt());
   if (ar.try_read("seed", v)) e.meta.seed = static_cast<uint64_t>(v.toInt());
-  e.net = open_backbone_net(e.meta.arch, e.meta.weights == "default" ? "" : e.meta.weights);
+  e.net = open_backbone_net(e.meta.arch, !weights_override.empty() ? weights_override
+                                         : e.meta.weights == "default" ? "" : e.meta.weights);
   torch::NoGradGuard ng;
   auto top = e.net->parameters_from(e.meta.split);
   for (size_t i = 0; i < top.size(); ++i) {
@@ -140,7 +141,7 @@ LoadedEncoder load_encoder(const std::string& path) {
   return e;
 }
 
-class TrainedEncoder : public Encoder {
+class TrainedEncoder : public PhaseOneEncoder {
  public:
   TrainedEncoder(LoadedEncoder e, std::string path, int workers)
       : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
@@ -149,13 +150,22 @@ class TrainedEncoder : public Encoder {
   bool frames_input() const override { return e_.meta.frame; }
   int tta_views() const override { return e_.meta.tta_views; }
   uint64_t view_seed() const override { return e_.meta.seed; }
-  void encode(int64_t n, const float* x, float* out) override {
+  const std::string& domain() const override { return e_.meta.domain; }
+  const std::string& arch() const override { return e_.meta.arch; }
+  const std::string& weights() const override { return e_.meta.weights; }
+  const std::vector<std::string>& classes() const override { return e_.meta.classes; }
+  void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr); }
+  void encode_logits(int64_t n, const float* x, float* emb, float* logits) override {
     const int S = e_.net->input_size;
+    const int64_t C = static_cast<int64_t>(e_.meta.classes.size());
     for_each_image(n, workers_, [&](int64_t i) {
       auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
                     .contiguous(torch::MemoryFormat::ChannelsLast);
       auto y = e_.head->embed(e_.net->features(in)).contiguous();
-      std::copy(y.data_ptr<float>(), y.data_ptr<float>() + dim(), out + i * dim());
+      std::copy(y.data_ptr<float>(), y.data_ptr<float>() + dim(), emb + i * dim());
+      if (!logits) return;
+      auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
+      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
     });
   }
   std::string source() const override {
@@ -383,8 +393,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   return res;
 }
 
-std::unique_ptr<Encoder> open_encoder(const std::string& file, int threads) {
-  return std::make_unique<TrainedEncoder>(load_encoder(file), file, resolve_threads(threads));
+std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights) {
+  return std::make_unique<TrainedEncoder>(load_encoder(file, weights), file, resolve_threads(threads));
 }
 
 }  // namespace duet

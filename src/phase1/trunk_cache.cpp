@@ -54,13 +54,14 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
   Progress bar("trunk " + (samples.empty() ? std::string() : samples[0].domain), n);
   std::mutex mu;
   for_each_image(n, workers, [&](int64_t i) {
-    cv::Mat img = load_rgb(d.abs_path(samples[i]));
+    uint64_t hash = 0;
+    cv::Mat img = load_rgb(d.abs_path(samples[i]), &hash);
     if (frame) img = frame_strokes(img);
-    const uint64_t s = view_seed(seed, samples[i].path);
-    std::vector<float> x(3 * S * S);
+    std::vector<float> x(static_cast<size_t>(views) * 3 * S * S);
+    view_inputs(img, samples[i].domain, views, view_seed(seed, hash), S, x.data());
     for (int v = 0; v < views; ++v) {
-      to_chw(augment_view(img, samples[i].domain, v, s), S, x.data());
-      auto in = torch::from_blob(x.data(), {1, 3, S, S}).contiguous(torch::MemoryFormat::ChannelsLast);
+      auto in = torch::from_blob(x.data() + static_cast<size_t>(v) * 3 * S * S, {1, 3, S, S})
+                    .contiguous(torch::MemoryFormat::ChannelsLast);
       auto a = net.run_stages(in, 0, split).contiguous();
       std::lock_guard<std::mutex> lock(mu);
       if (!c.act.defined()) c.act = torch::empty({views, n, a.size(1), a.size(2), a.size(3)});

@@ -68,6 +68,8 @@ class TorchMapper : public Mapper {
     return out;
   }
   double probability(double d) const override { return 1.0 / (1.0 + std::exp(-(a - b * d))); }
+  double prob_a() const override { return a; }
+  double prob_b() const override { return b; }
 };
 
 }  // namespace

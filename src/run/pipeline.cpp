@@ -18,6 +18,9 @@
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/fusion.h"
+#include "duet/gallery.h"
+#include "duet/model.h"
+#include "duet/search.h"
 #include "duet/ledger.h"
 #include "duet/metrics.h"
 #include "duet/paths.h"
@@ -279,52 +282,68 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
                            .to_json());
   });
 
-  // Retrieval: test sketches against test photos.
+  // The model folder: what `duet index` and `duet search` use, and what the metrics below use.
+  ModelSpec spec;
+  spec.config = o.config;
+  spec.query_domains = {"sketch"};
+  spec.gallery_domain = "photo";
+  for (const std::string domain : {"sketch", "photo"})
+    for (int m = 0; m < cfg.members; ++m)
+      spec.encoders[domain].push_back((m == 0 ? dir : dir + "/member" + std::to_string(m)) + "/" + domain +
+                                      "_encoder.pt");
+  spec.mapper = mapper_file;
+  spec.rank.fuse = cfg.fuse_posteriors;
+  spec.rank.fusion = cfg.fusion;
+  spec.rank.diffusion = cfg.fuse_posteriors && cfg.diffusion;
+  spec.rank.diff = cfg.diff;
+  {
+    auto mp = open_mapper(mapper_file);
+    spec.rank.prob_a = mp->prob_a();
+    spec.rank.prob_b = mp->prob_b();
+  }
+  write_model(dir + "/model", spec);
+  auto model = Model::open(dir + "/model", o.threads);
+
+  // Retrieval as a user gets it: the test photos indexed through the model (embed_gallery, as
+  // `duet index` does), the test sketches searched through the same Searcher as `duet search`.
   auto t0 = std::chrono::steady_clock::now();
-  auto qrows = rows_of(se, "test"), grows = rows_of(pe, "test");
-  auto mapper = open_mapper(mapper_file);
-  Matrix zq = mapper->map(0, take_rows(se, qrows).x), zg = mapper->map(1, take_rows(pe, grows).x);
-  std::vector<std::string> ql, gl;
-  for (size_t r : qrows) ql.push_back(se.rows[r].cls);
-  for (size_t r : grows) gl.push_back(pe.rows[r].cls);
+  std::vector<std::string> gpaths, qfiles, ql, gl;
+  std::map<std::string, std::string> cls_of;
+  for (const auto& s : d.samples) {
+    if (s.split != "test") continue;
+    cls_of[s.path] = s.cls;
+    if (s.domain == "photo") gpaths.push_back(s.path);
+    if (s.domain == "sketch") {
+      qfiles.push_back(d.abs_path(s));
+      ql.push_back(s.cls);
+    }
+  }
+  GalleryOptions go;
+  go.thumb = 0;
+  GalleryIndex gallery = embed_gallery(*model, "photo", d.root, gpaths, go);
+  if (gallery.entries.size() != gpaths.size()) fail(tsv, ": some test photos could not be read");
+  for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
+  Features qf = embed_files(*model, "sketch", qfiles);
+  const QueryArrays queries{qf.post, qf.code};
+  Searcher searcher = gallery_searcher(gallery, model->info().rank);
+  std::vector<int> qi, gi;
+  label_ids(ql, gl, qi, gi);
   EvalOptions eo;
-  RetrievalMetrics m;
+  const int64_t nq = static_cast<int64_t>(qfiles.size()), ng = searcher.size();
+  std::vector<char> unseen;
   if (cfg.fuse_posteriors) {
-    // log p(same | code distance) + log p(same | class posteriors), with the unseen-class gate:
-    // duet/fusion.h.
-    const Mapper& mp = *mapper;
-    FusedScorer f = fused_scorer(zq, zg, [&mp](double d) { return mp.probability(d); },
-                                 take_rows(sp, qrows).x, take_rows(pp, grows).x, cfg.fusion);
-    const ScoreBlockFn& fused = f.score;
-    const int64_t ng = zg.rows;
     out["fusion"] = {{"photo_power", cfg.fusion.photo_power},
                      {"unseen_gate", cfg.fusion.unseen_gate},
                      {"unseen_post", cfg.fusion.unseen_post},
                      {"unseen_profile", cfg.fusion.unseen_profile}};
-    out["unseen_queries"] = std::count(f.unseen.begin(), f.unseen.end(), 1);
-    std::vector<int> qi, gi;
-    label_ids(ql, gl, qi, gi);
-    m = evaluate_scores(zq.rows, ng, fused, qi, gi, eo);
-    if (cfg.diffusion) {
-      // The gallery photos' own Phase I embeddings make the graph: no sketch is involved in it.
-      out["retrieval_before_diffusion"] = json::parse(m.to_json());
-      out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend}};
-      GalleryGraph graph(take_rows(pe, grows).x, cfg.diff);
-      ScoreBlockFn diffused = [&](int64_t q0, int64_t q1, float* o) {
-        fused(q0, q1, o);
-        std::vector<float> p(static_cast<size_t>(ng));
-        for (int64_t q = 0; q < q1 - q0; ++q) {
-          float* row = o + q * ng;
-          const float top = *std::max_element(row, row + ng);
-          for (int64_t j = 0; j < ng; ++j) p[j] = std::exp(row[j] - top);  // probabilities up to scale
-          graph.rerank(p.data(), row);
-        }
-      };
-      m = evaluate_scores(zq.rows, ng, diffused, qi, gi, eo);
-    }
-  } else {
-    eo.metric = Metric::Euclidean;
-    m = evaluate(zq, zg, ql, gl, eo);
+  }
+  RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi, eo);
+  if (cfg.fuse_posteriors) out["unseen_queries"] = std::count(unseen.begin(), unseen.end(), 1);
+  if (searcher.graph()) {
+    // The gallery photos' own Phase I embeddings make the graph: no sketch is involved in it.
+    out["retrieval_before_diffusion"] = json::parse(m.to_json());
+    out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend}};
+    m = evaluate_scores(nq, ng, searcher.scores(queries, true), qi, gi, eo);
   }
   double eval_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out["retrieval"] = json::parse(m.to_json());
@@ -338,8 +357,9 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
                          {"ledger", p1["photo"]["ledger"]}};
   out["phase2"] = {{"ledger", p2["ledger"]}, {"final_loss", p2["epoch_loss"].back()}};
   out["retrieval_wall_s"] = eval_s;
-  out["queries"] = qrows.size();
-  out["gallery"] = grows.size();
+  out["queries"] = nq;
+  out["gallery"] = ng;
+  out["model"] = {{"dir", dir + "/model"}, {"hash", model->info().hash}};
   return out;
 }
 

@@ -1,0 +1,83 @@
+// duet/search.h — the one retrieval path: a gallery's plain arrays in, ranked gallery rows out.
+//
+//   Searcher s(gallery, rank);          // gallery: Phase I embedding, posteriors, Phase II code per row
+//   auto r = s.search(queries, 10);     // queries: posteriors and code per row -> top 10 each
+//   evaluate_scores(nq, s.size(), s.scores(queries), ...);   // what `duet run` reports
+//
+// `duet run`'s metrics, `duet search` and the server all rank through this object, so the
+// benchmark measures what users get. The score is the config's: the fused pair score with the
+// unseen-class gate (duet/fusion.h) re-ranked by diffusion over the gallery graph
+// (duet/diffusion.h), or for the paper config the Phase II code distance alone.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "duet/diffusion.h"
+#include "duet/embeddings.h"
+#include "duet/fusion.h"
+#include "duet/metrics.h"
+
+namespace duet {
+
+// How a model ranks; recorded in its model folder (duet/model.h).
+struct RankOptions {
+  bool fuse = true;        // fused score (else -||code_q - code_g||^2)
+  FusionOptions fusion;
+  bool diffusion = true;   // re-rank over the gallery graph (fused score only)
+  DiffusionOptions diff;
+  double prob_a = 0, prob_b = 1;  // Phase II calibration: p(same | d) = sigmoid(a - b d)
+};
+
+// Row i of each matrix describes gallery item i.
+struct GalleryArrays {
+  Matrix emb;   // [n, hidden] Phase I embeddings (the diffusion graph's space)
+  Matrix post;  // [n, C] Phase I class posteriors
+  Matrix code;  // [n, code] Phase II codes
+};
+
+struct QueryArrays {
+  Matrix post;  // [nq, C]
+  Matrix code;  // [nq, code]
+};
+
+struct Hit {
+  int64_t row = 0;  // gallery row
+  float score = 0;  // higher is better
+};
+
+struct Ranking {
+  std::vector<Hit> hits;  // best first; equal scores by lower row
+  bool unseen = false;    // the unseen-class gate fired for this query
+};
+
+class Searcher {
+ public:
+  // Builds the diffusion graph from gallery.emb when the options ask for one.
+  Searcher(const GalleryArrays& gallery, const RankOptions& opt);
+  // With a graph built earlier over the same rows (a gallery index stores one).
+  Searcher(const GalleryArrays& gallery, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph);
+
+  int64_t size() const { return n_; }
+  const RankOptions& options() const { return opt_; }
+  // The graph in use (null without diffusion).
+  const std::shared_ptr<const GalleryGraph>& graph() const { return graph_; }
+
+  // Every gallery item's final score for queries [q0, q1), block by block, for evaluate_scores.
+  // Each query is scored alone, so its scores do not depend on the queries beside it: a sketch
+  // searched on its own gets exactly the scores it gets in a benchmark run.
+  // diffuse = false: the score before diffusion. unseen (if given) receives the gate per query.
+  ScoreBlockFn scores(const QueryArrays& q, bool diffuse = true, std::vector<char>* unseen = nullptr) const;
+  // Top k of each query (k <= 0 or k >= size(): the whole gallery).
+  std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
+
+ private:
+  int64_t n_ = 0;
+  RankOptions opt_;
+  std::shared_ptr<const FusedScore> fused_;
+  std::shared_ptr<const Matrix> code_;  // paper config
+  std::shared_ptr<const GalleryGraph> graph_;
+};
+
+}  // namespace duet

@@ -1,0 +1,275 @@
+// Model folders: writing, checking, and images -> features. See duet/model.h.
+#include "duet/model.h"
+
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "duet/augment.h"
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/image.h"
+#include "duet/phase1.h"
+#include "duet/phase2.h"
+
+namespace duet {
+
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+std::string hex64(uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+json rank_to_json(const RankOptions& r) {
+  return {{"fuse", r.fuse},
+          {"fusion", {{"photo_power", r.fusion.photo_power},
+                      {"unseen_gate", r.fusion.unseen_gate},
+                      {"unseen_post", r.fusion.unseen_post},
+                      {"unseen_profile", r.fusion.unseen_profile}}},
+          {"diffusion", r.diffusion},
+          {"diffusion_options", {{"k", r.diff.k}, {"alpha", r.diff.alpha}, {"seeds", r.diff.seeds},
+                                 {"blend", r.diff.blend}}},
+          {"prob_a", r.prob_a},
+          {"prob_b", r.prob_b}};
+}
+
+RankOptions rank_from_json(const json& j) {
+  RankOptions r;
+  r.fuse = j.at("fuse").get<bool>();
+  const json& f = j.at("fusion");
+  r.fusion.photo_power = f.at("photo_power").get<double>();
+  r.fusion.unseen_gate = f.at("unseen_gate").get<double>();
+  r.fusion.unseen_post = f.at("unseen_post").get<double>();
+  r.fusion.unseen_profile = f.at("unseen_profile").get<double>();
+  r.diffusion = j.at("diffusion").get<bool>();
+  const json& d = j.at("diffusion_options");
+  r.diff.k = d.at("k").get<int>();
+  r.diff.alpha = d.at("alpha").get<double>();
+  r.diff.seeds = d.at("seeds").get<int>();
+  r.diff.blend = d.at("blend").get<double>();
+  r.prob_a = j.at("prob_a").get<double>();
+  r.prob_b = j.at("prob_b").get<double>();
+  return r;
+}
+
+// The hash of a model: its manifest without the hash itself, which names every file's hash.
+std::string model_hash(json manifest) {
+  manifest.erase("hash");
+  return hex64(fnv1a(manifest.dump()));
+}
+
+void copy_into(const std::string& from, const std::string& dir, const std::string& name, json& files) {
+  const std::string bytes = read_file(from);
+  write_file_atomic(dir + "/" + name, bytes);
+  files[name] = {{"bytes", bytes.size()}, {"fnv1a", hex64(fnv1a(bytes))}};
+}
+
+}  // namespace
+
+void write_model(const std::string& dir, const ModelSpec& spec) {
+  if (spec.query_domains.empty() || spec.gallery_domain.empty()) fail("a model needs query and gallery domains");
+  // The classes and the backbone come from the encoders; they must agree.
+  std::vector<std::string> classes;
+  std::string arch, weights;
+  for (const auto& [domain, files] : spec.encoders)
+    for (const auto& f : files) {
+      auto e = open_encoder(f, 1);
+      if (classes.empty()) classes = e->classes();
+      if (e->classes() != classes) fail(f, ": its classes differ from the other encoders' (retrain them on one split)");
+      const std::string w = backbone_weights_file(e->arch(), e->weights());
+      if (arch.empty()) arch = e->arch(), weights = w;
+      if (e->arch() != arch || w != weights)
+        fail(f, ": its backbone (", e->arch(), ", ", w, ") differs from the other encoders' (", arch, ", ", weights, ")");
+    }
+  if (weights.empty()) fail("the encoders' backbone ", arch, " has no weights file; a model must carry one");
+  const fs::path target(dir);
+  const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  make_dirs(tmp);
+  json m;
+  m["format"] = kModelFormat;
+  m["duet_version"] = DUET_VERSION;
+  m["config"] = spec.config;
+  m["query_domains"] = spec.query_domains;
+  m["gallery_domain"] = spec.gallery_domain;
+  m["classes"] = classes;
+  json files = json::object();
+  const std::string ext = fs::path(weights).extension().string();
+  m["backbone"] = {{"arch", arch}, {"file", "backbone" + ext}};
+  copy_into(weights, tmp, "backbone" + ext, files);
+  json enc = json::object();
+  for (const auto& [domain, list] : spec.encoders) {
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string name = domain + "." + std::to_string(i) + ".pt";
+      copy_into(list[i], tmp, name, files);
+      enc[domain].push_back(name);
+    }
+  }
+  m["encoders"] = enc;
+  copy_into(spec.mapper, tmp, "mapper.pt", files);
+  m["mapper"] = "mapper.pt";
+  m["rank"] = rank_to_json(spec.rank);
+  m["files"] = files;
+  m["hash"] = model_hash(m);
+  write_file_atomic(tmp + "/manifest.json", m.dump(2) + "\n");  // last: it marks the folder complete
+  // Swap in: the earlier model stays whole until the new one is in place.
+  const std::string old = dir + ".old." + std::to_string(::getpid());
+  if (fs::exists(target)) fs::rename(target, old, ec);
+  if (ec) fail("cannot replace ", dir, ": ", ec.message());
+  fs::rename(tmp, target, ec);
+  if (ec) fail("cannot move the new model into ", dir, ": ", ec.message());
+  fs::remove_all(old, ec);
+}
+
+ModelInfo read_model_info(const std::string& dir) {
+  if (!dir_exists(dir)) fail(dir, ": no such model folder (`duet run` writes <out>/<split>/model)");
+  const std::string mf = dir + "/manifest.json";
+  if (!file_exists(mf))
+    fail(dir, ": not a duet model folder (no manifest.json; a half-written model, or not a model)");
+  json m;
+  try {
+    m = json::parse(read_file(mf));
+  } catch (const json::exception&) {
+    fail(mf, ": not valid JSON (a damaged model folder)");
+  }
+  ModelInfo info;
+  info.dir = dir;
+  info.json = m.dump(2);
+  try {
+    info.format = m.at("format").get<std::string>();
+    info.duet_version = m.value("duet_version", std::string("?"));
+    if (info.format != kModelFormat)
+      fail(dir, ": a model in format '", info.format, "' (made by duet ", info.duet_version, "); this duet (",
+           DUET_VERSION, ") reads ", kModelFormat, ": retrain it with this version or use the duet that made it");
+    info.config = m.at("config").get<std::string>();
+    info.hash = m.at("hash").get<std::string>();
+    info.query_domains = m.at("query_domains").get<std::vector<std::string>>();
+    info.gallery_domain = m.at("gallery_domain").get<std::string>();
+    info.classes = m.at("classes").get<std::vector<std::string>>();
+    info.encoders = m.at("encoders").get<std::map<std::string, std::vector<std::string>>>();
+    info.mapper = m.at("mapper").get<std::string>();
+    info.backbone = m.at("backbone").at("file").get<std::string>();
+    info.rank = rank_from_json(m.at("rank"));
+    for (const auto& [name, f] : m.at("files").items()) {
+      const std::string path = dir + "/" + name;
+      if (!file_exists(path)) fail(dir, ": model file ", name, " is missing (a half-written or damaged model)");
+      const std::string bytes = read_file(path);
+      if (bytes.size() != f.at("bytes").get<size_t>() || hex64(fnv1a(bytes)) != f.at("fnv1a").get<std::string>())
+        fail(dir, ": model file ", name, " does not match its manifest (changed or damaged)");
+    }
+  } catch (const json::exception& e) {
+    fail(mf, ": missing or malformed field (", e.what(), ")");
+  }
+  if (model_hash(m) != info.hash) fail(mf, ": its hash does not match its content (edited or damaged)");
+  for (const auto& d : info.query_domains)
+    if (!info.encoders.count(d)) fail(mf, ": query domain ", d, " has no encoder");
+  if (!info.encoders.count(info.gallery_domain)) fail(mf, ": gallery domain ", info.gallery_domain, " has no encoder");
+  return info;
+}
+
+namespace {
+
+class FolderModel : public Model {
+ public:
+  FolderModel(ModelInfo info, int threads) : info_(std::move(info)) {
+    const std::string backbone = info_.dir + "/" + info_.backbone;
+    for (const auto& [domain, files] : info_.encoders)
+      for (const auto& f : files) {
+        auto e = open_encoder(info_.dir + "/" + f, threads, backbone);
+        if (e->classes() != info_.classes) fail(info_.dir, ": encoder ", f, " does not have the model's classes");
+        enc_[domain].push_back(std::move(e));
+      }
+    mapper_ = open_mapper(info_.dir + "/" + info_.mapper);
+    for (const auto& [domain, list] : enc_)
+      for (const auto& e : list)
+        if (e->dim() != mapper_->in_dim())
+          fail(info_.dir, ": ", domain, " embeddings are ", e->dim(), "-d but the mapper takes ", mapper_->in_dim());
+  }
+
+  const ModelInfo& info() const override { return info_; }
+
+  std::vector<std::string> domains() const override {
+    std::vector<std::string> d;
+    for (const auto& [name, list] : enc_) d.push_back(name);
+    return d;
+  }
+
+  Features features(const std::string& domain, const std::vector<cv::Mat>& images,
+                    const std::vector<uint64_t>& hashes) const override {
+    auto it = enc_.find(domain);
+    if (it == enc_.end()) {
+      std::string have;
+      for (const auto& d : domains()) have += (have.empty() ? "" : ", ") + d;
+      fail("the model has no encoder for domain '", domain, "' (it has: ", have, ")");
+    }
+    if (images.size() != hashes.size()) fail("internal: one content hash per image");
+    const auto& members = it->second;
+    const int64_t n = static_cast<int64_t>(images.size()), C = static_cast<int64_t>(info_.classes.size());
+    const int64_t D = members[0]->dim();
+    Features f;
+    f.emb = Matrix(n, D);
+    f.post = Matrix(n, C);
+    for (size_t m = 0; m < members.size(); ++m) {
+      PhaseOneEncoder& e = *members[m];
+      const int S = e.input_size(), views = e.tta_views();
+      const size_t per = 3 * static_cast<size_t>(S) * S;
+      std::vector<float> x(static_cast<size_t>(n * views) * per);
+      for (int64_t i = 0; i < n; ++i) {
+        cv::Mat img = e.frames_input() ? frame_strokes(images[i]) : images[i];
+        view_inputs(img, e.domain(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
+      }
+      std::vector<float> emb(static_cast<size_t>(n * views * D)), logits(static_cast<size_t>(n * views * C));
+      e.encode_logits(n * views, x.data(), emb.data(), logits.data());
+      // As Phase I training wrote its rows: the mean embedding, and the softmax of the mean logits.
+      for (int64_t i = 0; i < n; ++i) {
+        if (m == 0)
+          for (int64_t k = 0; k < D; ++k) {
+            float s = 0;
+            for (int v = 0; v < views; ++v) s += emb[(i * views + v) * D + k];
+            f.emb.row(i)[k] = s / static_cast<float>(views);
+          }
+        std::vector<double> l(static_cast<size_t>(C), 0.0);
+        for (int v = 0; v < views; ++v)
+          for (int64_t c = 0; c < C; ++c) l[c] += logits[(i * views + v) * C + c] / static_cast<double>(views);
+        const double top = *std::max_element(l.begin(), l.end());
+        double z = 0;
+        for (double& v : l) z += v = std::exp(v - top);
+        for (int64_t c = 0; c < C; ++c)
+          f.post.row(i)[c] += static_cast<float>(l[c] / z / static_cast<double>(members.size()));
+      }
+    }
+    // One row at a time, like the encoders: a row's code does not depend on its neighbours.
+    const int side = domain == info_.gallery_domain ? 1 : 0;
+    f.code = Matrix(n, mapper_->code_dim());
+    for (int64_t i = 0; i < n; ++i) {
+      Matrix one(1, D);
+      std::copy(f.emb.row(i), f.emb.row(i) + D, one.data.begin());
+      Matrix c = mapper_->map(side, one);
+      std::copy(c.data.begin(), c.data.end(), f.code.row(i));
+    }
+    return f;
+  }
+
+ private:
+  ModelInfo info_;
+  std::map<std::string, std::vector<std::unique_ptr<PhaseOneEncoder>>> enc_;
+  std::unique_ptr<Mapper> mapper_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::open(const std::string& dir, int threads) {
+  return std::make_unique<FolderModel>(read_model_info(dir), threads);
+}
+
+}  // namespace duet
