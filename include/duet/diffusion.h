@@ -47,6 +47,9 @@ class GalleryGraph {
   // probs [n]: a query's non-negative score for every gallery item (any scale; need not sum to 1).
   // Writes the re-ranked scores to out [n] (higher is better).
   void rerank(const float* probs, float* out) const;
+  // The same over the sub-graph of `nodes` (sorted, distinct gallery rows): probs [m] and out [m]
+  // are indexed like nodes. For galleries too large to diffuse over whole per query.
+  void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out) const;
 
  private:
   int64_t n_ = 0;

@@ -48,6 +48,16 @@ class FusedScore {
   // of the queries and shares the gallery side with this object, which it may outlive.
   FusedScorer scorer(const Matrix& code_q, const Matrix& post_q) const;
   int64_t size() const { return ng_; }
+  const FusionOptions& options() const { return opt_; }
+  const Matrix& codes() const { return *code_g_; }
+  const Matrix& posteriors() const { return *post_g_; }
+  const Matrix& sharpened() const { return *sharp_g_; }  // p_p' of the gallery
+  const Matrix& profiles() const { return *profile_g_; } // centred log-posteriors (gate > 0 only)
+
+  // One query against some gallery rows, by the same formula (computed row by row, not through
+  // the block products of scorer(), so it agrees with it up to float rounding). unseen: the gate.
+  void score_rows(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
+                  float* out) const;
 
  private:
   int64_t ng_ = 0;

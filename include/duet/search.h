@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "duet/diffusion.h"
@@ -52,12 +53,31 @@ struct Ranking {
   bool unseen = false;    // the unseen-class gate fired for this query
 };
 
+// How search() finds a query's results in a large gallery: up to exact_limit items every item is
+// scored (exactly the benchmark's ranking); above it, FAISS inverted-file indexes (IVF-Flat) over
+// the codes, the sharpened posteriors and the posterior profiles each propose `candidates` items,
+// their union is scored exactly and diffused over the graph they span. bench/search_latency
+// measures the recall of that against exhaustive scoring.
+struct ScaleOptions {
+  int64_t exact_limit = 50000;
+  int lists = 0;          // IVF lists (0: about 4 sqrt(n))
+  int nprobe = 32;        // lists visited per query
+  int candidates = 500;   // proposals per index
+};
+
 class Searcher {
  public:
   // Builds the diffusion graph from gallery.emb when the options ask for one.
   Searcher(const GalleryArrays& gallery, const RankOptions& opt);
   // With a graph built earlier over the same rows (a gallery index stores one).
-  Searcher(const GalleryArrays& gallery, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph);
+  Searcher(const GalleryArrays& gallery, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph,
+           const ScaleOptions& scale = {});
+  ~Searcher();
+  Searcher(Searcher&&) noexcept;
+
+  // "exact", or "ivf<lists>,nprobe<p>,cand<c>" above the exact limit.
+  std::string index_type() const;
+  static std::string index_type_for(int64_t n, const ScaleOptions& scale = {});
 
   int64_t size() const { return n_; }
   const RankOptions& options() const { return opt_; }
@@ -69,7 +89,8 @@ class Searcher {
   // searched on its own gets exactly the scores it gets in a benchmark run.
   // diffuse = false: the score before diffusion. unseen (if given) receives the gate per query.
   ScoreBlockFn scores(const QueryArrays& q, bool diffuse = true, std::vector<char>* unseen = nullptr) const;
-  // Top k of each query (k <= 0 or k >= size(): the whole gallery).
+  // Top k of each query (k <= 0 or k >= size(): the whole gallery). Exhaustive, hence exactly the
+  // ranking scores() gives, up to the exact limit; through candidates above it.
   std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
 
  private:
@@ -78,6 +99,10 @@ class Searcher {
   std::shared_ptr<const FusedScore> fused_;
   std::shared_ptr<const Matrix> code_;  // paper config
   std::shared_ptr<const GalleryGraph> graph_;
+  ScaleOptions scale_;
+  struct Ann;  // the FAISS indexes of the candidate path
+  std::unique_ptr<Ann> ann_;
+  Ranking search_candidates(const float* code_q, const float* post_q, int64_t k) const;
 };
 
 }  // namespace duet

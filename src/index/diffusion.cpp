@@ -81,8 +81,10 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) 
   }
 }
 
-void GalleryGraph::rerank(const float* probs, float* out) const {
-  const size_t n = static_cast<size_t>(n_);
+namespace {
+// The label propagation of duet/diffusion.h over one CSR graph of n nodes.
+void propagate(size_t n, const int64_t* start, const int64_t* col, const float* w, const DiffusionOptions& opt,
+               const float* probs, float* out) {
   double total = 0;
   for (size_t i = 0; i < n; ++i) {
     if (!(probs[i] >= 0) || !std::isfinite(probs[i])) fail("diffusion: query scores must be finite and non-negative");
@@ -91,7 +93,7 @@ void GalleryGraph::rerank(const float* probs, float* out) const {
   // y: the top `seeds` scores, as a distribution.
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  const size_t m = std::min<size_t>(static_cast<size_t>(opt_.seeds), n);
+  const size_t m = std::min<size_t>(static_cast<size_t>(opt.seeds), n);
   std::partial_sort(order.begin(), order.begin() + m, order.end(),
                     [&](size_t a, size_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
   std::vector<double> y(n, 0), f(n), next(n);
@@ -101,12 +103,12 @@ void GalleryGraph::rerank(const float* probs, float* out) const {
   // f = alpha S f + (1 - alpha) y converges to (1 - alpha)(I - alpha S)^-1 y since ||alpha S|| < 1;
   // the error shrinks by alpha per step, so stop once a step changes f by under 1e-7 of its mass.
   f = y;
-  const double a = opt_.alpha;
+  const double a = opt.alpha;
   for (int it = 0; it < 1000; ++it) {
     double change = 0;
     for (size_t i = 0; i < n; ++i) {
       double s = 0;
-      for (int64_t e = start_[i]; e < start_[i + 1]; ++e) s += w_[e] * f[col_[e]];
+      for (int64_t e = start[i]; e < start[i + 1]; ++e) s += w[e] * f[col[e]];
       next[i] = a * s + (1 - a) * y[i];
       change += std::abs(next[i] - f[i]);
     }
@@ -114,7 +116,32 @@ void GalleryGraph::rerank(const float* probs, float* out) const {
     if (change < 1e-7) break;
   }
   for (size_t i = 0; i < n; ++i)
-    out[i] = static_cast<float>(f[i] + opt_.blend * (total > 0 ? probs[i] / total : 0.0));
+    out[i] = static_cast<float>(f[i] + opt.blend * (total > 0 ? probs[i] / total : 0.0));
+}
+}  // namespace
+
+void GalleryGraph::rerank(const float* probs, float* out) const {
+  propagate(static_cast<size_t>(n_), start_.data(), col_.data(), w_.data(), opt_, probs, out);
+}
+
+void GalleryGraph::rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out) const {
+  // The sub-graph the nodes span, with the whole graph's weights: votes that would leave it are
+  // dropped, which for a query's best candidates is the far, faint tail of the propagation.
+  const size_t m = nodes.size();
+  std::vector<int64_t> start(m + 1, 0), col;
+  std::vector<float> w;
+  for (size_t i = 0; i < m; ++i) {
+    const int64_t g = nodes[i];
+    if (g < 0 || g >= n_ || (i > 0 && nodes[i - 1] >= g)) fail("internal: rerank_subset needs sorted, distinct rows");
+    for (int64_t e = start_[g]; e < start_[g + 1]; ++e) {
+      auto it = std::lower_bound(nodes.begin(), nodes.end(), col_[e]);
+      if (it == nodes.end() || *it != col_[e]) continue;
+      col.push_back(it - nodes.begin());
+      w.push_back(w_[e]);
+    }
+    start[i + 1] = static_cast<int64_t>(col.size());
+  }
+  propagate(m, start.data(), col.data(), w.data(), opt_, probs, out);
 }
 
 }  // namespace duet

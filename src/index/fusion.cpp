@@ -47,7 +47,7 @@ FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
     fail("fusion options must be non-negative (photo power positive)");
   code_g_ = std::make_shared<Matrix>(code_g);
   post_g_ = std::make_shared<Matrix>(post_g);
-  sharp_g_ = std::make_shared<Matrix>(sharpened(post_g, opt.photo_power));
+  sharp_g_ = std::make_shared<Matrix>(duet::sharpened(post_g, opt.photo_power));
   if (opt.unseen_gate > 0) profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
 }
 
@@ -97,6 +97,36 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const
     }
   };
   return f;
+}
+
+void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
+                            float* out) const {
+  const int64_t d = code_g_->cols, C = post_g_->cols;
+  std::vector<float> lq;
+  double nq = 0;
+  if (unseen && profile_g_) {
+    Matrix one(1, C);
+    std::copy(pq, pq + C, one.data.begin());
+    lq = centred_log(one).data;
+    for (float v : lq) nq += static_cast<double>(v) * v;
+  }
+  const double wp = unseen ? opt_.unseen_post : 1.0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const int64_t g = rows[r];
+    const float* zg = code_g_->row(g);
+    const float* sg = sharp_g_->row(g);
+    double dist = 0, pp = 0;
+    for (int64_t j = 0; j < d; ++j) dist += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
+    for (int64_t c = 0; c < C; ++c) pp += static_cast<double>(pq[c]) * sg[c];
+    double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
+    if (unseen && profile_g_) {
+      const float* lg = profile_g_->row(g);
+      double dot = 0, ng = 0;
+      for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(lq[c]) * lg[c], ng += static_cast<double>(lg[c]) * lg[c];
+      s += opt_.unseen_profile * (nq > 0 && ng > 0 ? dot / std::sqrt(nq * ng) : 0.0);
+    }
+    out[r] = static_cast<float>(s);
+  }
 }
 
 FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,

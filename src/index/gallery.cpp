@@ -245,6 +245,8 @@ std::vector<std::string> scan_images(const std::string& root) {
     if (ec || !seen.insert(real).second) return;
     std::vector<fs::directory_entry> items;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) items.push_back(*it);
+    // By name: which of two links to one folder is walked must not depend on the directory order.
+    std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path() < b.path(); });
     for (const auto& e : items) {
       const std::string name = e.path().filename().string();
       if (name.empty() || name[0] == '.') continue;
@@ -413,6 +415,7 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
   }
   const RankOptions& rank = model.info().rank;
   if (rank.fuse && rank.diffusion && n >= 2) g.graph = std::make_shared<const GalleryGraph>(g.arrays.emb, rank.diff);
+  g.index_type = Searcher::index_type_for(n);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (report) *report = rep;
   return g;

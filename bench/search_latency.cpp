@@ -1,0 +1,209 @@
+// bench/search_latency — what one `duet search` query costs as the gallery grows, and how much of
+// the exhaustive ranking the candidate path keeps. Prints a table and writes JSON.
+//
+//   search_latency [--index G] [--sizes 100000,1000000] [--queries 200] [--recall-queries 20]
+//                  [--model DIR --query IMG] [--json out.json]
+//
+// Rows: the gallery of a real index (--index: its real codes, posteriors and graph, queried with
+// its own rows' posteriors and codes mapped as photos), then synthetic galleries with the real
+// dimensions (125 classes, 125-d codes; posteriors peaked on each item's class, the graph linking
+// items of one class). Each row: the Searcher's build time, resident memory per photo, p50/p99
+// latency of one search(k = 10) without the query's CNN pass, and recall@10 of that ranking
+// against exhaustive scoring (the same Searcher with no exact limit). The CNN pass of one query
+// image through a model (--model, --query) is timed separately.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "duet/error.h"
+#include "duet/gallery.h"
+#include "duet/image.h"
+#include "duet/model.h"
+#include "duet/runtime.h"
+#include "duet/search.h"
+
+using namespace duet;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double rss_bytes() {
+  std::ifstream f("/proc/self/statm");
+  double pages = 0, resident = 0;
+  f >> pages >> resident;
+  return resident * 4096.0;
+}
+
+struct Synthetic {
+  GalleryArrays g;
+  std::shared_ptr<const GalleryGraph> graph;
+  QueryArrays q;
+};
+
+// n gallery items and nq queries of C classes; a fifth of the queries flat (an unseen class).
+Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  Matrix centre(C, dim);
+  for (auto& v : centre.data) v = 3.f * normal(rng);
+  auto fill = [&](int64_t rows, float noise, bool some_flat, Matrix& code, Matrix& post, std::vector<int>* cls) {
+    code = Matrix(rows, dim);
+    post = Matrix(rows, C);
+    for (int64_t i = 0; i < rows; ++i) {
+      const int c = static_cast<int>(rng() % C);
+      if (cls) cls->push_back(c);
+      for (int j = 0; j < dim; ++j) code.row(i)[j] = centre.row(c)[j] + noise * normal(rng);
+      const bool flat = some_flat && i % 5 == 4;
+      double z = 0;
+      for (int j = 0; j < C; ++j) z += post.row(i)[j] = std::exp((j == c && !flat ? 4.f : 0.f) + normal(rng));
+      for (int j = 0; j < C; ++j) post.row(i)[j] = static_cast<float>(post.row(i)[j] / z);
+    }
+  };
+  Synthetic s;
+  std::vector<int> cls;
+  fill(n, 2.f, false, s.g.code, s.g.post, &cls);
+  fill(nq, 3.f, true, s.q.code, s.q.post, nullptr);
+  // Graph: each item linked to 10 random items of its class, weights as the k-NN graph's would
+  // be after symmetric normalisation (degree about 20).
+  std::vector<std::vector<int64_t>> of(C);
+  for (int64_t i = 0; i < n; ++i) of[cls[i]].push_back(i);
+  std::vector<std::vector<int64_t>> adj(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& same = of[cls[i]];
+    for (int e = 0; e < 10; ++e) {
+      const int64_t o = same[rng() % same.size()];
+      if (o == i) continue;
+      adj[i].push_back(o);
+      adj[o].push_back(i);
+    }
+  }
+  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0), col;
+  std::vector<float> w;
+  for (int64_t i = 0; i < n; ++i) {
+    std::sort(adj[i].begin(), adj[i].end());
+    adj[i].erase(std::unique(adj[i].begin(), adj[i].end()), adj[i].end());
+    for (int64_t o : adj[i]) {
+      col.push_back(o);
+      w.push_back(1.f / 20.f);
+    }
+    start[i + 1] = static_cast<int64_t>(col.size());
+  }
+  s.graph = std::make_shared<const GalleryGraph>(n, DiffusionOptions{}, std::move(start), std::move(col), std::move(w));
+  return s;
+}
+
+nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::shared_ptr<const GalleryGraph>& graph,
+                   const QueryArrays& q, int64_t recall_queries, const RankOptions& rank) {
+  const int64_t n = g.code.rows, nq = q.code.rows, k = 10;
+  const double rss0 = rss_bytes();
+  auto t0 = Clock::now();
+  Searcher s(g, rank, graph);
+  const double build_s = seconds_since(t0);
+  const double bytes = std::max(0.0, rss_bytes() - rss0) / static_cast<double>(n);
+  std::vector<double> ms;
+  std::vector<Ranking> got;
+  for (int64_t i = 0; i < nq; ++i) {
+    QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
+    std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
+    std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+    auto t = Clock::now();
+    got.push_back(s.search(one, k)[0]);
+    ms.push_back(1000 * seconds_since(t));
+  }
+  std::sort(ms.begin(), ms.end());
+  auto pct = [&](double p) { return ms[std::min<size_t>(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
+  // Recall against exhaustive scoring of the same gallery (the same object without a limit).
+  double recall = 1.0;
+  if (s.index_type() != "exact") {
+    ScaleOptions all;
+    all.exact_limit = INT64_MAX;
+    Searcher exact(g, rank, graph, all);
+    const int64_t m = std::min(nq, recall_queries);
+    double hit = 0;
+    for (int64_t i = 0; i < m; ++i) {
+      QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
+      std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
+      std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+      auto ref = exact.search(one, k)[0];
+      std::set<int64_t> want;
+      for (const auto& h : ref.hits) want.insert(h.row);
+      for (const auto& h : got[i].hits) hit += want.count(h.row);
+    }
+    recall = hit / static_cast<double>(m * k);
+  }
+  nlohmann::json r = {{"gallery", n},      {"data", what},        {"index", s.index_type()}, {"build_s", build_s},
+                      {"bytes_per_photo", bytes}, {"p50_ms", pct(0.5)}, {"p99_ms", pct(0.99)}, {"recall_at_10", recall}};
+  std::printf("%-10lld %-10s %-28s %9.2f %14.0f %9.2f %9.2f %9.3f\n", static_cast<long long>(n), what.c_str(),
+              s.index_type().c_str(), build_s, bytes, pct(0.5), pct(0.99), recall);
+  std::fflush(stdout);
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  init_runtime();
+  CLI::App app{"search latency and recall of duet's Searcher by gallery size"};
+  std::string index, model_dir, query, json_out;
+  std::vector<int64_t> sizes = {100000, 1000000};
+  int64_t queries = 200, recall_queries = 20;
+  app.add_option("--index", index, "a gallery index from `duet index` (the real row)");
+  app.add_option("--sizes", sizes, "synthetic gallery sizes")->delimiter(',');
+  app.add_option("--queries", queries, "timed queries per row");
+  app.add_option("--recall-queries", recall_queries, "queries checked against exhaustive scoring");
+  app.add_option("--model", model_dir, "model folder, to time one query's CNN pass");
+  app.add_option("--query", query, "query image for the CNN timing");
+  app.add_option("--json", json_out, "write the rows as JSON");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    nlohmann::json out;
+    out["rows"] = nlohmann::json::array();
+    RankOptions rank;  // the default config's options
+    rank.prob_a = 2.0;
+    rank.prob_b = 0.15;
+    std::printf("%-10s %-10s %-28s %9s %14s %9s %9s %9s\n", "gallery", "data", "index", "build_s", "bytes/photo",
+                "p50_ms", "p99_ms", "recall@10");
+    if (!index.empty()) {
+      GalleryIndex g = read_gallery(index);
+      auto m = Model::open(model_dir.empty() ? g.model_dir : model_dir);
+      rank = m->info().rank;
+      QueryArrays q{g.arrays.post, g.arrays.code};
+      out["rows"].push_back(row("real", g.arrays, g.graph, q, recall_queries, rank));
+    }
+    for (int64_t n : sizes) {
+      Synthetic s = synthetic(n, queries, 125, 125, 7);
+      out["rows"].push_back(row("synthetic", s.g, s.graph, s.q, recall_queries, rank));
+    }
+    if (!model_dir.empty() && !query.empty()) {
+      auto m = Model::open(model_dir);
+      uint64_t h = 0;
+      cv::Mat img = load_rgb(query, &h);
+      const std::string domain = m->info().query_domains.at(0);
+      m->features(domain, {img}, {h});  // warm-up
+      std::vector<double> ms;
+      for (int i = 0; i < 10; ++i) {
+        auto t = Clock::now();
+        m->features(domain, {img}, {h});
+        ms.push_back(1000 * seconds_since(t));
+      }
+      std::sort(ms.begin(), ms.end());
+      out["query_cnn_ms"] = ms[5];
+      std::printf("query CNN pass (%s, all members and views): %.1f ms median\n", domain.c_str(), ms[5]);
+    }
+    if (!json_out.empty()) std::ofstream(json_out) << out.dump(2) << "\n";
+  } catch (const Error& e) {
+    std::fprintf(stderr, "search_latency: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,277 @@
+// The retrieval path (Searcher), gallery index files, folder scans and image checks, on
+// constructed data.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <set>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/gallery.h"
+#include "duet/image.h"
+#include "duet/runtime.h"
+#include "duet/search.h"
+#include "test_util.h"
+
+namespace duet {
+namespace {
+
+Matrix rows(std::initializer_list<std::initializer_list<float>> r) {
+  Matrix m(static_cast<int64_t>(r.size()), static_cast<int64_t>(r.begin()->size()));
+  int64_t i = 0;
+  for (const auto& row : r) {
+    int64_t j = 0;
+    for (float v : row) m.row(i)[j++] = v;
+    ++i;
+  }
+  return m;
+}
+
+// n items in `classes` clusters: codes near their class centre, posteriors peaked on it.
+GalleryArrays clustered(int64_t n, int classes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0, 1);
+  GalleryArrays g{Matrix(n, 8), Matrix(n, classes), Matrix(n, 6)};
+  for (int64_t i = 0; i < n; ++i) {
+    const int c = static_cast<int>(i % classes);
+    for (int j = 0; j < 8; ++j) g.emb.row(i)[j] = (j == c % 8 ? 3.f : 0.f) + 0.3f * normal(rng);
+    for (int j = 0; j < 6; ++j) g.code.row(i)[j] = (j == c % 6 ? 2.f : 0.f) + 0.5f * normal(rng);
+    double z = 0;
+    for (int j = 0; j < classes; ++j) z += g.post.row(i)[j] = std::exp((j == c ? 3.f : 0.f) + normal(rng));
+    for (int j = 0; j < classes; ++j) g.post.row(i)[j] /= static_cast<float>(z);
+  }
+  return g;
+}
+
+RankOptions fused() {
+  RankOptions r;
+  r.prob_a = 1.0;
+  r.prob_b = 0.5;
+  return r;
+}
+
+TEST(Searcher, SearchIsTheOrderOfItsScoresWithTiesByRow) {
+  GalleryArrays g = clustered(40, 4, 1);
+  // Rows 5 and 20 identical to row 0: equal scores, so they must come out by row.
+  for (int64_t r : {5, 20}) {
+    std::copy(g.code.row(0), g.code.row(0) + 6, g.code.row(r));
+    std::copy(g.post.row(0), g.post.row(0) + 4, g.post.row(r));
+  }
+  RankOptions opt = fused();
+  opt.diffusion = false;
+  Searcher s(g, opt);
+  QueryArrays q;
+  q.post = Matrix(1, 4);
+  q.code = Matrix(1, 6);
+  std::copy(g.post.row(0), g.post.row(0) + 4, q.post.data.begin());
+  std::copy(g.code.row(0), g.code.row(0) + 6, q.code.data.begin());
+  std::vector<float> all(40);
+  s.scores(q, false)(0, 1, all.data());
+  auto r = s.search(q, 0)[0];
+  ASSERT_EQ(r.hits.size(), 40u);
+  for (size_t i = 0; i + 1 < r.hits.size(); ++i) {
+    EXPECT_GE(r.hits[i].score, r.hits[i + 1].score);
+    EXPECT_EQ(r.hits[i].score, all[r.hits[i].row]);
+  }
+  EXPECT_EQ(r.hits[0].row, 0);
+  EXPECT_EQ(r.hits[1].row, 5);
+  EXPECT_EQ(r.hits[2].row, 20);
+  EXPECT_EQ(s.search(q, 3)[0].hits.size(), 3u);
+  EXPECT_EQ(s.index_type(), "exact");
+}
+
+TEST(Searcher, PaperConfigRanksByCodeDistance) {
+  GalleryArrays g{Matrix(), Matrix(), rows({{0, 0}, {3, 0}, {1, 1}, {0, 2}})};
+  RankOptions opt;
+  opt.fuse = false;
+  Searcher s(g, opt);
+  QueryArrays q{Matrix(), rows({{0.9f, 0.9f}})};
+  auto r = s.search(q, 0)[0];
+  // Squared distances: 1.62, 4.42, 0.02, 2.02.
+  ASSERT_EQ(r.hits.size(), 4u);
+  EXPECT_EQ(r.hits[0].row, 2);
+  EXPECT_EQ(r.hits[1].row, 0);
+  EXPECT_EQ(r.hits[2].row, 3);
+  EXPECT_EQ(r.hits[3].row, 1);
+  EXPECT_NEAR(r.hits[0].score, -0.02f, 1e-5);
+}
+
+TEST(Searcher, ScoresDoNotDependOnTheQueriesBesideThem) {
+  GalleryArrays g = clustered(60, 5, 2);
+  Searcher s(g, fused());
+  GalleryArrays qa = clustered(7, 5, 3);
+  QueryArrays all{qa.post, qa.code};
+  std::vector<float> block(7 * 60), one(60);
+  s.scores(all)(0, 7, block.data());
+  for (int64_t i = 0; i < 7; ++i) {
+    QueryArrays q{Matrix(1, 5), Matrix(1, 6)};
+    std::copy(qa.post.row(i), qa.post.row(i) + 5, q.post.data.begin());
+    std::copy(qa.code.row(i), qa.code.row(i) + 6, q.code.data.begin());
+    s.scores(q)(0, 1, one.data());
+    for (int64_t j = 0; j < 60; ++j) ASSERT_EQ(one[j], block[i * 60 + j]) << i << " " << j;
+  }
+}
+
+// Above the exact limit, search() scores FAISS candidates. Without diffusion the candidates hold
+// nearly all of the exhaustive top ten; with it, the diffusion over the candidates' sub-graph
+// approximates the whole graph's (on this data 0.81 of the exhaustive top ten; bench/search_latency
+// measures it at scale).
+TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
+  GalleryArrays g = clustered(3000, 10, 4);
+  GalleryArrays qa = clustered(30, 10, 5);
+  ScaleOptions small;
+  small.exact_limit = 1000;
+  small.candidates = 200;
+  small.nprobe = 8;
+  QueryArrays q{qa.post, qa.code};
+  for (bool diffuse : {false, true}) {
+    RankOptions ro = fused();
+    ro.diffusion = diffuse;
+    Searcher exact(g, ro);
+    Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
+    EXPECT_EQ(ann.index_type(), "ivf219,nprobe8,cand200");
+    auto a = ann.search(q, 10), e = exact.search(q, 10);
+    double hit = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      std::set<int64_t> want;
+      for (const auto& h : e[i].hits) want.insert(h.row);
+      for (const auto& h : a[i].hits) hit += want.count(h.row);
+    }
+    EXPECT_GE(hit / (10.0 * a.size()), diffuse ? 0.75 : 0.9) << "diffusion " << diffuse;
+    EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
+  }
+}
+
+TEST(Diffusion, SubsetOfEveryNodeIsTheWholeGraph) {
+  GalleryArrays g = clustered(50, 5, 6);
+  GalleryGraph graph(g.emb, DiffusionOptions{});
+  std::vector<float> p(50), full(50), sub(50);
+  for (int i = 0; i < 50; ++i) p[i] = static_cast<float>((i * 37) % 11) / 11.f;
+  std::vector<int64_t> nodes(50);
+  for (int i = 0; i < 50; ++i) nodes[i] = i;
+  graph.rerank(p.data(), full.data());
+  graph.rerank_subset(nodes, p.data(), sub.data());
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(full[i], sub[i]);
+  // A stored graph (CSR) reranks as the one it came from.
+  GalleryGraph again(50, DiffusionOptions{}, graph.csr_start(), graph.csr_col(), graph.csr_weight());
+  again.rerank(p.data(), sub.data());
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(full[i], sub[i]);
+  EXPECT_THROW(GalleryGraph(50, DiffusionOptions{}, {0, 1}, {0}, {1.f}), Error);
+}
+
+TEST(GalleryFile, RoundTripAndDamage) {
+  test::TempDir t;
+  GalleryIndex g;
+  g.model_hash = "00ff00ff00ff00ff";
+  g.model_dir = "/models/m";
+  g.root = "/photos";
+  g.domain = "photo";
+  g.arrays = clustered(12, 3, 7);
+  g.graph = std::make_shared<const GalleryGraph>(g.arrays.emb, DiffusionOptions{});
+  for (int i = 0; i < 12; ++i)
+    g.entries.push_back({"c/" + std::to_string(i) + ".jpg", 100 + i, 1700000000000000000LL + i,
+                         0xfedcba9876543210ull + i, std::string(static_cast<size_t>(i), 'x')});
+  const std::string f = t / "g.idx";
+  write_gallery(f, g);
+  GalleryIndex r = read_gallery(f);
+  EXPECT_EQ(r.model_hash, g.model_hash);
+  EXPECT_EQ(r.root, "/photos");
+  ASSERT_EQ(r.entries.size(), 12u);
+  EXPECT_EQ(r.entries[11].hash, 0xfedcba9876543210ull + 11);
+  EXPECT_EQ(r.entries[11].mtime_ns, 1700000000000000011LL);
+  EXPECT_EQ(r.entries[5].thumb, "xxxxx");
+  EXPECT_EQ(r.arrays.code.data, g.arrays.code.data);
+  EXPECT_EQ(r.arrays.post.data, g.arrays.post.data);
+  EXPECT_EQ(r.arrays.emb.data, g.arrays.emb.data);
+  ASSERT_TRUE(r.graph);
+  EXPECT_EQ(r.graph->csr_weight(), g.graph->csr_weight());
+  EXPECT_EQ(r.abs_path(3), "/photos/c/3.jpg");
+
+  const std::string bytes = read_file(f);
+  auto message = [&](const std::string& content) {
+    write_file_atomic(t / "bad.idx", content);
+    try {
+      read_gallery(t / "bad.idx");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message(bytes.substr(0, bytes.size() - 10)).find("truncated"), std::string::npos);
+  std::string flipped = bytes;
+  flipped[bytes.size() - 40] ^= 1;
+  EXPECT_NE(message(flipped).find("damaged"), std::string::npos);
+  EXPECT_NE(message("DUETGAL1").find("not a duet gallery index"), std::string::npos);
+  EXPECT_NE(message(bytes + "zz").find("trailing"), std::string::npos);
+}
+
+TEST(ScanImages, RecursiveHiddenSkippedLinksOnce) {
+  test::TempDir t;
+  namespace fs = std::filesystem;
+  fs::create_directories(t / "a/b");
+  fs::create_directories(t / ".hidden");
+  for (const char* f : {"a/1.jpg", "a/b/2.PNG", "a/b/3.webp", "a/4.Jpeg", "a/5.bmp", "a/notes.txt", "a/.x.jpg",
+                        ".hidden/6.jpg", "7.gif"})
+    write_file_atomic(t / f, "x");
+  fs::create_directory_symlink(t.path(), t / "a/b/loop");
+  fs::create_directory_symlink(t / "a/b", t / "linked");
+  auto got = scan_images(t.path());
+  // linked/ is the same real folder as a/b, visited once (under its first name in order).
+  std::vector<std::string> want = {"a/1.jpg", "a/4.Jpeg", "a/5.bmp", "a/b/2.PNG", "a/b/3.webp"};
+  EXPECT_EQ(got, want);
+}
+
+TEST(Image, OversizedAndTruncatedAreRefused) {
+  init_runtime();
+  test::TempDir t;
+  // A PNG header claiming 100000 x 100000 pixels: refused before any pixel is decoded.
+  std::string png = "\x89PNG\r\n\x1a\n";
+  auto be32 = [](uint32_t v) {
+    return std::string{char(v >> 24), char(v >> 16), char(v >> 8), char(v)};
+  };
+  // PNG chunks with their CRC-32 (of type and data); libpng reads up to the first IDAT.
+  auto chunk = [&](const std::string& type_and_data) {
+    uint32_t crc = 0xFFFFFFFFu;
+    for (unsigned char c : type_and_data) {
+      crc ^= c;
+      for (int k = 0; k < 8; ++k) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
+    }
+    return be32(static_cast<uint32_t>(type_and_data.size() - 4)) + type_and_data + be32(crc ^ 0xFFFFFFFFu);
+  };
+  png += chunk("IHDR" + be32(100000) + be32(100000) + std::string("\x08\x02\x00\x00\x00", 5));
+  png += chunk("IDAT" + std::string(16, '\0')) + chunk("IEND");
+  std::string msg;
+  try {
+    decode_rgb(png, "huge.png");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("huge.png"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("larger than"), std::string::npos) << msg;
+  cv::Mat img(64, 64, CV_8UC3, cv::Scalar(10, 200, 30));
+  std::vector<uchar> jpg;
+  cv::imencode(".jpg", img, jpg);
+  std::string whole(jpg.begin(), jpg.end());
+  EXPECT_EQ(decode_rgb(whole, "ok.jpg").rows, 64);
+  msg.clear();
+  try {
+    decode_rgb(whole.substr(0, whole.size() / 2), "cut.jpg");
+  } catch (const Error& e) {
+    msg = e.what();
+  }
+  EXPECT_NE(msg.find("truncated JPEG"), std::string::npos) << msg;
+  uint64_t h1 = 0, h2 = 0;
+  write_file_atomic(t / "a.jpg", whole);
+  write_file_atomic(t / "b.jpg", whole);
+  load_rgb(t / "a.jpg", &h1);
+  load_rgb(t / "b.jpg", &h2);
+  EXPECT_EQ(h1, h2);  // content, not name
+  EXPECT_EQ(h1, fnv1a(whole));
+}
+
+}  // namespace
+}  // namespace duet
