@@ -38,5 +38,7 @@ bool dir_exists(const std::string& path);
 void make_dirs(const std::string& path);
 // 64-bit FNV-1a of a string: stable across runs and machines, for cache keys and per-file seeds.
 uint64_t fnv1a(const std::string& s);
+// 16 lower-case hex digits.
+std::string hex64(uint64_t h);
 
 }  // namespace duet

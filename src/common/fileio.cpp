@@ -78,4 +78,10 @@ uint64_t fnv1a(const std::string& s) {
   return h;
 }
 
+std::string hex64(uint64_t h) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
 }  // namespace duet

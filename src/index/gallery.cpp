@@ -42,11 +42,6 @@ uint64_t checksum(const char* p, size_t n) {
   return h;
 }
 
-std::string hex64(uint64_t h) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
 uint64_t from_hex(const std::string& s) { return std::stoull(s, nullptr, 16); }
 
 template <typename T>

@@ -113,12 +113,7 @@ std::string split_name(const std::string& split) {
   return is_split_file(split) ? std::filesystem::path(split).stem().string() : split;
 }
 
-std::string hash_hex(const std::string& s) {
-  const uint64_t h = fnv1a(s);
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
+std::string hash_hex(const std::string& s) { return hex64(fnv1a(s)); }
 
 // Runs `step` unless <dir>/<name>.json holds the same key and every output exists; returns the
 // step's result JSON either way.
