@@ -62,6 +62,7 @@ class FusedScore {
  private:
   int64_t ng_ = 0;
   std::shared_ptr<const Matrix> code_g_, post_g_, sharp_g_, profile_g_;
+  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // the same, ready for embedding_scorer
   std::function<double(double)> same_prob_;
   FusionOptions opt_;
 };

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,16 @@ RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<st
 // Score blocks for embeddings, shared with the ranking code: scores [(q1-q0), ng].
 // Cosine similarity, -||q - g||^2, or the plain inner product.
 ScoreBlockFn embedding_scorer(const Matrix& q, const Matrix& g, Metric metric);
+
+// A gallery made ready for embedding_scorer once (normalised for cosine, squared norms for
+// Euclidean), so that a searcher asked for query after query does not copy it each time.
+struct PreparedGallery {
+  Metric metric = Metric::Dot;
+  std::shared_ptr<const Matrix> g;
+  std::shared_ptr<const std::vector<float>> norms;  // ||g_i||^2
+};
+PreparedGallery prepare_gallery(const Matrix& g, Metric metric);
+ScoreBlockFn embedding_scorer(const Matrix& q, const PreparedGallery& g);
 
 // Rows scaled to unit length (a zero row stays zero).
 Matrix l2_normalized(const Matrix& m);

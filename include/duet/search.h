@@ -98,6 +98,7 @@ class Searcher {
   RankOptions opt_;
   std::shared_ptr<const FusedScore> fused_;
   std::shared_ptr<const Matrix> code_;  // paper config
+  PreparedGallery code_p_;
   std::shared_ptr<const GalleryGraph> graph_;
   ScaleOptions scale_;
   struct Ann;  // the FAISS indexes of the candidate path

@@ -148,14 +148,27 @@ Matrix l2_normalized(const Matrix& m) {
   return out;
 }
 
+PreparedGallery prepare_gallery(const Matrix& g_in, Metric metric) {
+  PreparedGallery p;
+  p.metric = metric;
+  p.g = std::make_shared<const Matrix>(metric == Metric::Cosine ? l2_normalized(g_in) : g_in);
+  p.norms = std::make_shared<const std::vector<float>>(row_norms_sq(*p.g));
+  return p;
+}
+
 ScoreBlockFn embedding_scorer(const Matrix& q_in, const Matrix& g_in, Metric metric) {
-  if (q_in.cols != g_in.cols)
-    fail("query embeddings are ", q_in.cols, "-d but gallery embeddings are ", g_in.cols,
+  return embedding_scorer(q_in, prepare_gallery(g_in, metric));
+}
+
+ScoreBlockFn embedding_scorer(const Matrix& q_in, const PreparedGallery& pg) {
+  const Metric metric = pg.metric;
+  if (q_in.cols != pg.g->cols)
+    fail("query embeddings are ", q_in.cols, "-d but gallery embeddings are ", pg.g->cols,
          "-d; both must come from the same encoder");
   auto q = std::make_shared<Matrix>(metric == Metric::Cosine ? l2_normalized(q_in) : q_in);
-  auto g = std::make_shared<Matrix>(metric == Metric::Cosine ? l2_normalized(g_in) : g_in);
   auto qn = std::make_shared<std::vector<float>>(row_norms_sq(*q));
-  auto gn = std::make_shared<std::vector<float>>(row_norms_sq(*g));
+  auto g = pg.g;
+  auto gn = pg.norms;
   return [q, g, qn, gn, metric](int64_t q0, int64_t q1, float* out) {
     const int64_t m = q1 - q0, n = g->rows, d = q->cols;
     if (m == 0 || n == 0) return;

@@ -49,6 +49,10 @@ FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
   post_g_ = std::make_shared<Matrix>(post_g);
   sharp_g_ = std::make_shared<Matrix>(duet::sharpened(post_g, opt.photo_power));
   if (opt.unseen_gate > 0) profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
+  code_p_ = prepare_gallery(code_g, Metric::Euclidean);
+  post_p_ = prepare_gallery(post_g, Metric::Dot);
+  sharp_p_ = prepare_gallery(*sharp_g_, Metric::Dot);
+  if (profile_g_) profile_p_ = prepare_gallery(*profile_g_, Metric::Cosine);
 }
 
 FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const {
@@ -64,16 +68,16 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const
   f.unseen.assign(static_cast<size_t>(code_q.rows), 0);
   ScoreBlockFn profile;
   if (opt.unseen_gate > 0) {
-    auto raw = embedding_scorer(post_q, *post_g_, Metric::Dot);
+    auto raw = embedding_scorer(post_q, post_p_);
     std::vector<float> row(static_cast<size_t>(ng));
     for (int64_t q = 0; q < code_q.rows && ng > 0; ++q) {
       raw(q, q + 1, row.data());
       f.unseen[q] = *std::max_element(row.begin(), row.end()) < opt.unseen_gate;
     }
-    profile = embedding_scorer(centred_log(post_q), *profile_g_, Metric::Cosine);
+    profile = embedding_scorer(centred_log(post_q), profile_p_);
   }
-  auto code = embedding_scorer(code_q, *code_g_, Metric::Euclidean);  // -||zq - zg||^2
-  auto post = embedding_scorer(post_q, *sharp_g_, Metric::Dot);
+  auto code = embedding_scorer(code_q, code_p_);  // -||zq - zg||^2
+  auto post = embedding_scorer(post_q, sharp_p_);
   f.score = [code, post, profile, same_prob = same_prob_, unseen = f.unseen, opt, ng](
                 int64_t q0, int64_t q1, float* out) {
     const size_t n = static_cast<size_t>((q1 - q0) * ng);

@@ -74,6 +74,7 @@ Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_p
         g.code, g.post, [a, b](double d) { return 1.0 / (1.0 + std::exp(-(a - b * d))); }, opt.fusion);
   } else {
     code_ = std::make_shared<const Matrix>(g.code);
+    code_p_ = prepare_gallery(g.code, Metric::Euclidean);
   }
   if (n_ > scale.exact_limit) {
     ann_ = std::make_unique<Ann>();
@@ -192,7 +193,7 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
     if (unseen) *unseen = f.unseen;
     base = f.score;
   } else {
-    base = embedding_scorer(q.code, *code_, Metric::Euclidean);  // -||zq - zg||^2
+    base = embedding_scorer(q.code, code_p_);  // -||zq - zg||^2
     if (unseen) unseen->assign(static_cast<size_t>(q.code.rows), 0);
   }
   std::shared_ptr<const GalleryGraph> graph = diffuse ? graph_ : nullptr;
