@@ -31,6 +31,10 @@ struct FusionOptions {
   double unseen_profile = 2.0;  // w_c for unseen queries
 };
 
+// Each row p becomes log p minus its mean over the classes (a floor keeps a zero finite): the
+// posterior profile the unseen-class score compares.
+Matrix centred_log(Matrix posteriors);
+
 struct FusedScorer {
   ScoreBlockFn score;        // scores [q1 - q0, gallery] for queries q0..q1, higher is better
   std::vector<char> unseen;  // per query: the gate fired

@@ -23,6 +23,8 @@ Matrix sharpened(Matrix m, double t) {
   return m;
 }
 
+}  // namespace
+
 // Each row p becomes log p minus its mean over the classes. The floor keeps a zero finite.
 Matrix centred_log(Matrix m) {
   for (int64_t i = 0; i < m.rows; ++i) {
@@ -34,8 +36,6 @@ Matrix centred_log(Matrix m) {
   }
   return m;
 }
-
-}  // namespace
 
 FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
                        std::function<double(double)> same_prob, const FusionOptions& opt)

@@ -107,12 +107,7 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
       Matrix one(1, C);
       std::copy(pq, pq + C, one.data.begin());
       // The query's profile, as the exhaustive scorer makes it (centred log, unit length).
-      Matrix l = one;
-      double mean = 0;
-      for (auto& v : l.data) mean += v = std::log(std::max(v, 1e-6f));
-      mean /= static_cast<double>(C);
-      for (auto& v : l.data) v = static_cast<float>(v - mean);
-      propose(ann_->prof.get(), l2_normalized(l).data.data());
+      propose(ann_->prof.get(), l2_normalized(centred_log(one)).data.data());
     }
   }
   std::sort(cand.begin(), cand.end());
