@@ -2,10 +2,12 @@
 # Installs the Debian 12 packages duet builds, tests and runs with. Idempotent: does nothing when
 # everything is already there. Needs root (or sudo) and Debian's package registry.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 pkgs=(cmake g++ make ccache pkg-config
       libtorch-dev libopenblas-dev libopenblas0-openmp libopencv-dev libfaiss-dev
       libcli11-dev nlohmann-json3-dev libflatbuffers-dev flatbuffers-compiler
-      libgtest-dev libbenchmark-dev python3 python3-numpy)
+      libgtest-dev libbenchmark-dev python3 python3-numpy
+      libcpp-httplib-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,13 +25,23 @@ blas_alternatives() {
 }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
+# Node.js and npm drive the browser test; a machine with its own Node.js (e.g. NodeSource's,
+# which bundles npm) keeps it, since Debian's npm package would conflict with it.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -eq 0 ]; then
-  blas_alternatives
   echo "deps: all ${#pkgs[@]} packages present"
-  exit 0
+else
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-echo "deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 blas_alternatives
+# playwright-core for tests/browser, at the version package-lock.json pins (no browser download:
+# the test drives Debian's chromium).
+browser=tests/browser
+if [ ! -f "$browser/node_modules/playwright-core/package.json" ] ||
+   [ "$browser/package-lock.json" -nt "$browser/node_modules/.package-lock.json" ]; then
+  echo "deps: npm ci in $browser"
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

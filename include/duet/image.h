@@ -4,12 +4,20 @@
 #include <opencv2/core.hpp>
 #include <string>
 
+#include "duet/error.h"
+
 namespace duet {
 
 // Images with more pixels than this are refused before their pixels are decoded (OpenCV checks
 // the header against OPENCV_IO_MAX_IMAGE_PIXELS, which init_runtime sets to this unless the user
 // set it): a 100000 x 100000 PNG of a few bytes cannot make duet allocate 30 GB.
 constexpr long long kMaxImagePixels = 64LL << 20;
+
+// What decode_rgb throws for an image over kMaxImagePixels (the server answers it with 413).
+class ImageTooLarge : public Error {
+ public:
+  using Error::Error;
+};
 
 // Decodes an image file as 8-bit RGB (greyscale is expanded, alpha composited on white so
 // transparent sketches stay black-on-white). Throws Error naming the file when it cannot: missing,

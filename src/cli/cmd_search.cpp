@@ -6,8 +6,7 @@
 #include "cli/commands.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
-#include "duet/gallery.h"
-#include "duet/model.h"
+#include "duet/service.h"
 
 namespace duet::cli {
 
@@ -34,26 +33,12 @@ int64_t parse_k(const std::string& s) {
 
 void run_search(const SearchArgs& a) {
   const int64_t k = parse_k(a.k);
-  GalleryIndex g = read_gallery(a.index);
-  const std::string model_dir = a.model.empty() ? g.model_dir : a.model;
-  if (!dir_exists(model_dir))
-    fail(a.index, ": its model ", model_dir, " is not there (pass the model folder with --model)");
-  auto model = Model::open(model_dir, a.threads);
-  if (model->info().hash != g.model_hash)
-    fail(a.index, ": built with another model (hash ", g.model_hash, "; ", model_dir, " is ", model->info().hash,
-         "): rebuild it with `duet index --model ", model_dir, "`");
-  const std::string domain = a.domain.empty() ? model->info().query_domains.at(0) : a.domain;
-  bool known = false;
-  for (const auto& d : model->domains()) known = known || d == domain;
-  if (!known) {
-    std::string have;
-    for (const auto& d : model->domains()) have += (have.empty() ? "" : ", ") + d;
-    fail("--domain ", domain, ": the model has no encoder for it (it has: ", have, ")");
-  }
+  auto svc = SearchService::open(a.index, a.model, a.threads);
+  const GalleryIndex& g = svc->gallery();
+  const std::string domain = svc->query_domain(a.domain);
   // Every query is embedded before anything is printed: a bad one fails the command, not half of it.
-  Features f = embed_files(*model, domain, a.queries);
-  Searcher s = gallery_searcher(g, model->info().rank);
-  auto rankings = s.search({f.post, f.code}, k);
+  Features f = embed_files(svc->model(), domain, a.queries);
+  auto rankings = svc->searcher().search({f.post, f.code}, k);
   for (size_t q = 0; q < rankings.size(); ++q) {
     const Ranking& r = rankings[q];
     if (a.json) {

@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
   duet::cli::register_model(app);
   duet::cli::register_index(app);
   duet::cli::register_search(app);
+  duet::cli::register_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

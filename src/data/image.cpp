@@ -32,11 +32,12 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
     raw = cv::imdecode(cv::Mat(1, static_cast<int>(n), CV_8U, const_cast<unsigned char*>(b)), cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
-      fail(path, ": image is larger than ", kMaxImagePixels, " pixels (refused before decoding)");
+      throw ImageTooLarge(path + ": image is larger than " + std::to_string(kMaxImagePixels) +
+                          " pixels (refused before decoding)");
     fail(path, ": cannot decode image (", e.what(), ")");
   }
   if (raw.empty() || raw.rows == 0 || raw.cols == 0)
-    fail(path, ": cannot decode image (corrupt, truncated or not an image; use --skip-bad to skip such files)");
+    fail(path, ": cannot decode image (corrupt, truncated or not an image)");
   if (raw.depth() != CV_8U) {
     cv::Mat tmp;
     double scale = raw.depth() == CV_16U ? 1.0 / 257.0 : 1.0;

@@ -1,0 +1,346 @@
+// HttpServer: the routes of duet/serve.h on cpp-httplib, with their limits, metrics and log.
+#include "duet/serve.h"
+
+#include <httplib.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include "duet/error.h"
+#include "duet/fileio.h"
+#include "duet/image.h"
+#include "serve/web_assets.h"
+
+namespace duet {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// A refusal with its status code; the exception handler turns it into {"error": ...}.
+struct HttpError : Error {
+  int status;
+  HttpError(int s, const std::string& what) : Error(what), status(s) {}
+};
+
+void json_reply(httplib::Response& res, const nlohmann::json& j, int status = 200) {
+  res.status = status;
+  res.set_content(j.dump(), "application/json");
+}
+
+// A whole number in [lo, hi]; `what` names it in the refusal.
+int64_t parse_int(const std::string& s, int64_t lo, int64_t hi, const std::string& what, int status = 400) {
+  size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+  if (digits && used == 0) used = s.size(), v = hi + 1LL;  // too long for int64: out of range
+  if (used == 0 || used != s.size()) throw HttpError(400, what + ": '" + s + "' is not a whole number");
+  if (v < lo || v > hi)
+    throw HttpError(status, what + ": " + s + " is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) + ")");
+  return v;
+}
+
+const char* image_type(const std::string& path) {
+  std::string ext = path.substr(path.rfind('.') == std::string::npos ? path.size() : path.rfind('.') + 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "png") return "image/png";
+  if (ext == "bmp") return "image/bmp";
+  if (ext == "webp") return "image/webp";
+  return "image/jpeg";
+}
+
+// The route a request is counted under (a bounded set, whatever paths clients send).
+std::string route_of(const std::string& path) {
+  if (path.rfind("/api/image/", 0) == 0) return "/api/image";
+  for (const char* r : {"/api/search", "/api/info", "/healthz", "/metrics"})
+    if (path == r) return r;
+  for (size_t i = 0; i < kWebAssetCount; ++i)
+    if (path == kWebAssets[i].path || (path == "/" && std::string(kWebAssets[i].path) == "/index.html")) return "page";
+  return "other";
+}
+
+// Prometheus counters and a latency histogram per route.
+class Metrics {
+ public:
+  static constexpr std::array<double, 11> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  void record(const std::string& route, int status, double seconds) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++requests_[{route, status}];
+    if (status >= 400) ++errors_[route];
+    auto& h = latency_[route];
+    for (size_t b = 0; b < kBuckets.size(); ++b) h.counts[b] += seconds <= kBuckets[b];
+    ++h.count;
+    h.sum += seconds;
+  }
+  std::string text(const SearchService& s) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string out;
+    char line[256];
+    out += "# HELP duet_http_requests_total Requests answered, by route and status code.\n"
+           "# TYPE duet_http_requests_total counter\n";
+    for (const auto& [key, n] : requests_) {
+      std::snprintf(line, sizeof line, "duet_http_requests_total{route=\"%s\",code=\"%d\"} %lld\n", key.first.c_str(),
+                    key.second, static_cast<long long>(n));
+      out += line;
+    }
+    out += "# HELP duet_http_errors_total Requests answered with a 4xx or 5xx status.\n"
+           "# TYPE duet_http_errors_total counter\n";
+    for (const auto& [route, n] : errors_) {
+      std::snprintf(line, sizeof line, "duet_http_errors_total{route=\"%s\"} %lld\n", route.c_str(),
+                    static_cast<long long>(n));
+      out += line;
+    }
+    out += "# HELP duet_http_request_duration_seconds Time from routing a request to its answer.\n"
+           "# TYPE duet_http_request_duration_seconds histogram\n";
+    for (const auto& [route, h] : latency_) {
+      for (size_t b = 0; b < kBuckets.size(); ++b) {
+        std::snprintf(line, sizeof line, "duet_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lld\n",
+                      route.c_str(), kBuckets[b], static_cast<long long>(h.counts[b]));
+        out += line;
+      }
+      std::snprintf(line, sizeof line,
+                    "duet_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lld\n"
+                    "duet_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
+                    "duet_http_request_duration_seconds_count{route=\"%s\"} %lld\n",
+                    route.c_str(), static_cast<long long>(h.count), route.c_str(), h.sum, route.c_str(),
+                    static_cast<long long>(h.count));
+      out += line;
+    }
+    const GalleryArrays& g = s.gallery().arrays;
+    double bytes = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
+    for (const auto& e : s.gallery().entries) bytes += static_cast<double>(e.thumb.size() + e.path.size());
+    std::snprintf(line, sizeof line,
+                  "# HELP duet_index_images Images in the served index.\n# TYPE duet_index_images gauge\n"
+                  "duet_index_images %lld\n"
+                  "# HELP duet_index_bytes Bytes of the served index held in memory (vectors, thumbnails, paths).\n"
+                  "# TYPE duet_index_bytes gauge\nduet_index_bytes %.0f\n",
+                  static_cast<long long>(s.size()), bytes);
+    out += line;
+    return out;
+  }
+
+ private:
+  struct Histogram {
+    std::array<int64_t, kBuckets.size()> counts{};
+    int64_t count = 0;
+    double sum = 0;
+  };
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, int64_t> requests_;
+  std::map<std::string, int64_t> errors_;
+  std::map<std::string, Histogram> latency_;
+};
+
+// When the worker thread began the request it is on (set before routing, read by the logger).
+thread_local Clock::time_point t_request_start;
+thread_local bool t_request_started = false;
+}  // namespace
+
+struct HttpServer::Impl {
+  const SearchService& svc;
+  ServeOptions opt;
+  httplib::Server server;
+  Metrics metrics;
+  Impl(const SearchService& s, const ServeOptions& o) : svc(s), opt(o) {}
+
+  nlohmann::json answer_json(const SearchService::Answer& a, const std::string& domain, double took_ms) const {
+    nlohmann::json results = nlohmann::json::array();
+    for (const Hit& h : a.ranking.hits) {
+      nlohmann::json r{{"id", h.row}, {"path", svc.gallery().entries[static_cast<size_t>(h.row)].path}, {"score", h.score}};
+      if (!svc.class_of(h.row).empty()) r["class"] = svc.class_of(h.row);
+      results.push_back(std::move(r));
+    }
+    return {{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
+            {"unseen", a.ranking.unseen}, {"domain", domain}};
+  }
+
+  // A parameter from the query string or, for multipart bodies, a form field of that name.
+  static std::string param(const httplib::Request& req, const std::string& name) {
+    if (req.has_param(name.c_str())) return req.get_param_value(name.c_str());
+    if (req.has_file(name.c_str())) return req.get_file_value(name.c_str()).content;
+    return "";
+  }
+
+  void search(const httplib::Request& req, httplib::Response& res) const {
+    const auto t0 = Clock::now();
+    const std::string ks = param(req, "k");
+    const int64_t k = ks.empty() ? 10 : parse_int(ks, 1, opt.max_k, "k");
+    const std::string like = param(req, "like");
+    SearchService::Answer a;
+    std::string domain;
+    if (!like.empty()) {
+      const int64_t row = parse_int(like, 0, svc.size() - 1, "like", 404);
+      domain = svc.model().info().gallery_domain;
+      a = svc.search_row(row, k);
+    } else {
+      if (req.method != "POST") throw HttpError(405, "GET /api/search needs ?like=ID; POST an image to search with it");
+      std::string bytes;
+      const std::string type = req.get_header_value("Content-Type");
+      if (req.is_multipart_form_data()) {
+        if (!req.has_file("query")) throw HttpError(400, "multipart body without a 'query' file");
+        bytes = req.get_file_value("query").content;
+      } else if (type.rfind("image/", 0) == 0 || type.rfind("application/octet-stream", 0) == 0) {
+        bytes = req.body;
+      } else {
+        throw HttpError(415, "Content-Type '" + type +
+                                 "': send an image (image/png, image/jpeg, application/octet-stream) or "
+                                 "multipart/form-data with a 'query' file");
+      }
+      if (bytes.empty()) throw HttpError(400, "empty query: send an image");
+      try {
+        domain = svc.query_domain(param(req, "domain"));
+      } catch (const Error& e) {
+        throw HttpError(400, e.what());
+      }
+      a = svc.search_image(bytes, domain, k);
+    }
+    json_reply(res, answer_json(a, domain, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
+  }
+
+  void image(const httplib::Request& req, httplib::Response& res) const {
+    const int64_t row = parse_int(req.matches[1], 0, svc.size() - 1, "image id", 404);
+    const GalleryEntry& e = svc.gallery().entries[static_cast<size_t>(row)];
+    const bool full = req.has_param("full") && req.get_param_value("full") != "0";
+    if (!full && !e.thumb.empty()) {
+      res.set_header("Cache-Control", "max-age=3600");
+      res.set_content(e.thumb, "image/jpeg");
+      return;
+    }
+    // Only ever a path the index holds, by row number: nothing else on disk is reachable.
+    const std::string path = svc.gallery().abs_path(static_cast<size_t>(row));
+    if (!file_exists(path)) throw HttpError(404, "image " + std::to_string(row) + " is no longer on disk");
+    res.set_content(read_file(path), image_type(path));
+  }
+
+  nlohmann::json info() const {
+    const ModelInfo& m = svc.model().info();
+    return {{"images", svc.size()},
+            {"domains", svc.model().domains()},
+            {"query_domains", m.query_domains},
+            {"gallery_domain", m.gallery_domain},
+            {"classes", m.classes},
+            {"model", {{"config", m.config}, {"hash", m.hash}}},
+            {"index_type", svc.searcher().index_type()},
+            {"max_k", opt.max_k},
+            {"max_body", opt.max_body},
+            {"max_pixels", kMaxImagePixels}};
+  }
+
+  void routes() {
+    for (size_t i = 0; i < kWebAssetCount; ++i) {
+      const WebAsset& a = kWebAssets[i];
+      auto serve = [&a](const httplib::Request&, httplib::Response& res) {
+        res.set_content(reinterpret_cast<const char*>(a.data), a.size, a.type);
+      };
+      server.Get(a.path, serve);
+      if (std::string(a.path) == "/index.html") server.Get("/", serve);
+    }
+    server.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) { json_reply(res, info()); });
+    server.Post("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
+    server.Get("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
+    server.Get(R"(/api/image/(\d+))", [this](const httplib::Request& q, httplib::Response& r) { image(q, r); });
+    server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+      json_reply(res, {{"ok", true}, {"images", svc.size()}});
+    });
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.text(svc), "text/plain; version=0.0.4");
+    });
+  }
+
+  void limits() {
+    const int workers = opt.workers;
+    server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
+    server.set_payload_max_length(opt.max_body);
+    // httplib's default also sets SO_REUSEPORT, which lets a second server bind a port in use and
+    // take half its connections; a busy port must be an error instead.
+    server.set_socket_options([](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    server.set_read_timeout(opt.timeout_s, 0);
+    server.set_write_timeout(opt.timeout_s, 0);
+    server.set_keep_alive_timeout(opt.keep_alive_s);
+    server.set_keep_alive_max_count(100);
+    server.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+      t_request_start = Clock::now();
+      t_request_started = true;
+      return httplib::Server::HandlerResponse::Unhandled;
+    });
+    server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      int status = 500;
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const HttpError& e) {
+        status = e.status, what = e.what();
+      } catch (const ImageTooLarge& e) {
+        status = 413, what = e.what();
+      } catch (const Error& e) {
+        status = 400, what = e.what();
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "duet serve: internal error: %s\n", e.what());
+      }
+      json_reply(res, {{"error", what}}, status);
+    });
+    // Refusals httplib makes itself (no route, body too large, unparsable request) get the same
+    // JSON body as ours.
+    const size_t max_body = opt.max_body;
+    server.set_error_handler(httplib::Server::HandlerWithResponse([max_body](const httplib::Request& req,
+                                                                             httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      std::string what = res.status == 400 ? "malformed request (bad request line, headers, multipart or chunked body)" : "refused (HTTP " + std::to_string(res.status) + ")";
+      if (res.status == 404) what = "no such route: " + req.method + " " + req.path;
+      if (res.status == 413) what = "request body over " + std::to_string(max_body) + " bytes";
+      json_reply(res, {{"error", what}}, res.status);
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    const bool log = opt.log;
+    server.set_logger([this, log](const httplib::Request& req, const httplib::Response& res) {
+      const double s = t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count() : 0;
+      t_request_started = false;
+      metrics.record(route_of(req.path), res.status, s);
+      if (log)
+        std::fprintf(stderr, "duet serve: %s %s %s %d %zuB %.1fms\n", req.remote_addr.c_str(), req.method.c_str(),
+                     req.target.empty() ? req.path.c_str() : req.target.c_str(), res.status, res.body.size(),
+                     s * 1e3);
+    });
+  }
+};
+
+HttpServer::HttpServer(const SearchService& service, const ServeOptions& opt)
+    : impl_(std::make_unique<Impl>(service, opt)) {
+  if (opt.workers < 1) fail("--workers: must be at least 1 (got ", opt.workers, ")");
+  if (opt.max_k < 1) fail("--max-k: must be at least 1 (got ", opt.max_k, ")");
+  impl_->routes();
+  impl_->limits();
+}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::bind() {
+  auto& s = impl_->server;
+  const auto& o = impl_->opt;
+  const int port = o.port == 0 ? s.bind_to_any_port(o.host) : (s.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (port <= 0)
+    fail("cannot listen on ", o.host, ":", o.port, " (is the port in use, or the host not one of this machine's "
+         "addresses? pick another with --port/--host)");
+  return port;
+}
+
+void HttpServer::listen() {
+  if (!impl_->server.listen_after_bind()) fail("the server stopped: could not accept connections");
+}
+
+void HttpServer::stop() { impl_->server.stop(); }
+
+}  // namespace duet
