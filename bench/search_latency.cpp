@@ -29,9 +29,12 @@
 #include "duet/model.h"
 #include "duet/runtime.h"
 #include "duet/search.h"
+#include "synthetic.h"
 
 using namespace duet;
 using Clock = std::chrono::steady_clock;
+
+using namespace duet::bench;
 
 namespace {
 
@@ -42,64 +45,6 @@ double rss_bytes() {
   double pages = 0, resident = 0;
   f >> pages >> resident;
   return resident * 4096.0;
-}
-
-struct Synthetic {
-  GalleryArrays g;
-  std::shared_ptr<const GalleryGraph> graph;
-  QueryArrays q;
-};
-
-// n gallery items and nq queries of C classes; a fifth of the queries flat (an unseen class).
-Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.f, 1.f);
-  Matrix centre(C, dim);
-  for (auto& v : centre.data) v = 3.f * normal(rng);
-  auto fill = [&](int64_t rows, float noise, bool some_flat, Matrix& code, Matrix& post, std::vector<int>* cls) {
-    code = Matrix(rows, dim);
-    post = Matrix(rows, C);
-    for (int64_t i = 0; i < rows; ++i) {
-      const int c = static_cast<int>(rng() % C);
-      if (cls) cls->push_back(c);
-      for (int j = 0; j < dim; ++j) code.row(i)[j] = centre.row(c)[j] + noise * normal(rng);
-      const bool flat = some_flat && i % 5 == 4;
-      double z = 0;
-      for (int j = 0; j < C; ++j) z += post.row(i)[j] = std::exp((j == c && !flat ? 4.f : 0.f) + normal(rng));
-      for (int j = 0; j < C; ++j) post.row(i)[j] = static_cast<float>(post.row(i)[j] / z);
-    }
-  };
-  Synthetic s;
-  std::vector<int> cls;
-  fill(n, 2.f, false, s.g.code, s.g.post, &cls);
-  fill(nq, 3.f, true, s.q.code, s.q.post, nullptr);
-  // Graph: each item linked to 10 random items of its class, weights as the k-NN graph's would
-  // be after symmetric normalisation (degree about 20).
-  std::vector<std::vector<int64_t>> of(C);
-  for (int64_t i = 0; i < n; ++i) of[cls[i]].push_back(i);
-  std::vector<std::vector<int64_t>> adj(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) {
-    const auto& same = of[cls[i]];
-    for (int e = 0; e < 10; ++e) {
-      const int64_t o = same[rng() % same.size()];
-      if (o == i) continue;
-      adj[i].push_back(o);
-      adj[o].push_back(i);
-    }
-  }
-  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0), col;
-  std::vector<float> w;
-  for (int64_t i = 0; i < n; ++i) {
-    std::sort(adj[i].begin(), adj[i].end());
-    adj[i].erase(std::unique(adj[i].begin(), adj[i].end()), adj[i].end());
-    for (int64_t o : adj[i]) {
-      col.push_back(o);
-      w.push_back(1.f / 20.f);
-    }
-    start[i + 1] = static_cast<int64_t>(col.size());
-  }
-  s.graph = std::make_shared<const GalleryGraph>(n, DiffusionOptions{}, std::move(start), std::move(col), std::move(w));
-  return s;
 }
 
 nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::shared_ptr<const GalleryGraph>& graph,

@@ -6,7 +6,8 @@
 //                               application/octet-stream), or multipart/form-data with a `query`
 //                               file; ?k=10 &domain=sketch. ?like=ID (no body) searches with
 //                               indexed image ID. -> {"results": [{"id", "path", "score",
-//                               "class"?}], "took_ms", "cnn_ms", "unseen", "domain"}
+//                               "class"?}], "took_ms", "cnn_ms", "search_ms", "unseen",
+//                               "domain"}
 //   GET  /api/image/ID          the stored thumbnail (JPEG); ?full=1 the indexed file itself
 //   GET  /healthz, /metrics     liveness; Prometheus text (requests, errors, latency, index size)
 //

@@ -161,7 +161,7 @@ struct HttpServer::Impl {
       results.push_back(std::move(r));
     }
     return {{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
-            {"unseen", a.ranking.unseen}, {"domain", domain}};
+            {"search_ms", a.search_ms}, {"unseen", a.ranking.unseen}, {"domain", domain}};
   }
 
   // A parameter from the query string or, for multipart bodies, a form field of that name.
@@ -261,6 +261,8 @@ struct HttpServer::Impl {
     const int workers = opt.workers;
     server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
     server.set_payload_max_length(opt.max_body);
+    // Without it a client's body written after its headers waits for the delayed ACK (40 ms).
+    server.set_tcp_nodelay(true);
     // httplib's default also sets SO_REUSEPORT, which lets a second server bind a port in use and
     // take half its connections; a busy port must be an error instead.
     server.set_socket_options([](socket_t sock) {
