@@ -48,11 +48,12 @@ double rss_bytes() {
 }
 
 nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::shared_ptr<const GalleryGraph>& graph,
-                   const QueryArrays& q, int64_t recall_queries, const RankOptions& rank) {
+                   const QueryArrays& q, int64_t recall_queries, const RankOptions& rank, const ScaleOptions& scale) {
   const int64_t n = g.code.rows, nq = q.code.rows, k = 10;
   const double rss0 = rss_bytes();
   auto t0 = Clock::now();
-  Searcher s(g, rank, graph);
+  const std::shared_ptr<const GalleryGraph> used = rank.diffusion ? graph : nullptr;
+  Searcher s(g, rank, used, scale);
   const double build_s = seconds_since(t0);
   const double bytes = std::max(0.0, rss_bytes() - rss0) / static_cast<double>(n);
   std::vector<double> ms;
@@ -70,9 +71,9 @@ nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::s
   // Recall against exhaustive scoring of the same gallery (the same object without a limit).
   double recall = 1.0;
   if (s.index_type() != "exact") {
-    ScaleOptions all;
+    ScaleOptions all = scale;
     all.exact_limit = INT64_MAX;
-    Searcher exact(g, rank, graph, all);
+    Searcher exact(g, rank, used, all);
     const int64_t m = std::min(nq, recall_queries);
     double hit = 0;
     for (int64_t i = 0; i < m; ++i) {
@@ -102,6 +103,8 @@ int main(int argc, char** argv) {
   std::string index, model_dir, query, json_out;
   std::vector<int64_t> sizes = {100000, 1000000};
   int64_t queries = 200, recall_queries = 20;
+  bool no_diffusion = false;
+  ScaleOptions scale;
   app.add_option("--index", index, "a gallery index from `duet index` (the real row)");
   app.add_option("--sizes", sizes, "synthetic gallery sizes")->delimiter(',');
   app.add_option("--queries", queries, "timed queries per row");
@@ -109,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir, "model folder, to time one query's CNN pass");
   app.add_option("--query", query, "query image for the CNN timing");
   app.add_option("--json", json_out, "write the rows as JSON");
+  app.add_flag("--no-diffusion", no_diffusion, "rank by the fused score alone (what the candidates alone recall)");
+  app.add_option("--candidates", scale.candidates, "proposals per FAISS index")->capture_default_str();
+  app.add_option("--nprobe", scale.nprobe, "IVF lists visited per query")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     nlohmann::json out;
@@ -118,16 +124,18 @@ int main(int argc, char** argv) {
     rank.prob_b = 0.15;
     std::printf("%-10s %-10s %-28s %9s %14s %9s %9s %9s\n", "gallery", "data", "index", "build_s", "bytes/photo",
                 "p50_ms", "p99_ms", "recall@10");
+    if (no_diffusion) rank.diffusion = false;
     if (!index.empty()) {
       GalleryIndex g = read_gallery(index);
       auto m = Model::open(model_dir.empty() ? g.model_dir : model_dir);
       rank = m->info().rank;
+      if (no_diffusion) rank.diffusion = false;
       QueryArrays q{g.arrays.post, g.arrays.code};
-      out["rows"].push_back(row("real", g.arrays, g.graph, q, recall_queries, rank));
+      out["rows"].push_back(row("real", g.arrays, g.graph, q, recall_queries, rank, scale));
     }
     for (int64_t n : sizes) {
       Synthetic s = synthetic(n, queries, 125, 125, 7);
-      out["rows"].push_back(row("synthetic", s.g, s.graph, s.q, recall_queries, rank));
+      out["rows"].push_back(row("synthetic", s.g, s.graph, s.q, recall_queries, rank, scale));
     }
     if (!model_dir.empty() && !query.empty()) {
       auto m = Model::open(model_dir);

@@ -133,7 +133,7 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
     ro.diffusion = diffuse;
     Searcher exact(g, ro);
     Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
-    EXPECT_EQ(ann.index_type(), "ivf219,nprobe8,cand200");
+    EXPECT_EQ(ann.index_type(), "ivf54,nprobe8,cand200");  // sqrt(3000) lists
     auto a = ann.search(q, 10), e = exact.search(q, 10);
     double hit = 0;
     for (size_t i = 0; i < a.size(); ++i) {
@@ -156,6 +156,13 @@ TEST(Diffusion, SubsetOfEveryNodeIsTheWholeGraph) {
   graph.rerank(p.data(), full.data());
   graph.rerank_subset(nodes, p.data(), sub.data());
   for (int i = 0; i < 50; ++i) EXPECT_EQ(full[i], sub[i]);
+  // Given the query's mass over a larger gallery (here twice the nodes' own), only the blend
+  // term changes: blend * p / total.
+  double sum = 0;
+  for (float v : p) sum += v;
+  graph.rerank_subset(nodes, p.data(), sub.data(), 2 * sum);
+  const double blend = DiffusionOptions{}.blend;
+  for (int i = 0; i < 50; ++i) EXPECT_NEAR(full[i] - sub[i], blend * p[i] / (2 * sum), 1e-6) << i;
   // A stored graph (CSR) reranks as the one it came from.
   GalleryGraph again(50, DiffusionOptions{}, graph.csr_start(), graph.csr_col(), graph.csr_weight());
   again.rerank(p.data(), sub.data());

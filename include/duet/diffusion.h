@@ -48,8 +48,10 @@ class GalleryGraph {
   // Writes the re-ranked scores to out [n] (higher is better).
   void rerank(const float* probs, float* out) const;
   // The same over the sub-graph of `nodes` (sorted, distinct gallery rows): probs [m] and out [m]
-  // are indexed like nodes. For galleries too large to diffuse over whole per query.
-  void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out) const;
+  // are indexed like nodes. For galleries too large to diffuse over whole per query. total (> 0):
+  // the query's score mass over the whole gallery, which the blend term divides by as rerank's
+  // does (the nodes' own sum when not given: then the blend weighs more than over the whole).
+  void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out, double total = 0) const;
 
  private:
   int64_t n_ = 0;

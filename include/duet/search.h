@@ -56,13 +56,16 @@ struct Ranking {
 // How search() finds a query's results in a large gallery: up to exact_limit items every item is
 // scored (exactly the benchmark's ranking); above it, FAISS inverted-file indexes (IVF-Flat) over
 // the codes, the sharpened posteriors and the posterior profiles each propose `candidates` items,
-// their union is scored exactly and diffused over the graph they span. bench/search_latency
+// their union (with the graph neighbours of the best) is scored exactly and diffused over the
+// graph it spans, the blend term normalised by the query's score mass over the whole gallery
+// (estimated from a fixed sample of rows outside the candidates). bench/search_latency
 // measures the recall of that against exhaustive scoring.
 struct ScaleOptions {
   int64_t exact_limit = 50000;
-  int lists = 0;          // IVF lists (0: about 4 sqrt(n))
+  int lists = 0;          // IVF lists (0: about sqrt(n))
   int nprobe = 32;        // lists visited per query
-  int candidates = 500;   // proposals per index
+  int candidates = 1000;  // proposals per index
+  int mass_sample = 4096; // rows scored to estimate a query's score mass outside its candidates
 };
 
 class Searcher {

@@ -83,13 +83,15 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) 
 
 namespace {
 // The label propagation of duet/diffusion.h over one CSR graph of n nodes.
+// total: the mass the blend term divides by (<= 0: the sum of probs).
 void propagate(size_t n, const int64_t* start, const int64_t* col, const float* w, const DiffusionOptions& opt,
-               const float* probs, float* out) {
-  double total = 0;
+               const float* probs, float* out, double total = 0) {
+  double sum = 0;
   for (size_t i = 0; i < n; ++i) {
     if (!(probs[i] >= 0) || !std::isfinite(probs[i])) fail("diffusion: query scores must be finite and non-negative");
-    total += probs[i];
+    sum += probs[i];
   }
+  if (!(total > 0)) total = sum;
   // y: the top `seeds` scores, as a distribution.
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -104,8 +106,12 @@ void propagate(size_t n, const int64_t* start, const int64_t* col, const float* 
   // the error shrinks by alpha per step, so stop once a step changes f by under 1e-7 of its mass.
   f = y;
   const double a = opt.alpha;
+  // Large graphs (a whole gallery above ~16k items) take both cores; each node's update is the
+  // same either way, only the order of the stopping test's sum differs.
+  const bool parallel = n >= (1u << 14);
   for (int it = 0; it < 1000; ++it) {
     double change = 0;
+#pragma omp parallel for schedule(static) reduction(+ : change) if (parallel)
     for (size_t i = 0; i < n; ++i) {
       double s = 0;
       for (int64_t e = start[i]; e < start[i + 1]; ++e) s += w[e] * f[col[e]];
@@ -124,7 +130,8 @@ void GalleryGraph::rerank(const float* probs, float* out) const {
   propagate(static_cast<size_t>(n_), start_.data(), col_.data(), w_.data(), opt_, probs, out);
 }
 
-void GalleryGraph::rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out) const {
+void GalleryGraph::rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out,
+                                 double total) const {
   // The sub-graph the nodes span, with the whole graph's weights: votes that would leave it are
   // dropped, which for a query's best candidates is the far, faint tail of the propagation.
   const size_t m = nodes.size();
@@ -141,7 +148,7 @@ void GalleryGraph::rerank_subset(const std::vector<int64_t>& nodes, const float*
     }
     start[i + 1] = static_cast<int64_t>(col.size());
   }
-  propagate(m, start.data(), col.data(), w.data(), opt_, probs, out);
+  propagate(m, start.data(), col.data(), w.data(), opt_, probs, out, total);
 }
 
 }  // namespace duet

@@ -21,7 +21,7 @@ void check_gallery(const GalleryArrays& g, const RankOptions& opt) {
 }
 
 int lists_for(int64_t n, const ScaleOptions& s) {
-  return s.lists > 0 ? s.lists : static_cast<int>(std::clamp<double>(4 * std::sqrt(static_cast<double>(n)), 16, 65536));
+  return s.lists > 0 ? s.lists : static_cast<int>(std::clamp<double>(std::sqrt(static_cast<double>(n)), 16, 65536));
 }
 
 // An IVF-Flat index over the rows of m, trained on an evenly spaced sample (deterministic).
@@ -45,6 +45,7 @@ std::unique_ptr<faiss::IndexIVFFlat> ivf(const Matrix& m, int lists, faiss::Metr
 struct Searcher::Ann {
   std::unique_ptr<faiss::Index> q_code, q_post, q_prof;
   std::unique_ptr<faiss::IndexIVFFlat> code, post, prof;  // prof: unit-length centred log-posteriors
+  std::vector<int64_t> sample;  // evenly spaced rows: the estimate of a query's score mass outside its candidates
 };
 
 Searcher::~Searcher() = default;
@@ -85,6 +86,8 @@ Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_p
       if (opt.fusion.unseen_gate > 0)
         ann_->prof = ivf(l2_normalized(fused_->profiles()), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_prof);
     }
+    const int64_t m = std::min<int64_t>(n_, scale.mass_sample), step = std::max<int64_t>(1, n_ / m);
+    for (int64_t i = 0; i < n_ && static_cast<int64_t>(ann_->sample.size()) < m; i += step) ann_->sample.push_back(i);
   }
 }
 
@@ -157,8 +160,22 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
       }
       const float top = *std::max_element(s.begin(), s.end());
       std::vector<float> p(s.size());
-      for (size_t i = 0; i < s.size(); ++i) p[i] = std::exp(s[i] - top);
-      graph_->rerank_subset(cand, p.data(), s.data());
+      double total = 0;
+      for (size_t i = 0; i < s.size(); ++i) total += p[i] = std::exp(s[i] - top);
+      // The blend term divides by the query's score mass over the whole gallery (as the
+      // exhaustive ranking does); the candidates hold its peak, and the rest is estimated from the
+      // evenly spaced sample rows outside them.
+      std::vector<int64_t> rest;
+      for (int64_t g : ann_->sample)
+        if (!std::binary_search(cand.begin(), cand.end(), g)) rest.push_back(g);
+      if (!rest.empty()) {
+        std::vector<float> rs(rest.size());
+        fused_->score_rows(zq, pq, r.unseen, rest, rs.data());
+        double tail = 0;
+        for (float v : rs) tail += std::exp(std::min(0.f, v - top));
+        total += tail * static_cast<double>(n_ - static_cast<int64_t>(cand.size())) / static_cast<double>(rest.size());
+      }
+      graph_->rerank_subset(cand, p.data(), s.data(), total);
     }
   } else {
     for (size_t i = 0; i < cand.size(); ++i) {
