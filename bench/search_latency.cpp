@@ -55,6 +55,7 @@ nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::s
   const std::shared_ptr<const GalleryGraph> used = rank.diffusion ? graph : nullptr;
   Searcher s(g, rank, used, scale);
   const double build_s = seconds_since(t0);
+  std::fprintf(stderr, "search_latency: %lld photos: searcher built in %.1f s\n", static_cast<long long>(n), build_s);
   const double bytes = std::max(0.0, rss_bytes() - rss0) / static_cast<double>(n);
   std::vector<double> ms;
   std::vector<Ranking> got;
@@ -80,7 +81,10 @@ nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::s
       QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
       std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
       std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+      const auto tr = Clock::now();
       auto ref = exact.search(one, k)[0];
+      std::fprintf(stderr, "search_latency: exhaustive reference %lld/%lld: %.1f s\n", static_cast<long long>(i + 1),
+                   static_cast<long long>(m), seconds_since(tr));
       std::set<int64_t> want;
       for (const auto& h : ref.hits) want.insert(h.row);
       for (const auto& h : got[i].hits) hit += want.count(h.row);
