@@ -118,8 +118,7 @@ TEST(Searcher, ScoresDoNotDependOnTheQueriesBesideThem) {
 
 // Above the exact limit, search() scores FAISS candidates. Without diffusion the candidates hold
 // nearly all of the exhaustive top ten; with it, the diffusion over the candidates' sub-graph
-// approximates the whole graph's (on this data 0.81 of the exhaustive top ten; bench/search_latency
-// measures it at scale).
+// approximates the whole graph's (bench/search_latency measures it at scale).
 TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
   GalleryArrays g = clustered(3000, 10, 4);
   GalleryArrays qa = clustered(30, 10, 5);
