@@ -5,7 +5,6 @@
 
 #include "cli/commands.h"
 #include "duet/error.h"
-#include "duet/fileio.h"
 #include "duet/service.h"
 
 namespace duet::cli {
