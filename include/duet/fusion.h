@@ -53,9 +53,9 @@ class FusedScore {
   FusedScorer scorer(const Matrix& code_q, const Matrix& post_q) const;
   int64_t size() const { return ng_; }
   const FusionOptions& options() const { return opt_; }
-  const Matrix& codes() const { return *code_g_; }
-  const Matrix& posteriors() const { return *post_g_; }
-  const Matrix& sharpened() const { return *sharp_g_; }  // p_p' of the gallery
+  const Matrix& codes() const { return *code_p_.g; }
+  const Matrix& posteriors() const { return *post_p_.g; }
+  const Matrix& sharpened() const { return *sharp_p_.g; }  // p_p' of the gallery
   const Matrix& profiles() const { return *profile_g_; } // centred log-posteriors (gate > 0 only)
 
   // One query against some gallery rows, by the same formula (computed row by row, not through
@@ -65,8 +65,8 @@ class FusedScore {
 
  private:
   int64_t ng_ = 0;
-  std::shared_ptr<const Matrix> code_g_, post_g_, sharp_g_, profile_g_;
-  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // the same, ready for embedding_scorer
+  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // ready for embedding_scorer
+  std::shared_ptr<const Matrix> profile_g_;                // raw centred log-posteriors
   std::function<double(double)> same_prob_;
   FusionOptions opt_;
 };

@@ -100,8 +100,7 @@ class Searcher {
   int64_t n_ = 0;
   RankOptions opt_;
   std::shared_ptr<const FusedScore> fused_;
-  std::shared_ptr<const Matrix> code_;  // paper config
-  PreparedGallery code_p_;
+  PreparedGallery code_p_;  // paper config: the gallery codes, with their squared norms
   std::shared_ptr<const GalleryGraph> graph_;
   ScaleOptions scale_;
   struct Ann;  // the FAISS indexes of the candidate path

@@ -45,22 +45,23 @@ FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
          post_g.rows, " posteriors");
   if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
     fail("fusion options must be non-negative (photo power positive)");
-  code_g_ = std::make_shared<Matrix>(code_g);
-  post_g_ = std::make_shared<Matrix>(post_g);
-  sharp_g_ = std::make_shared<Matrix>(duet::sharpened(post_g, opt.photo_power));
-  if (opt.unseen_gate > 0) profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
+  // Euclidean and dot-product galleries are prepared as they are, and score_rows reads those
+  // copies; the profiles are normalised for the cosine, so their raw rows are kept beside.
   code_p_ = prepare_gallery(code_g, Metric::Euclidean);
   post_p_ = prepare_gallery(post_g, Metric::Dot);
-  sharp_p_ = prepare_gallery(*sharp_g_, Metric::Dot);
-  if (profile_g_) profile_p_ = prepare_gallery(*profile_g_, Metric::Cosine);
+  sharp_p_ = prepare_gallery(duet::sharpened(post_g, opt.photo_power), Metric::Dot);
+  if (opt.unseen_gate > 0) {
+    profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
+    profile_p_ = prepare_gallery(*profile_g_, Metric::Cosine);
+  }
 }
 
 FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const {
   if (code_q.rows != post_q.rows)
     fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ", post_q.rows,
          " posteriors");
-  if (post_q.cols != post_g_->cols)
-    fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ", post_g_->cols,
+  if (post_q.cols != post_p_.g->cols)
+    fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ", post_p_.g->cols,
          "; both encoders must be trained on the same classes");
   const int64_t ng = ng_;
   const FusionOptions opt = opt_;
@@ -105,7 +106,7 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const
 
 void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
                             float* out) const {
-  const int64_t d = code_g_->cols, C = post_g_->cols;
+  const int64_t d = code_p_.g->cols, C = post_p_.g->cols;
   std::vector<float> lq;
   double nq = 0;
   if (unseen && profile_g_) {
@@ -117,8 +118,8 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
   const double wp = unseen ? opt_.unseen_post : 1.0;
   for (size_t r = 0; r < rows.size(); ++r) {
     const int64_t g = rows[r];
-    const float* zg = code_g_->row(g);
-    const float* sg = sharp_g_->row(g);
+    const float* zg = code_p_.g->row(g);
+    const float* sg = sharp_p_.g->row(g);
     double dist = 0, pp = 0;
     for (int64_t j = 0; j < d; ++j) dist += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
     for (int64_t c = 0; c < C; ++c) pp += static_cast<double>(pq[c]) * sg[c];

@@ -74,7 +74,6 @@ Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_p
     fused_ = std::make_shared<const FusedScore>(
         g.code, g.post, [a, b](double d) { return 1.0 / (1.0 + std::exp(-(a - b * d))); }, opt.fusion);
   } else {
-    code_ = std::make_shared<const Matrix>(g.code);
     code_p_ = prepare_gallery(g.code, Metric::Euclidean);
   }
   if (n_ > scale.exact_limit) {
@@ -179,9 +178,10 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
     }
   } else {
     for (size_t i = 0; i < cand.size(); ++i) {
-      const float* zg = code_->row(cand[i]);
+      const Matrix& code = *code_p_.g;
+      const float* zg = code.row(cand[i]);
       double d = 0;
-      for (int64_t j = 0; j < code_->cols; ++j) d += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
+      for (int64_t j = 0; j < code.cols; ++j) d += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
       s[i] = static_cast<float>(-d);
     }
   }
@@ -197,8 +197,8 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
 
 ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<char>* unseen) const {
   const int64_t ng = n_;
-  if (code_ && q.code.cols != code_->cols)
-    fail("query codes are ", q.code.cols, "-d but gallery codes ", code_->cols, "-d");
+  if (code_p_.g && q.code.cols != code_p_.g->cols)
+    fail("query codes are ", q.code.cols, "-d but gallery codes ", code_p_.g->cols, "-d");
   ScoreBlockFn base;
   if (fused_) {
     FusedScorer f = fused_->scorer(q.code, q.post);
