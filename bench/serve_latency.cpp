@@ -55,12 +55,13 @@ nlohmann::json measure(const std::string& what, const SearchService& svc, const 
   std::vector<std::vector<double>> ms(clients), cnn(clients), search(clients);
   std::vector<std::string> errors;
   std::mutex mu;
-  auto client = [&](int c) {
+  // Client c sends requests c, c + clients, ... below `count`.
+  auto client = [&](int c, int count) {
     httplib::Client http("127.0.0.1", port);
     http.set_keep_alive(true);
     http.set_tcp_nodelay(true);
     http.set_read_timeout(120, 0);
-    for (int i = c; i < requests; i += clients) {
+    for (int i = c; i < count; i += clients) {
       const std::string& body = queries[static_cast<size_t>(i) % queries.size()];
       const auto t = Clock::now();
       auto res = http.Post("/api/search?k=10", body, "image/png");
@@ -77,16 +78,11 @@ nlohmann::json measure(const std::string& what, const SearchService& svc, const 
     }
   };
   // One warm-up request (first-call allocations, caches) before the clock starts.
-  {
-    const int timed = requests;
-    requests = 1;
-    client(0);
-    requests = timed;
-    ms[0].clear(), cnn[0].clear(), search[0].clear();
-  }
+  client(0, 1);
+  ms[0].clear(), cnn[0].clear(), search[0].clear();
   const auto t0 = Clock::now();
   std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) threads.emplace_back(client, c);
+  for (int c = 0; c < clients; ++c) threads.emplace_back(client, c, requests);
   for (auto& t : threads) t.join();
   const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
   server.stop();

@@ -35,6 +35,22 @@ class E2E:
             print(r.stderr[-3000:])
         return r
 
+    def link_test_gallery(self, rows, classes, dest):
+        """The test photos of `classes` (rows of a split file: domain, path, class, split) as a
+        user's folder of links under dest, one folder per class; returns the test sketches of
+        those classes (absolute paths), the queries for that gallery."""
+        data, sketches = os.path.abspath(self.data), []
+        for dom, path, cls, split in rows:
+            if split != "test" or cls not in classes:
+                continue
+            if dom == "photo":
+                dst = os.path.join(dest, path[len("photo/"):])
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                os.symlink(os.path.join(data, path), dst)
+            else:
+                sketches.append(os.path.join(data, path))
+        return sketches
+
     def finish(self):
         print(f"{len(self.passed)} passed, {len(self.failed)} failed")
         sys.exit(1 if self.failed else 0)

@@ -77,16 +77,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # The test photos of the split as a user's folder (links keep the class folders), the test
     # sketches as queries.
     gal = os.path.join(tmp, "gallery")
-    queries = []
-    for dom, path, cls, split in rows:
-        if split != "test" or cls not in classes:
-            continue
-        if dom == "photo":
-            dst = os.path.join(gal, path[len("photo/"):])
-            os.makedirs(os.path.dirname(dst), exist_ok=True)
-            os.symlink(os.path.join(data, path), dst)
-        else:
-            queries.append(os.path.join(data, path))
+    queries = t.link_test_gallery(rows, classes, gal)
     idx = os.path.join(tmp, "photos.idx")
     r = run(["index", "--model", model, "--images", gal, "-o", idx, "--json"])
     rep = json.loads(r.stdout)

@@ -23,16 +23,8 @@ r = t.run(["-q", "run", "--quick", "--max-classes", str(len(classes)), "--split"
            "--out", os.path.join(out, "run")])
 t.check("quick run for the server tests", r.returncode == 0, r.stderr[-500:])
 model = os.path.join(out, "run", "category", "model")
-gallery, sketches = os.path.join(out, "gallery"), []
-for dom, path, cls, split in rows:
-    if split != "test" or cls not in classes:
-        continue
-    if dom == "photo":
-        dst = os.path.join(gallery, path[len("photo/"):])
-        os.makedirs(os.path.dirname(dst), exist_ok=True)
-        os.symlink(os.path.join(os.path.abspath(t.data), path), dst)
-    else:
-        sketches.append(os.path.join(os.path.abspath(t.data), path))
+gallery = os.path.join(out, "gallery")
+sketches = t.link_test_gallery(rows, classes, gallery)
 index = os.path.join(out, "photos.idx")
 r = t.run(["-q", "index", "--model", model, "--images", gallery, "-o", index])
 t.check("index of the test photos", r.returncode == 0, r.stderr[-500:])

@@ -82,7 +82,8 @@ class Metrics {
     ++h.count;
     h.sum += seconds;
   }
-  std::string text(const SearchService& s) const {
+  // index_bytes: what the served index holds in memory (constant, counted once by the caller).
+  std::string text(int64_t images, double index_bytes) const {
     std::lock_guard<std::mutex> lock(mu_);
     std::string out;
     char line[256];
@@ -116,15 +117,12 @@ class Metrics {
                     static_cast<long long>(h.count));
       out += line;
     }
-    const GalleryArrays& g = s.gallery().arrays;
-    double bytes = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
-    for (const auto& e : s.gallery().entries) bytes += static_cast<double>(e.thumb.size() + e.path.size());
     std::snprintf(line, sizeof line,
                   "# HELP duet_index_images Images in the served index.\n# TYPE duet_index_images gauge\n"
                   "duet_index_images %lld\n"
                   "# HELP duet_index_bytes Bytes of the served index held in memory (vectors, thumbnails, paths).\n"
                   "# TYPE duet_index_bytes gauge\nduet_index_bytes %.0f\n",
-                  static_cast<long long>(s.size()), bytes);
+                  static_cast<long long>(images), index_bytes);
     out += line;
     return out;
   }
@@ -151,7 +149,12 @@ struct HttpServer::Impl {
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
-  Impl(const SearchService& s, const ServeOptions& o) : svc(s), opt(o) {}
+  double index_bytes = 0;  // vectors, thumbnails and paths held in memory
+  Impl(const SearchService& s, const ServeOptions& o) : svc(s), opt(o) {
+    const GalleryArrays& g = svc.gallery().arrays;
+    index_bytes = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
+    for (const auto& e : svc.gallery().entries) index_bytes += static_cast<double>(e.thumb.size() + e.path.size());
+  }
 
   nlohmann::json answer_json(const SearchService::Answer& a, const std::string& domain, double took_ms) const {
     nlohmann::json results = nlohmann::json::array();
@@ -197,11 +200,7 @@ struct HttpServer::Impl {
                                  "multipart/form-data with a 'query' file");
       }
       if (bytes.empty()) throw HttpError(400, "empty query: send an image");
-      try {
-        domain = svc.query_domain(param(req, "domain"));
-      } catch (const Error& e) {
-        throw HttpError(400, e.what());
-      }
+      domain = svc.query_domain(param(req, "domain"));  // an unknown one: Error, hence 400
       a = svc.search_image(bytes, domain, k);
     }
     json_reply(res, answer_json(a, domain, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
@@ -253,7 +252,7 @@ struct HttpServer::Impl {
       json_reply(res, {{"ok", true}, {"images", svc.size()}});
     });
     server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.text(svc), "text/plain; version=0.0.4");
+      res.set_content(metrics.text(svc.size(), index_bytes), "text/plain; version=0.0.4");
     });
   }
 
