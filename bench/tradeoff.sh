@@ -47,7 +47,7 @@ for split in "${split_list[@]}"; do
   budgets=$(/usr/bin/python3 -c '
 import json, sys
 s = json.load(open(sys.argv[1]))["splits"][sys.argv[2]]
-f = sum(s[p]["ledger"]["flops"] for p in ("phase1_sketch", "phase1_photo", "phase2")) / 1e12
+f = (sum(p["ledger"]["flops"] for p in s["phase1"].values()) + s["phase2"]["ledger"]["flops"]) / 1e12
 print(",".join(f"{float(m) * f:.3f}" for m in sys.argv[3].split(",")))
 ' "$tmp/run-default-$split.json" "$split" "$multiples")
   echo "siamese $split at ${multiples}x dual-phase default = $budgets TFLOPs" >&2
@@ -69,7 +69,7 @@ for split in splits:
     for cfg in ("paper", "default"):
         s = json.load(open(f"{tmp}/run-{cfg}-{split}.json"))["splits"][split]
         ledger_row(f"dual-phase {cfg}", split, s["retrieval"],
-                   [s["phase1_sketch"]["ledger"], s["phase1_photo"]["ledger"], s["phase2"]["ledger"]])
+                   [p["ledger"] for p in s["phase1"].values()] + [s["phase2"]["ledger"]])
     for m, r in zip(mults, json.load(open(f"{sdir}/{split}-x{'-'.join(mults)}.json"))):
         ledger_row(f"siamese {m}x compute", split, r, [r["ledger"]])
     for b, name in (("hog", "HOG edge maps"), ("raw", "raw MobileNetV2")):

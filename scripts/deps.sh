@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 pkgs=(cmake g++ make ccache pkg-config
       libtorch-dev libopenblas-dev libopenblas0-openmp libopencv-dev libfaiss-dev
       libcli11-dev nlohmann-json3-dev libflatbuffers-dev flatbuffers-compiler
-      libgtest-dev libbenchmark-dev python3 python3-numpy
+      libgtest-dev libbenchmark-dev python3 python3-numpy python3-opencv
       libcpp-httplib-dev chromium)
 missing=()
 for p in "${pkgs[@]}"; do

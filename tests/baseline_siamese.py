@@ -61,7 +61,7 @@ with tempfile.TemporaryDirectory() as tmp:
             ("non-numeric budget", ["--split", split, "--budget-tflops", "lots"], "not a number"),
             ("batch 1", ["--split", split, "--batch", "1"], "batch"),
             ("batch larger than the data", ["--split", split, "--batch", "1000"], "batch"),
-            ("no train photos", ["--split", no_photos], "train photos")):
+            ("no train photos", ["--split", no_photos], "and photo images of at least 2 classes")):
         r = run(["baseline", "siamese"] + common + extra)
         check(f"rejects {name}", r.returncode != 0 and needle in r.stderr and not r.stdout
               and r.stderr.count("\n") <= 2, f"rc={r.returncode} {r.stderr.strip()[:200]}")

@@ -32,10 +32,16 @@ with tempfile.TemporaryDirectory() as tmp:
     check("metrics.json written", os.path.isfile(os.path.join(out, "metrics.json")))
     for key in ("map_all", "map@100", "map@200", "p@100", "p@200", "queries", "skipped"):
         check(f"retrieval has {key}", key in s["retrieval"])
-    for ph in ("phase1_sketch", "phase1_photo", "phase2"):
-        led = s[ph]["ledger"]
-        check(f"{ph} ledger", led["wall_s"] > 0 and led["peak_rss_mib"] > 0 and led["flops"] > 0, str(led))
-    check("sketch classifier beats chance", s["sketch_accuracy"] > 2.0 / classes, str(s["sketch_accuracy"]))
+    for name, ph in (("phase1 sketch", s["phase1"]["sketch"]), ("phase1 photo", s["phase1"]["photo"]),
+                     ("phase2", s["phase2"])):
+        led = ph["ledger"]
+        check(f"{name} ledger", led["wall_s"] > 0 and led["peak_rss_mib"] > 0 and led["flops"] > 0, str(led))
+    check("sketch classifier beats chance", s["accuracy"]["sketch"] > 2.0 / classes, str(s["accuracy"]))
+    check("domains and their detected kinds recorded",
+          s["domains"] == {"query": ["sketch"], "gallery": "photo", "kinds": {"sketch": "drawing", "photo": "image"}},
+          str(s["domains"]))
+    check("one metrics row per query domain, the headline the first's",
+          list(s["by_query"]) == ["sketch"] and s["by_query"]["sketch"]["retrieval"] == s["retrieval"])
     before = s["retrieval_before_diffusion"]["map_all"]
     check("gallery diffusion reported with the score before it", 0 < before <= 1, str(before))
     mem = s.get("phase1_members", [])
@@ -163,10 +169,10 @@ with tempfile.TemporaryDirectory() as tmp:
         x = os.path.join(tmp, f"s{scale}.npy")
         np.save(x, (np.load(f"{cat}/sketch.npy") * scale).astype(np.float32))
         shutil.copy(f"{cat}/sketch.tsv", x[:-4] + ".tsv")
-        r = run(["map", "--mapper", mapper, "--emb", x, "--side", "query", "-o", f"{tmp}/c.npy"])
+        r = run(["map", "--mapper", mapper, "--emb", x, "-o", f"{tmp}/c.npy"])
         return np.load(f"{tmp}/c.npy") if r.returncode == 0 else None
     for flag, name in (("--normalize", "mn.pt"), (None, "mr.pt")):
-        r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.npy", "--epochs", "2",
+        r = run(["train-mapper", "--query-emb", f"{cat}/sketch.npy", "--gallery-emb", f"{cat}/photo.npy", "--epochs", "2",
                  "-o", f"{tmp}/{name}"] + ([flag] if flag else []))
         check(f"train-mapper {flag or 'without --normalize'} exits 0", r.returncode == 0,
               r.stderr[-300:] if r.returncode else "")
@@ -176,14 +182,14 @@ with tempfile.TemporaryDirectory() as tmp:
     check("plain mapper does not", a is not None and b is not None and np.abs(a - b).max() > 1e-2)
 
     # Bad input to the phase commands.
-    r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/sketch.npy",
+    r = run(["train-mapper", "--query-emb", f"{cat}/sketch.npy", "--gallery-emb", f"{cat}/sketch.npy",
              "-o", f"{tmp}/m.pt"], expect_rc=1)
     check("same-domain mapper input rejected", r.returncode == 1 and "domain" in r.stderr, r.stderr.strip())
-    r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.probs.npy",
+    r = run(["train-mapper", "--query-emb", f"{cat}/sketch.npy", "--gallery-emb", f"{cat}/photo.probs.npy",
              "-o", f"{tmp}/m.pt"], expect_rc=1)
     check("mismatched widths rejected", r.returncode == 1 and "-d" in r.stderr, r.stderr.strip())
     # An output path in a missing folder fails at once with one line, before any training.
-    r = run(["train-mapper", "--sketch-emb", f"{cat}/sketch.npy", "--photo-emb", f"{cat}/photo.npy",
+    r = run(["train-mapper", "--query-emb", f"{cat}/sketch.npy", "--gallery-emb", f"{cat}/photo.npy",
              "-o", f"{tmp}/none/m.pt"], expect_rc=1)
     def one_line(r):
         return r.returncode == 1 and "does the folder exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -65,9 +65,10 @@ with tempfile.TemporaryDirectory() as tmp:
 
     r = run(["model", "info", model, "--json"])
     info = json.loads(r.stdout)
-    check("model info --json: tag, version, hash, domains, classes, both members, rank options",
-          info["format"] == "duet-model-v1" and info["hash"] == metrics["model"]["hash"] and
+    check("model info --json: tag, version, hash, domains and kinds, classes, both members, rank options",
+          info["format"] == "duet-model-v2" and info["hash"] == metrics["model"]["hash"] and
           info["query_domains"] == ["sketch"] and info["gallery_domain"] == "photo" and
+          info["kinds"] == {"sketch": "drawing", "photo": "image"} and
           info["classes"] == classes and len(info["encoders"]["sketch"]) == 2 and
           info["rank"]["diffusion"] is True, json.dumps(info)[:300])
     r = run(["model", "info", model])
@@ -233,7 +234,7 @@ with tempfile.TemporaryDirectory() as tmp:
             ("an edited model file", lambda d: open(os.path.join(d, "mapper.pt"), "ab").write(b"x"),
              "does not match"),
             ("a model from another version", lambda d: open(os.path.join(d, "manifest.json"), "w").write(
-                open(os.path.join(model, "manifest.json")).read().replace("duet-model-v1", "duet-model-v2")),
+                open(os.path.join(model, "manifest.json")).read().replace("duet-model-v2", "duet-model-v9")),
              "duet-model-v2")]:
         shutil.rmtree(broken, ignore_errors=True)
         shutil.copytree(model, broken)

@@ -113,8 +113,10 @@ with Server(t.duet, index, t.env, ["--timeout", "2", "--keep-alive", "2"]) as s:
 
     st, info = s.json("GET", "/api/info")
     n = info["images"]
-    check("/api/info: images, domains, classes, limits", st == 200 and info["domains"] == ["photo", "sketch"] and
-          info["query_domains"] == ["sketch"] and info["classes"] == fx["classes"] and info["max_k"] == 1000 and
+    check("/api/info: images, domains and kinds, the canvas's domain, classes, limits", st == 200 and
+          info["domains"] == ["photo", "sketch"] and info["query_domains"] == ["sketch"] and
+          info["kinds"] == {"photo": "image", "sketch": "drawing"} and info["draw_domain"] == "sketch" and
+          info["classes"] == fx["classes"] and info["max_k"] == 1000 and
           n == len(want[0]), json.dumps(info)[:300])
 
     # Ranked exactly as `duet search`: paths and scores, the whole gallery.

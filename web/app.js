@@ -102,7 +102,7 @@ function searchDrawingSoon() {
     const off = document.createElement("canvas");
     off.width = off.height = SEND_SIZE;
     redraw(off.getContext("2d"), SEND_SIZE, SEND_SIZE);
-    off.toBlob((png) => search(png, info.query_domains[0], "image/png"), "image/png");
+    off.toBlob((png) => search(png, info.draw_domain, "image/png"), "image/png");
     timer = 0;
   }, DEBOUNCE_MS);
 }

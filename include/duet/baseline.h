@@ -1,17 +1,20 @@
 // duet/baseline.h — reference points that need no Phase I/II training.
 //
-//   hog:   HOG descriptors of the sketch and of the photo's Canny edge map (both 128x128
+//   hog:   HOG descriptors of a drawing as it is and of an image's Canny edge map (both 128x128
 //          greyscale, 8x8 cells, 16x16 blocks, 9 bins), ranked by cosine similarity.
 //   raw:   ImageNet backbone features of both domains (MobileNetV2: 1280-d), cosine, no training.
 //   siamese: the end-to-end method dual-phase is compared against: one backbone per domain, each
 //          -> FC-hidden -> FC-code (L2-normalised), trained jointly on sketch/photo triplets through
 //          the full networks (or from stage `train_from` up), evaluated as each FLOP budget is spent.
-// All evaluate test sketches against test photos of a split, like `duet run`.
+// All evaluate the test images of the query domain against those of the gallery domain of a split,
+// like `duet run` (default: sketch against photo).
 #pragma once
 
 #include <string>
 #include <vector>
 
+#include "duet/dataset.h"
+#include "duet/domain.h"
 #include "duet/encoder.h"
 #include "duet/ledger.h"
 #include "duet/metrics.h"
@@ -21,6 +24,7 @@ namespace duet {
 struct BaselineOptions {
   std::string split_file;  // <data>/splits/<name>.tsv
   std::string data;        // "" = the split file's dataset root
+  std::string query_domain, gallery_domain;  // "" = the defaults of duet/domain.h
   BackboneOptions backbone;
 };
 
@@ -46,6 +50,16 @@ struct SiameseOptions {
   double weight_decay = 1e-4, margin = 0.2;
   uint64_t seed = 0;
 };
+
+// The split's query and gallery domains (resolved as `duet run` does), their test samples and
+// (once decide_kinds has run, after the other checks) their kinds.
+struct BaselineSides {
+  Domains doms;
+  std::vector<Sample> q, g;
+  DomainKind qk = DomainKind::Image, gk = DomainKind::Image;
+  void decide_kinds(const Dataset& d);
+};
+BaselineSides baseline_sides(const Dataset& d, const BaselineOptions& opt);
 
 BaselineResult baseline_hog(const BaselineOptions& opt);
 BaselineResult baseline_raw(const BaselineOptions& opt);

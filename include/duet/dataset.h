@@ -7,8 +7,10 @@
 //                    (sketches listed there are dropped)
 //   split file       TSV with header "domain path class split", paths relative to the dataset root
 //                    (the folder above splits/); split is train or test.
-// A sketch's `instance` is the photo it was drawn from ("<id>" of "<id>-<n>"); a photo's is its own
-// file stem. Splits keep an instance on one side so no photo leaks between train and test.
+// A sample's `instance` ties images of one thing across domains (link_instances): a file whose
+// stem is "<stem>-<n>" where <stem> is a file of another domain in the same class was made from
+// that file (Sketchy: sketch n0269_101-3.png of photo n0269_101.jpg); every other file is its own
+// instance. Splits keep an instance on one side so no image leaks between train and test.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +22,7 @@ namespace duet {
 struct Sample {
   std::string path;      // relative to Dataset::root
   std::string cls;       // class name
-  std::string domain;    // "sketch", "photo", ...
+  std::string domain;    // the domain folder's name
   std::string split;     // "train", "test" or "" (not assigned)
   std::string instance;  // source-photo id, see above
 };
@@ -56,8 +58,20 @@ void make_split(Dataset& d, uint64_t seed, double test_fraction = 0.2);
 // Zero-shot variant: whole classes go to test (about test_fraction of the classes).
 void make_zeroshot_split(Dataset& d, uint64_t seed, double test_fraction = 0.2);
 
-// The instance id of a file name: "n0269_101-3.png" -> "n0269_101" for sketches, stem for others.
-std::string instance_of(const std::string& domain, const std::string& filename);
+// Sets every sample's instance by the rule above (load_folder and load_split call it).
+void link_instances(Dataset& d);
+
+// A class left out because it lacks images in some of the domains asked for.
+struct DroppedClass {
+  std::string cls;
+  std::vector<std::string> missing;  // the domains without images of it
+};
+// Keeps only the samples of `domains`, and of them only the classes with images in every one;
+// returns the classes left out (the caller lists them). Error when a domain has no images, or
+// when no class is left.
+std::vector<DroppedClass> restrict_domains(Dataset& d, const std::vector<std::string>& domains);
+// One line per dropped class for stderr: "class 'x' has no images in: photo (left out)".
+void log_dropped(const std::vector<DroppedClass>& dropped);
 
 // Deterministic shuffle independent of the standard library implementation.
 void seeded_shuffle(std::vector<size_t>& v, uint64_t seed);

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "duet/domain.h"
+
 namespace duet {
 
 class Encoder {
@@ -25,6 +27,8 @@ class Encoder {
   // Whether images are cropped to their strokes (frame_strokes in duet/image.h) before to_chw:
   // true for encoders trained on framed line drawings.
   virtual bool frames_input() const { return false; }
+  // The augmentation family of its test-time views (duet/augment.h).
+  virtual DomainKind kind() const { return DomainKind::Image; }
   // Test-time views its embeddings average (see duet/augment.h: 1 = the image, 2 = + its mirror,
   // more = + seeded augmentations) and the seed of those augmentations: a Phase I encoder
   // reports how its training run wrote its rows, so `duet embed` reproduces them.

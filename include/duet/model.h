@@ -1,7 +1,8 @@
 // duet/model.h — a model folder: everything retrieval needs, and nothing else.
 //
-//   <dir>/manifest.json      format tag, duet version, config, content hash, domains, classes,
-//                            rank options (fusion, diffusion, Phase II calibration), file list
+//   <dir>/manifest.json      format tag, duet version, config, content hash, domains and their
+//                            kinds, classes, what it was trained on, rank options (fusion,
+//                            diffusion, Phase II calibration), file list
 //   <dir>/<domain>.<m>.pt    Phase I encoder m of each domain (m = 0, 1 for the default ensemble)
 //   <dir>/mapper.pt          Phase II
 //   <dir>/backbone.<ext>     the ImageNet backbone the encoders' frozen stages come from
@@ -24,7 +25,7 @@
 
 namespace duet {
 
-constexpr const char* kModelFormat = "duet-model-v1";
+constexpr const char* kModelFormat = "duet-model-v2";  // v2: domain kinds, any query domains
 
 // What `duet run` hands over to write a model folder.
 struct ModelSpec {
@@ -34,6 +35,7 @@ struct ModelSpec {
   std::map<std::string, std::vector<std::string>> encoders; // domain -> member encoder files
   std::string mapper;                                       // mapper file
   RankOptions rank;
+  std::string training = "{}";                              // JSON: the data it learnt from
 };
 
 // manifest.json, read and checked.
@@ -43,6 +45,7 @@ struct ModelInfo {
   std::string gallery_domain;
   std::vector<std::string> classes;
   std::map<std::string, std::vector<std::string>> encoders;  // domain -> files in dir
+  std::map<std::string, std::string> kinds;                 // domain -> "drawing" | "image"
   std::string mapper, backbone;
   RankOptions rank;
   std::string json;  // the manifest as written

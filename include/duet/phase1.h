@@ -10,10 +10,12 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "duet/dataset.h"
+#include "duet/domain.h"
 #include "duet/encoder.h"
 #include "duet/ledger.h"
 
@@ -30,6 +32,7 @@ struct EncoderTrainOptions {
   int views = 2;                // cached views per training image: original, mirror, then augmentations
   int batch = 64;
   double lr = 1e-3, finetune_lr = 1e-4, weight_decay = 1e-4;
+  std::optional<DomainKind> kind;  // which augmentations its views get (duet/domain.h); none: detected
   bool frame = false;           // crop each image to its strokes first (frame_strokes): line drawings
   int tta_views = 1;            // views averaged in the embeddings train_encoder writes: 1 = the image,
                                 // 2 = + mirror, up to `views` = + the cached augmentations

@@ -1,13 +1,16 @@
 // duet/phase2.h — Phase II: a small network over the frozen Phase I embeddings.
 //
-// Each domain has a branch in -> hidden (ReLU) -> code (1024 -> 1024 -> 125 by default), or both
-// share one (--shared). Trained on sketch/photo pairs drawn afresh every epoch: for each sketch,
-// `pos` photos of its class and `neg` of other classes, with a contrastive loss on the Euclidean
-// distance of the codes, or a triplet loss on (sketch, same-class photo, other-class photo).
-// After training, p(same class | distance) = sigmoid(a - b * distance) is fitted on fresh pairs.
+// Each domain has a branch in -> hidden (ReLU) -> code (1024 -> 1024 -> 125 by default), or all
+// share one (--shared): one per query domain (sketch, art, ...) and one for the gallery domain,
+// into one code space. Trained on (query, gallery) pairs drawn afresh every epoch: for each query
+// image, of any query domain, `pos` gallery images of its class and `neg` of other classes, with a
+// contrastive loss on the Euclidean distance of the codes, or a triplet loss on (query, same-class
+// gallery image, other-class gallery image). After training, p(same class | distance) =
+// sigmoid(a - b * distance) is fitted on fresh pairs.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,8 +25,8 @@ struct MapperOptions {
   bool shared = false;               // one branch for both domains
   bool normalize = false;            // scale each embedding to unit length before its branch
   int hidden = 1024, code = 125;
-  int pos = 10, neg = 10;            // photos per sketch per epoch
-  bool hard_negatives = false;       // negatives from the 50 closest other-class photos
+  int pos = 10, neg = 10;            // gallery images per query per epoch
+  bool hard_negatives = false;       // negatives from the 50 closest other-class gallery images
   int epochs = 30, batch = 256;
   double lr = 1e-3, weight_decay = 1e-4, margin = 1.0;
   uint64_t seed = 0;
@@ -32,24 +35,30 @@ struct MapperOptions {
 
 struct MapperTrainResult {
   std::vector<double> epoch_loss;
-  int64_t sketches = 0, photos = 0, pairs_per_epoch = 0;
+  std::map<std::string, int64_t> queries;  // usable query rows per domain
+  int64_t gallery = 0, pairs_per_epoch = 0;
   double prob_a = 0, prob_b = 0;  // p(same) = sigmoid(a - b * d)
   Ledger ledger;
   std::string to_json() const;
 };
 
-// Trains on the rows of `query` (sketch side) and `gallery` (photo side); classes come from the
-// manifests. Throws Error on mismatched widths or when no class has both sketches and photos.
-MapperTrainResult train_mapper(const Embeddings& query, const Embeddings& gallery, const MapperOptions& opt,
-                               const std::string& out_file);
+// Trains on the rows of each query domain's embeddings and the gallery domain's; domains and
+// classes come from the manifests. Throws Error on mismatched widths, a domain given twice, or a
+// query domain with no class in common with the gallery.
+MapperTrainResult train_mapper(const std::vector<Embeddings>& queries, const Embeddings& gallery,
+                               const MapperOptions& opt, const std::string& out_file);
 
 class Mapper {
  public:
   virtual ~Mapper() = default;
   virtual int64_t in_dim() const = 0;
   virtual int64_t code_dim() const = 0;
-  // side 0 = query branch (sketch), 1 = gallery branch (photo): x [N, in_dim] -> codes [N, code_dim]
-  virtual Matrix map(int side, const Matrix& x) const = 0;
+  // The domains with a branch: the query domains in training order, the gallery domain last.
+  virtual const std::vector<std::string>& domains() const = 0;
+  virtual const std::string& gallery_domain() const = 0;
+  // x [N, in_dim] of `domain` through its branch -> codes [N, code_dim]; Error naming the mapper's
+  // domains when it has none for `domain`.
+  virtual Matrix map(const std::string& domain, const Matrix& x) const = 0;
   // Probability that a pair whose codes are `distance` apart shows the same class:
   // sigmoid(prob_a() - prob_b() * distance).
   virtual double probability(double distance) const = 0;

@@ -1,18 +1,25 @@
 // duet/pipeline.h — the main job: the whole dual-phase pipeline on one dataset, per split.
 //
-//   Phase I   sketch encoder, photo encoder (each alone)      -> <out>/<split>/{sketch,photo}_encoder.pt
-//             their embeddings + class posteriors              -> <out>/<split>/{sketch,photo}{,.probs}.npy
-//   Phase II  mapper on train sketch/photo embeddings          -> <out>/<split>/mapper.pt
-//   Retrieval test sketches rank test photos; metrics          -> <out>/metrics.json (+ table on stdout)
+//   Phase I   one encoder per domain (each alone)              -> <out>/<split>/<domain>_encoder.pt
+//             their embeddings + class posteriors              -> <out>/<split>/<domain>{,.probs}.npy
+//   Phase II  mapper on the train embeddings: a branch per     -> <out>/<split>/mapper.pt
+//             query domain and one for the gallery domain
+//   Model     everything retrieval needs                       -> <out>/<split>/model/
+//   Retrieval each query domain's test images rank the test    -> <out>/metrics.json (+ table on stdout)
+//             gallery images; metrics per query domain
+// The domains are the dataset's folders: by default sketch queries a photo gallery; any others
+// by name (--query-domain, --gallery-domain), each with its kind (duet/domain.h).
 // Every step writes its outputs atomically and a stamp <step>.json holding a key of its inputs and
 // options; a rerun skips steps whose key is unchanged, so an interrupted run resumes.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "duet/diffusion.h"
+#include "duet/domain.h"
 #include "duet/fusion.h"
 #include "duet/encoder.h"
 
@@ -25,6 +32,9 @@ struct RunOptions {
   std::string config = "default";                         // default | paper
   bool quick = false;                                     // tiny backbone, few classes, short schedules
   int max_classes = 0;                                    // keep the first N classes (0 = all)
+  std::vector<std::string> query_domains;                 // "" = kDefaultQueryDomain (duet/domain.h)
+  std::string gallery_domain;                             // "" = kDefaultGalleryDomain
+  std::map<std::string, DomainKind> kinds;                // overrides of detect_kind's rule
   uint64_t seed = 0;
   int threads = 0;
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
@@ -36,5 +46,10 @@ struct RunOptions {
 
 // Runs (or resumes) the pipeline; returns the metrics JSON text also written to <out>/metrics.json.
 std::string run_pipeline(const RunOptions& opt);
+
+// `duet train`: the deployable model from every image of the folder opt.data (no test part),
+// written to model_dir, the same folder `duet run` writes per split. Intermediate files (encoders,
+// embeddings, stamps) go to opt.out, so an interrupted training resumes. Returns a JSON report.
+std::string train_model(const RunOptions& opt, const std::string& model_dir);
 
 }  // namespace duet

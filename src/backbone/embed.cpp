@@ -18,7 +18,7 @@ struct Batch {
 };
 
 Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e, int size,
-             bool frame, int views, uint64_t seed, bool skip_bad) {
+             bool frame, DomainKind kind, int views, uint64_t seed, bool skip_bad) {
   Batch out;
   const size_t per = 3 * static_cast<size_t>(size) * size;
   out.x.reserve((e - b) * per * views);
@@ -36,7 +36,7 @@ Batch decode(const Dataset& d, const std::vector<Sample>& s, size_t b, size_t e,
     // The same views, in the same order, as Phase I training cached for this image.
     const size_t at = out.x.size();
     out.x.resize(at + per * views);
-    view_inputs(img, s[i].domain, views, view_seed(seed, hash), size, out.x.data() + at);
+    view_inputs(img, kind, views, view_seed(seed, hash), size, out.x.data() + at);
     out.idx.push_back(i);
   }
   return out;
@@ -56,7 +56,7 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
   auto launch = [&](size_t b) {
     size_t e = std::min(samples.size(), b + static_cast<size_t>(opt.batch));
     return std::async(std::launch::async, decode, std::cref(d), std::cref(samples), b, e, S,
-                      enc.frames_input(), views, enc.view_seed(), opt.skip_bad);
+                      enc.frames_input(), enc.kind(), views, enc.view_seed(), opt.skip_bad);
   };
   std::future<Batch> next;
   if (!samples.empty()) next = launch(0);

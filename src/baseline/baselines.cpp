@@ -7,6 +7,7 @@
 #include <opencv2/objdetect.hpp>
 
 #include "duet/dataset.h"
+#include "duet/domain.h"
 #include "duet/embed.h"
 #include "duet/error.h"
 #include "duet/image.h"
@@ -22,11 +23,12 @@ std::vector<std::string> labels(const std::vector<Sample>& s) {
   return out;
 }
 
-// Sketches: strokes as they are. Photos: Canny edges, inverted to dark-on-white like a sketch.
-Matrix hog_matrix(const Dataset& d, const std::vector<Sample>& samples, bool edges) {
+// Drawings: strokes as they are. Images: Canny edges, inverted to dark-on-white like a drawing.
+Matrix hog_matrix(const Dataset& d, const std::vector<Sample>& samples, DomainKind kind) {
+  const bool edges = kind == DomainKind::Image;
   cv::HOGDescriptor hog(cv::Size(128, 128), cv::Size(16, 16), cv::Size(8, 8), cv::Size(8, 8), 9);
   Matrix m(static_cast<int64_t>(samples.size()), static_cast<int64_t>(hog.getDescriptorSize()));
-  Progress bar(edges ? "hog photo" : "hog sketch", m.rows);
+  Progress bar("hog " + samples.at(0).domain, m.rows);
 #pragma omp parallel for schedule(dynamic, 8)
   for (int64_t i = 0; i < m.rows; ++i) {
     cv::Mat grey, small;
@@ -57,13 +59,31 @@ std::string BaselineResult::to_json() const {
   return j + buf + train.to_json() + "}";
 }
 
+BaselineSides baseline_sides(const Dataset& d, const BaselineOptions& opt) {
+  BaselineSides t;
+  t.doms = resolve_domains(d, opt.query_domain.empty() ? std::vector<std::string>{}
+                                                       : std::vector<std::string>{opt.query_domain},
+                           opt.gallery_domain);
+  t.q = d.select(t.doms.query[0], "test");
+  t.g = d.select(t.doms.gallery, "test");
+  if (t.q.empty() || t.g.empty())
+    fail(opt.split_file, ": needs test ", t.doms.query[0], " and test ", t.doms.gallery, " images");
+  return t;
+}
+
+void BaselineSides::decide_kinds(const Dataset& d) {
+  auto kinds = duet::decide_kinds(d, doms.all(), {});
+  qk = kinds.at(doms.query[0]);
+  gk = kinds.at(doms.gallery);
+}
+
 BaselineResult baseline_hog(const BaselineOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   Dataset d = load_split(opt.split_file, opt.data);
-  auto q = d.select("sketch", "test"), g = d.select("photo", "test");
-  if (q.empty() || g.empty()) fail(opt.split_file, ": needs test sketches and test photos");
+  BaselineSides t = baseline_sides(d, opt);
+  t.decide_kinds(d);
   BaselineResult r;
-  r.metrics = evaluate(hog_matrix(d, q, false), hog_matrix(d, g, true), labels(q), labels(g), {});
+  r.metrics = evaluate(hog_matrix(d, t.q, t.qk), hog_matrix(d, t.g, t.gk), labels(t.q), labels(t.g), {});
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
@@ -71,12 +91,11 @@ BaselineResult baseline_hog(const BaselineOptions& opt) {
 BaselineResult baseline_raw(const BaselineOptions& opt) {
   auto t0 = std::chrono::steady_clock::now();
   Dataset d = load_split(opt.split_file, opt.data);
-  auto q = d.select("sketch", "test"), g = d.select("photo", "test");
-  if (q.empty() || g.empty()) fail(opt.split_file, ": needs test sketches and test photos");
+  BaselineSides t = baseline_sides(d, opt);
   auto enc = open_backbone(opt.backbone);
-  auto qe = embed_samples(*enc, d, q, {}, "raw sketch"), ge = embed_samples(*enc, d, g, {}, "raw photo");
+  auto qe = embed_samples(*enc, d, t.q, {}, "raw " + t.q[0].domain), ge = embed_samples(*enc, d, t.g, {}, "raw " + t.g[0].domain);
   BaselineResult r;
-  r.metrics = evaluate(qe.x, ge.x, labels(q), labels(g), {});
+  r.metrics = evaluate(qe.x, ge.x, labels(t.q), labels(t.g), {});
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }

@@ -52,13 +52,13 @@ Branch make_branch(const SiameseOptions& opt) {
 }
 
 // Images -> [n, 3, S, S] channels-last, decoded and given view `views[i]` (augment_view) in parallel.
-torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, const std::vector<int>& idx,
+torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, DomainKind kind, const std::vector<int>& idx,
                          const std::vector<int>& views, uint64_t seed, int S) {
   auto x = torch::empty({static_cast<int64_t>(idx.size()), 3, S, S});
   float* p = x.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < idx.size(); ++i) {
-    cv::Mat img = augment_view(load_rgb(d.abs_path(s[idx[i]])), s[idx[i]].domain, views[i],
+    cv::Mat img = augment_view(load_rgb(d.abs_path(s[idx[i]])), kind, views[i],
                                seed + static_cast<uint64_t>(idx[i]));
     to_chw(img, S, p + i * 3 * S * S);
   }
@@ -98,16 +98,18 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
   for (double b : opt.budgets_tflops)
     if (!(b > 0)) fail("--budget-tflops: budgets must be positive (got ", b, ")");
   Dataset d = load_split(opt.base.split_file, opt.base.data);
-  auto ts = d.select("sketch", "train"), tp = d.select("photo", "train");
-  auto q = d.select("sketch", "test"), g = d.select("photo", "test");
-  if (q.empty() || g.empty()) fail(opt.base.split_file, ": needs test sketches and test photos");
+  BaselineSides sides = baseline_sides(d, opt.base);
+  auto ts = d.select(sides.doms.query[0], "train"), tp = d.select(sides.doms.gallery, "train");
+  const auto& q = sides.q;
+  const auto& g = sides.g;
   std::map<std::string, std::vector<int>> photos_of;
   for (size_t i = 0; i < tp.size(); ++i) photos_of[tp[i].cls].push_back(static_cast<int>(i));
   std::vector<int> anchors;  // train sketches whose class has train photos
   for (size_t i = 0; i < ts.size(); ++i)
     if (photos_of.count(ts[i].cls)) anchors.push_back(static_cast<int>(i));
   if (photos_of.size() < 2 || anchors.empty())
-    fail(opt.base.split_file, ": needs train sketches and train photos of at least 2 classes");
+    fail(opt.base.split_file, ": needs train ", sides.doms.query[0], " and ", sides.doms.gallery,
+         " images of at least 2 classes");
 
   torch::manual_seed(opt.seed);
   std::mt19937_64 rng(opt.seed);
@@ -121,7 +123,7 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
   const double step_flops = 2.0 * opt.batch * (frozen + 3.0 * (top + head));
   // Full batches only (the last partial one of an epoch is dropped), so every step costs the same.
   if (static_cast<int>(anchors.size()) < opt.batch)
-    fail("--batch ", opt.batch, " is larger than the ", anchors.size(), " train sketches");
+    fail("--batch ", opt.batch, " is larger than the ", anchors.size(), " train ", sides.doms.query[0], " images");
   const int64_t steps_per_epoch = static_cast<int64_t>(anchors.size()) / opt.batch;
   // Evaluation points: the step at which each budget is spent (all epochs when there is none).
   const int64_t max_steps = steps_per_epoch * opt.epochs;
@@ -132,8 +134,9 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
   std::sort(stops.begin(), stops.end());
   stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
   const int64_t total = stops.back();
-  log_line("siamese: " + std::to_string(anchors.size()) + " train sketches, " + std::to_string(tp.size()) +
-           " train photos, " + sk.net->arch + " trained from stage " + std::to_string(from) + ", " +
+  sides.decide_kinds(d);  // after the checks above: an error stays one line
+  log_line("siamese: " + std::to_string(anchors.size()) + " train " + sides.doms.query[0] + ", " +
+           std::to_string(tp.size()) + " train " + sides.doms.gallery + ", " + sk.net->arch + " trained from stage " + std::to_string(from) + ", " +
            std::to_string(total) + " steps of " + std::to_string(opt.batch) + " pairs (" +
            std::to_string(step_flops * total / 1e12) + " TFLOPs)");
 
@@ -171,7 +174,7 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
     const double c0 = process_cpu_seconds();
     {
       BranchEncoder se(sk, opt.code_dim, threads), pe(ph, opt.code_dim, threads);
-      auto qm = embed_samples(se, d, q, {}, "siamese sketch"), gm = embed_samples(pe, d, g, {}, "siamese photo");
+      auto qm = embed_samples(se, d, q, {}, "siamese query"), gm = embed_samples(pe, d, g, {}, "siamese gallery");
       EvalOptions eo;
       eo.metric = Metric::Euclidean;
       r.metrics = evaluate(qm.x, gm.x, ql, gl, eo);
@@ -203,8 +206,8 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
       }
       sk.net->train();
       ph.net->train();
-      auto a = sk.forward(load_batch(d, ts, si, sv, opt.seed, S));
-      auto p = ph.forward(load_batch(d, tp, pi, pv, opt.seed ^ 0x9e3779b97f4a7c15ull, S));
+      auto a = sk.forward(load_batch(d, ts, sides.qk, si, sv, opt.seed, S));
+      auto p = ph.forward(load_batch(d, tp, sides.gk, pi, pv, opt.seed ^ 0x9e3779b97f4a7c15ull, S));
       // Triplets inside the batch ("batch all"): each sketch's photo is its positive and every photo
       // of another class a negative; the same with the roles swapped. Averaging over all triplets
       // rather than taking the hardest negative keeps the codes from collapsing early in training.

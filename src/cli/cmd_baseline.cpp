@@ -56,6 +56,9 @@ void register_baseline(CLI::App& app) {
         ->required()
         ->check(CLI::ExistingFile);
     s->add_option("--data", b.data, "dataset root (default: the split file's parent folder)");
+    s->add_option("--query-domain", b.query_domain, std::string("query domain (default: ") + kDefaultQueryDomain + ")");
+    s->add_option("--gallery-domain", b.gallery_domain,
+                  std::string("gallery domain (default: ") + kDefaultGalleryDomain + ")");
     if (kind != "hog") add_backbone_options(s, b.backbone);
     if (kind == "siamese") {
       SiameseOptions& o = a->opt;

@@ -1,4 +1,6 @@
-// duet run — the main job: the full dual-phase pipeline, resumable.
+// duet run — the main job: the full dual-phase pipeline per split, resumable; and duet train, the
+// same training on every image of a folder for a model to deploy.
+#include <algorithm>
 #include <cstdio>
 
 #include <nlohmann/json.hpp>
@@ -10,16 +12,17 @@
 namespace duet::cli {
 
 namespace {
+// One row per split and query domain.
 void print_table(const std::string& text) {
   auto j = nlohmann::json::parse(text);
-  std::printf("%-11s %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-9s %-9s %-9s\n", "split", "map_all", "map@100", "map@200",
-              "p@100", "p@200", "acc_sk", "acc_ph", "phase1_s", "phase2_s", "peak_MiB");
+  std::printf("%-11s %-9s %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-9s %-9s %-9s\n", "split", "query", "map_all",
+              "map@100", "map@200", "p@100", "p@200", "acc_q", "acc_g", "phase1_s", "phase2_s", "peak_MiB");
   for (const auto& [name, s] : j["splits"].items()) {
-    const auto& r = s["retrieval"];
-    double p1 = s["phase1_sketch"]["ledger"]["wall_s"].get<double>() + s["phase1_photo"]["ledger"]["wall_s"].get<double>();
-    double peak = std::max({s["phase1_sketch"]["ledger"]["peak_rss_mib"].get<double>(),
-                            s["phase1_photo"]["ledger"]["peak_rss_mib"].get<double>(),
-                            s["phase2"]["ledger"]["peak_rss_mib"].get<double>()});
+    double p1 = 0, peak = s["phase2"]["ledger"]["peak_rss_mib"].get<double>();
+    for (const auto& [dom, p] : s["phase1"].items()) {
+      p1 += p["ledger"]["wall_s"].get<double>();
+      peak = std::max(peak, p["ledger"]["peak_rss_mib"].get<double>());
+    }
     // Accuracy on held-out images of trained classes; a zero-shot split has none ("n/a").
     auto acc = [](const nlohmann::json& v) {
       char b[16];
@@ -28,15 +31,57 @@ void print_table(const std::string& text) {
       std::snprintf(b, sizeof b, "%.3f", a);
       return std::string(b);
     };
-    std::printf("%-11s %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8s %-8s %-9.1f %-9.1f %-9.0f\n", name.c_str(),
-                r["map_all"].get<double>(), r["map@100"].get<double>(), r["map@200"].get<double>(),
-                r["p@100"].get<double>(), r["p@200"].get<double>(), acc(s["sketch_accuracy"]).c_str(),
-                acc(s["photo_accuracy"]).c_str(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
+    const std::string gallery = s["domains"]["gallery"].get<std::string>();
+    for (const auto& [qd, q] : s["by_query"].items()) {
+      const auto& r = q["retrieval"];
+      std::printf("%-11s %-9s %-8.4f %-8.4f %-8.4f %-8.4f %-8.4f %-8s %-8s %-9.1f %-9.1f %-9.0f\n", name.c_str(),
+                  qd.c_str(), r["map_all"].get<double>(), r["map@100"].get<double>(), r["map@200"].get<double>(),
+                  r["p@100"].get<double>(), r["p@200"].get<double>(), acc(s["accuracy"][qd]).c_str(),
+                  acc(s["accuracy"][gallery]).c_str(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
+    }
   }
+}
+
+// What `duet run` and `duet train` share: the recipe, the data's domains, the backbone, the seed.
+void add_recipe_options(CLI::App* c, RunOptions& o) {
+  c->add_option("--config", o.config, "recipe")->check(CLI::IsMember({"default", "paper"}))->capture_default_str();
+  c->add_flag("--quick", o.quick, "smoke run: tiny backbone, short schedules (use with --max-classes)");
+  c->add_option("--max-classes", o.max_classes, "keep only the first N classes (0 = all)")->capture_default_str();
+  add_domain_options(c, o.query_domains, o.gallery_domain, &o.kinds);
+  c->add_option("--seed", o.seed, "random seed")->capture_default_str();
+  c->add_option("--backbone", o.backbone.arch, "CNN architecture")->check(CLI::IsMember(backbone_archs()))
+      ->capture_default_str();
+  c->add_option("--weights", o.backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
+  c->add_option("-t,--threads", o.threads, "threads (0 = all cores)")->capture_default_str();
 }
 }  // namespace
 
 void register_run(CLI::App& app) {
+  {
+    auto o = std::make_shared<RunOptions>();
+    auto model = std::make_shared<std::string>(), work = std::make_shared<std::string>();
+    auto* c = app.add_subcommand(
+        "train", "the deployable model: both phases on every image of a folder (no test part), for index/search/serve");
+    c->add_option("--data", o->data, "dataset: <root>/<domain>/<class>/<image>")->required()->check(CLI::ExistingDirectory);
+    c->add_option("-o,--out", *model, "model folder to write (replaced only once the new one is complete)")->required();
+    c->add_option("--work", *work, "intermediate files, kept so that a rerun resumes (default: <out>.work)");
+    add_recipe_options(c, *o);
+    c->add_flag("--json", o->json, "print the training report as JSON");
+    c->callback([o, model, work] {
+      RunOptions r = *o;
+      while (model->size() > 1 && model->back() == '/') model->pop_back();
+      r.out = work->empty() ? *model + ".work" : *work;
+      const std::string text = train_model(r, *model);
+      if (r.json) {
+        std::printf("%s\n", text.c_str());
+        return;
+      }
+      const auto j = nlohmann::json::parse(text);
+      std::printf("model %s (hash %s): %d classes, domains %s -> %s\n", model->c_str(),
+                  j["hash"].get<std::string>().c_str(), j["training"]["classes"].get<int>(),
+                  j["domains"]["query"].dump().c_str(), j["domains"]["gallery"].get<std::string>().c_str());
+    });
+  }
   auto o = std::make_shared<RunOptions>();
   auto split = std::make_shared<std::string>("all");
   auto* c = app.add_subcommand("run", "the full dual-phase pipeline (Phase I, Phase II, retrieval, metrics)");
@@ -44,14 +89,7 @@ void register_run(CLI::App& app) {
   c->add_option("--split", *split, "which split(s): category, zeroshot21, all, any <data>/splits/<name>.tsv, or a path to a split .tsv")
       ->capture_default_str();
   c->add_option("--out", o->out, "output folder (metrics.json, models, embeddings)")->capture_default_str();
-  c->add_option("--config", o->config, "recipe")->check(CLI::IsMember({"default", "paper"}))->capture_default_str();
-  c->add_flag("--quick", o->quick, "smoke run: tiny backbone, short schedules (use with --max-classes)");
-  c->add_option("--max-classes", o->max_classes, "keep only the first N classes (0 = all)")->capture_default_str();
-  c->add_option("--seed", o->seed, "random seed")->capture_default_str();
-  c->add_option("--backbone", o->backbone.arch, "CNN architecture")->check(CLI::IsMember(backbone_archs()))
-      ->capture_default_str();
-  c->add_option("--weights", o->backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
-  c->add_option("-t,--threads", o->threads, "threads (0 = all cores)")->capture_default_str();
+  add_recipe_options(c, *o);
   c->add_flag("--json", o->json, "print metrics JSON on stdout instead of a table");
   auto* g = c->add_option_group(
       "retrieval", "default config: the fused pair score and diffusion re-ranking over the gallery photo graph");

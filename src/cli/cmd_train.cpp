@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "duet/dataset.h"
+#include "duet/domain.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -16,12 +17,14 @@ namespace duet::cli {
 namespace {
 struct EncoderArgs {
   EncoderTrainOptions opt;
-  std::string split_file, data, domain, out, emb_out, json_out;
+  std::string split_file, data, domain, kind, out, emb_out, json_out;
 };
 
 void run_train_encoder(const EncoderArgs& a) {
   Dataset d = load_split(a.split_file, a.data);
-  auto r = train_encoder(d, a.domain, a.opt, a.out, a.emb_out);
+  EncoderTrainOptions opt = a.opt;
+  if (!a.kind.empty()) opt.kind = parse_kind(a.kind);
+  auto r = train_encoder(d, a.domain, opt, a.out, a.emb_out);
   std::string j = r.to_json();
   if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
   std::printf("%s\n", j.c_str());
@@ -29,7 +32,8 @@ void run_train_encoder(const EncoderArgs& a) {
 
 struct MapperArgs {
   MapperOptions opt;
-  std::string sketch_emb, photo_emb, split_file, out, json_out;
+  std::vector<std::string> query_emb;
+  std::string gallery_emb, split_file, out, json_out;
 };
 
 // Keeps the rows whose path is in the split's train part (all rows without a split file).
@@ -48,9 +52,9 @@ Embeddings train_rows(const Embeddings& e, const std::string& split_file) {
 }
 
 void run_train_mapper(const MapperArgs& a) {
-  auto s = train_rows(read_embeddings(a.sketch_emb), a.split_file);
-  auto p = train_rows(read_embeddings(a.photo_emb), a.split_file);
-  auto r = train_mapper(s, p, a.opt, a.out);
+  std::vector<Embeddings> q;
+  for (const auto& f : a.query_emb) q.push_back(train_rows(read_embeddings(f), a.split_file));
+  auto r = train_mapper(q, train_rows(read_embeddings(a.gallery_emb), a.split_file), a.opt, a.out);
   std::string j = r.to_json();
   if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
   std::printf("%s\n", j.c_str());
@@ -64,7 +68,9 @@ void register_train(CLI::App& app) {
     add_backbone_options(c, a->opt.backbone);
     c->add_option("--split", a->split_file, "split TSV (domain, path, class, split)")->required()->check(CLI::ExistingFile);
     c->add_option("--data", a->data, "dataset root (default: the split file's parent folder)");
-    c->add_option("--domain", a->domain, "domain to train (sketch, photo, ...)")->required();
+    c->add_option("--domain", a->domain, "domain to train (a folder of the dataset: sketch, photo, art, ...)")->required();
+    c->add_option("--kind", a->kind, "domain kind: drawing or image (default: detected from its images)")
+        ->check(CLI::IsMember({"drawing", "image"}));
     c->add_option("-o,--out", a->out, "encoder file to write")->required();
     c->add_option("--emb-out", a->emb_out, "also write embeddings of every image of the domain (.npy)");
     c->add_option("--json-out", a->json_out, "also write the training report (accuracies, ledger) here");
@@ -92,21 +98,23 @@ void register_train(CLI::App& app) {
   }
   {
     auto a = std::make_shared<MapperArgs>();
-    auto* c = app.add_subcommand("train-mapper", "Phase II: train the mapper on sketch/photo embedding pairs");
-    c->add_option("--sketch-emb", a->sketch_emb, "sketch (query) embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
-    c->add_option("--photo-emb", a->photo_emb, "photo (gallery) embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
+    auto* c = app.add_subcommand("train-mapper", "Phase II: train the mapper on query/gallery embedding pairs");
+    c->add_option("--query-emb", a->query_emb, "a query domain's embeddings .npy with manifest; repeat for several")
+        ->required()->check(CLI::ExistingFile);
+    c->add_option("--gallery-emb", a->gallery_emb, "the gallery domain's embeddings .npy with manifest")
+        ->required()->check(CLI::ExistingFile);
     c->add_option("--split", a->split_file, "train only on rows the split marks train")->check(CLI::ExistingFile);
     c->add_option("-o,--out", a->out, "mapper file to write")->required();
     c->add_option("--json-out", a->json_out, "also write the training report here");
     c->add_option("--loss", a->opt.loss, "loss on the code distance")->check(CLI::IsMember({"contrastive", "triplet"}))
         ->capture_default_str();
-    c->add_flag("--shared", a->opt.shared, "one branch for both domains");
+    c->add_flag("--shared", a->opt.shared, "one branch for every domain");
     c->add_flag("--normalize", a->opt.normalize, "scale each embedding to unit length first");
-    c->add_flag("--hard-negatives", a->opt.hard_negatives, "negatives from the closest other-class photos");
+    c->add_flag("--hard-negatives", a->opt.hard_negatives, "negatives from the closest other-class gallery images");
     c->add_option("--hidden", a->opt.hidden, "hidden width")->capture_default_str()->check(positive);
     c->add_option("--code", a->opt.code, "code width")->capture_default_str()->check(positive);
-    c->add_option("--pos", a->opt.pos, "same-class photos per sketch per epoch")->capture_default_str()->check(positive);
-    c->add_option("--neg", a->opt.neg, "other-class photos per sketch per epoch")->capture_default_str()->check(positive);
+    c->add_option("--pos", a->opt.pos, "same-class gallery images per query per epoch")->capture_default_str()->check(positive);
+    c->add_option("--neg", a->opt.neg, "other-class gallery images per query per epoch")->capture_default_str()->check(positive);
     c->add_option("--epochs", a->opt.epochs, "epochs")->capture_default_str()->check(positive);
     c->add_option("--lr", a->opt.lr, "learning rate")->capture_default_str();
     c->add_option("--margin", a->opt.margin, "loss margin")->capture_default_str();
@@ -123,23 +131,24 @@ namespace duet::cli {
 // duet map — embeddings through one branch of a trained mapper: the Phase II codes.
 void register_map(CLI::App& app) {
   struct Args {
-    std::string mapper, emb, out, side = "query";
+    std::string mapper, emb, out, domain;
   };
   auto a = std::make_shared<Args>();
-  auto* c = app.add_subcommand("map", "Phase II codes: embeddings through the query or gallery branch of a mapper");
+  auto* c = app.add_subcommand("map", "Phase II codes: embeddings through their domain's branch of a mapper");
   c->add_option("--mapper", a->mapper, "mapper file")->required()->check(CLI::ExistingFile);
   c->add_option("--emb", a->emb, "embeddings .npy with manifest")->required()->check(CLI::ExistingFile);
-  c->add_option("--side", a->side, "branch: query (sketch) or gallery (photo)")
-      ->check(CLI::IsMember({"query", "gallery"}))->capture_default_str();
+  c->add_option("--domain", a->domain, "branch to use (default: the domain the embeddings' manifest names)");
   c->add_option("-o,--out", a->out, "codes .npy to write (with manifest)")->required();
   c->callback([a] {
     auto m = open_mapper(a->mapper);
     Embeddings e = read_embeddings(a->emb);
+    const std::string domain = !a->domain.empty() ? a->domain : e.meta.count("domain") ? e.meta.at("domain") : "";
+    if (domain.empty()) fail(a->emb, ": its manifest names no domain; give --domain");
     Embeddings out;
-    out.x = m->map(a->side == "query" ? 0 : 1, e.x);
+    out.x = m->map(domain, e.x);
     out.rows = e.rows;
     out.meta = e.meta;
-    out.meta["source"] = "mapper:" + a->mapper.substr(a->mapper.find_last_of('/') + 1) + ":" + a->side;
+    out.meta["source"] = "mapper:" + a->mapper.substr(a->mapper.find_last_of('/') + 1) + ":" + domain;
     write_embeddings(a->out, out);
     std::printf("%s: %lld x %lld\n", a->out.c_str(), static_cast<long long>(out.x.rows), static_cast<long long>(out.x.cols));
   });

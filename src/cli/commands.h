@@ -6,6 +6,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include <map>
+#include <string>
+#include <vector>
+
+#include "duet/domain.h"
 #include "duet/encoder.h"
 
 namespace duet::cli {
@@ -29,5 +34,10 @@ extern const CLI::Validator positive, non_negative;
 
 // --backbone/--weights/--threads, shared by every verb that runs a network.
 void add_backbone_options(CLI::App* cmd, BackboneOptions& opt);
+
+// --query-domain (repeatable), --gallery-domain and, with kinds, --domain-kind A=KIND,B=KIND:
+// the domains of a run (duet/domain.h; empty = the defaults).
+void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::string& gallery,
+                        std::map<std::string, DomainKind>* kinds = nullptr);
 
 }  // namespace duet::cli

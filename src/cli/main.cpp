@@ -40,6 +40,19 @@ void add_backbone_options(CLI::App* cmd, BackboneOptions& opt) {
   cmd->add_option("-t,--threads", opt.threads, "intra-op threads (0 = all cores)")->capture_default_str();
 }
 
+void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::string& gallery,
+                        std::map<std::string, DomainKind>* kinds) {
+  cmd->add_option("--query-domain", query,
+                  std::string("domain whose images are the queries; repeat for several (default: ") +
+                      kDefaultQueryDomain + ")");
+  cmd->add_option("--gallery-domain", gallery,
+                  std::string("domain whose images are searched (default: ") + kDefaultGalleryDomain + ")");
+  if (kinds)
+    cmd->add_option_function<std::string>(
+        "--domain-kind", [kinds](const std::string& v) { *kinds = parse_kind_overrides(v); },
+        "override the detected kind of domains: DOMAIN=drawing|image,... (drawing: dark strokes on white)");
+}
+
 }  // namespace duet::cli
 
 int main(int argc, char** argv) {

@@ -4,7 +4,6 @@
 
 #include "duet/image.h"
 
-
 namespace duet {
 
 namespace {
@@ -21,7 +20,7 @@ struct Rng {
 };
 }  // namespace
 
-cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, uint64_t seed) {
+cv::Mat augment_view(const cv::Mat& rgb, DomainKind kind, int view, uint64_t seed) {
   cv::Mat out;
   if (view == 0) return rgb;
   if (view == 1) {
@@ -33,7 +32,7 @@ cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, ui
   out = rgb.clone();
   if (r.uniform(0, 1) < 0.5) cv::flip(out, out, 1);
   const double w = out.cols, h = out.rows;
-  if (domain == "sketch") {
+  if (kind == DomainKind::Drawing) {
     double angle = r.uniform(-10, 10), scale = r.uniform(0.9, 1.1);
     cv::Mat m = cv::getRotationMatrix2D(cv::Point2f(w / 2, h / 2), angle, scale);
     m.at<double>(0, 2) += r.uniform(-0.06, 0.06) * w;
@@ -58,10 +57,10 @@ cv::Mat augment_view(const cv::Mat& rgb, const std::string& domain, int view, ui
 
 uint64_t view_seed(uint64_t run_seed, uint64_t content_hash) { return run_seed ^ content_hash; }
 
-void view_inputs(const cv::Mat& rgb, const std::string& domain, int views, uint64_t seed, int size,
+void view_inputs(const cv::Mat& rgb, DomainKind kind, int views, uint64_t seed, int size,
                  float* out) {
   const size_t per = 3 * static_cast<size_t>(size) * size;
-  for (int v = 0; v < views; ++v) to_chw(augment_view(rgb, domain, v, seed), size, out + v * per);
+  for (int v = 0; v < views; ++v) to_chw(augment_view(rgb, kind, v, seed), size, out + v * per);
 }
 
 }  // namespace duet

@@ -49,7 +49,6 @@ void read_domain(Dataset& d, const fs::path& root, const fs::path& domain_dir, c
       s.path = fs::relative(f, root).string();
       s.cls = cls;
       s.domain = domain;
-      s.instance = instance_of(domain, f.filename().string());
       d.samples.push_back(std::move(s));
     }
     if (d.samples.size() == before) {
@@ -100,13 +99,69 @@ void check_images(Dataset& d, const LoadOptions& opt, int64_t& skipped) {
 
 }  // namespace
 
-std::string instance_of(const std::string& domain, const std::string& filename) {
-  std::string stem = fs::path(filename).stem().string();
-  if (domain == "sketch") {
-    auto dash = stem.rfind('-');
-    if (dash != std::string::npos && dash > 0) return stem.substr(0, dash);
+void link_instances(Dataset& d) {
+  // (class, stem) -> the domains that have a file of that stem
+  std::map<std::pair<std::string, std::string>, std::set<std::string>> stems;
+  for (const auto& s : d.samples) stems[{s.cls, fs::path(s.path).stem().string()}].insert(s.domain);
+  for (auto& s : d.samples) {
+    s.instance = fs::path(s.path).stem().string();
+    const auto dash = s.instance.rfind('-');
+    if (dash == std::string::npos || dash == 0 || dash + 1 == s.instance.size() ||
+        s.instance.find_first_not_of("0123456789", dash + 1) != std::string::npos)
+      continue;
+    auto it = stems.find({s.cls, s.instance.substr(0, dash)});
+    if (it == stems.end()) continue;
+    for (const auto& dom : it->second)
+      if (dom != s.domain) {
+        s.instance.resize(dash);
+        break;
+      }
   }
-  return stem;
+}
+
+std::vector<DroppedClass> restrict_domains(Dataset& d, const std::vector<std::string>& domains) {
+  std::map<std::string, std::set<std::string>> has;  // class -> its domains among `domains`
+  std::set<std::string> want(domains.begin(), domains.end()), seen;
+  for (const auto& s : d.samples) {
+    auto& h = has[s.cls];
+    if (want.count(s.domain)) {
+      h.insert(s.domain);
+      seen.insert(s.domain);
+    }
+  }
+  for (const auto& dom : domains)
+    if (!seen.count(dom)) {
+      std::string have;
+      for (const auto& x : d.domains()) have += (have.empty() ? "" : ", ") + x;
+      fail("no images of domain '", dom, "' in ", d.root, " (its domains: ", have, ")");
+    }
+  std::vector<DroppedClass> dropped;
+  for (const auto& [cls, doms] : has)
+    if (doms.size() < want.size()) {
+      DroppedClass c{cls, {}};
+      for (const auto& dom : domains)
+        if (!doms.count(dom)) c.missing.push_back(dom);
+      dropped.push_back(std::move(c));
+    }
+  std::vector<Sample> kept;
+  for (auto& s : d.samples)
+    if (want.count(s.domain) && has[s.cls].size() == want.size()) kept.push_back(std::move(s));
+  d.samples = std::move(kept);
+  if (d.samples.empty()) {
+    std::string names;
+    for (const auto& dom : domains) names += (names.empty() ? "" : ", ") + dom;
+    fail("no class has images in every one of the domains ", names, " (", dropped.size(), " classes, none complete)");
+  }
+  return dropped;
+}
+
+void log_dropped(const std::vector<DroppedClass>& dropped) {
+  for (const auto& c : dropped) {
+    std::string m;
+    for (const auto& dom : c.missing) m += (m.empty() ? "" : ", ") + dom;
+    log_line("class '" + c.cls + "' has no images in: " + m + " (left out)");
+  }
+  if (!dropped.empty()) log_line(std::to_string(dropped.size()) + " classes left out");
 }
 
 std::vector<Sample> Dataset::select(const std::string& domain, const std::string& split) const {
@@ -154,6 +209,7 @@ Dataset load_folder(const std::string& root_str, const LoadOptions& opt) {
          "or a Sketchy release (photo/tx_000000000000/<class>/...)");
   if (opt.check_images) check_images(d, opt, skipped);
   if (skipped) log_line("skipped " + std::to_string(skipped) + " bad entries");
+  link_instances(d);
   return d;
 }
 
@@ -181,7 +237,6 @@ Dataset load_split(const std::string& tsv_path, const std::string& root, const L
       fail(tsv_path, ":", lineno, ": expected 4 tab-separated columns (domain, path, class, split)");
     if (s.split != "train" && s.split != "test")
       fail(tsv_path, ":", lineno, ": split must be train or test, got '", s.split, "'");
-    s.instance = instance_of(s.domain, s.path);
     if (!file_exists(d.abs_path(s))) {
       if (!opt.skip_bad)
         fail(tsv_path, ":", lineno, ": ", d.abs_path(s),
@@ -196,6 +251,7 @@ Dataset load_split(const std::string& tsv_path, const std::string& root, const L
   if (d.samples.empty()) fail(tsv_path, ": no usable rows");
   if (opt.check_images) check_images(d, opt, skipped);
   if (skipped) log_line("skipped " + std::to_string(skipped) + " bad entries");
+  link_instances(d);
   return d;
 }
 

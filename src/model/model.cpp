@@ -75,9 +75,14 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
   // The classes and the backbone come from the encoders; they must agree.
   std::vector<std::string> classes;
   std::string arch, weights;
+  json kinds = json::object();
   for (const auto& [domain, files] : spec.encoders)
     for (const auto& f : files) {
       auto e = open_encoder(f, 1);
+      if (e->domain() != domain) fail(f, ": an encoder of domain ", e->domain(), ", given for ", domain);
+      if (kinds.contains(domain) && kinds[domain] != kind_name(e->kind()))
+        fail(f, ": its domain kind differs from the other ", domain, " encoder's");
+      kinds[domain] = kind_name(e->kind());
       if (classes.empty()) classes = e->classes();
       if (e->classes() != classes) fail(f, ": its classes differ from the other encoders' (retrain them on one split)");
       const std::string w = backbone_weights_file(e->arch(), e->weights());
@@ -97,7 +102,9 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
   m["config"] = spec.config;
   m["query_domains"] = spec.query_domains;
   m["gallery_domain"] = spec.gallery_domain;
+  m["kinds"] = kinds;
   m["classes"] = classes;
+  m["training"] = json::parse(spec.training);
   json files = json::object();
   const std::string ext = fs::path(weights).extension().string();
   m["backbone"] = {{"arch", arch}, {"file", "backbone" + ext}};
@@ -152,6 +159,7 @@ ModelInfo read_model_info(const std::string& dir) {
     info.gallery_domain = m.at("gallery_domain").get<std::string>();
     info.classes = m.at("classes").get<std::vector<std::string>>();
     info.encoders = m.at("encoders").get<std::map<std::string, std::vector<std::string>>>();
+    info.kinds = m.at("kinds").get<std::map<std::string, std::string>>();
     info.mapper = m.at("mapper").get<std::string>();
     info.backbone = m.at("backbone").at("file").get<std::string>();
     info.rank = rank_from_json(m.at("rank"));
@@ -182,9 +190,18 @@ class FolderModel : public Model {
       for (const auto& f : files) {
         auto e = open_encoder(info_.dir + "/" + f, threads, backbone);
         if (e->classes() != info_.classes) fail(info_.dir, ": encoder ", f, " does not have the model's classes");
+        if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != kind_name(e->kind()))
+          fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()), ", not the manifest's");
         enc_[domain].push_back(std::move(e));
       }
     mapper_ = open_mapper(info_.dir + "/" + info_.mapper);
+    const auto& md = mapper_->domains();
+    for (const auto& [domain, list] : enc_)
+      if (std::find(md.begin(), md.end(), domain) == md.end())
+        fail(info_.dir, ": the mapper has no branch for domain ", domain);
+    if (mapper_->gallery_domain() != info_.gallery_domain)
+      fail(info_.dir, ": the mapper's gallery domain is ", mapper_->gallery_domain(), ", the manifest's ",
+           info_.gallery_domain);
     for (const auto& [domain, list] : enc_)
       for (const auto& e : list)
         if (e->dim() != mapper_->in_dim())
@@ -221,7 +238,7 @@ class FolderModel : public Model {
       std::vector<float> x(static_cast<size_t>(n * views) * per);
       for (int64_t i = 0; i < n; ++i) {
         cv::Mat img = e.frames_input() ? frame_strokes(images[i]) : images[i];
-        view_inputs(img, e.domain(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
+        view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
       }
       std::vector<float> emb(static_cast<size_t>(n * views * D)), logits(static_cast<size_t>(n * views * C));
       e.encode_logits(n * views, x.data(), emb.data(), logits.data());
@@ -244,12 +261,11 @@ class FolderModel : public Model {
       }
     }
     // One row at a time, like the encoders: a row's code does not depend on its neighbours.
-    const int side = domain == info_.gallery_domain ? 1 : 0;
     f.code = Matrix(n, mapper_->code_dim());
     for (int64_t i = 0; i < n; ++i) {
       Matrix one(1, D);
       std::copy(f.emb.row(i), f.emb.row(i) + D, one.data.begin());
-      Matrix c = mapper_->map(side, one);
+      Matrix c = mapper_->map(domain, one);
       std::copy(c.data.begin(), c.data.end(), f.code.row(i));
     }
     return f;

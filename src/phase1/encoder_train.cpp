@@ -22,7 +22,7 @@ namespace duet {
 
 namespace {
 
-constexpr const char* kFormat = "duet-encoder-v1";
+constexpr const char* kFormat = "duet-encoder-v2";  // v2: the domain kind
 
 // FC-hidden (+ReLU, dropout) -> FC-C. embed() is the domain embedding.
 struct HeadImpl : torch::nn::Module {
@@ -56,6 +56,7 @@ struct EncoderMeta {
   std::string arch, weights, domain;
   std::vector<std::string> classes;
   int split = 0, hidden = 0;
+  DomainKind kind = DomainKind::Image;
   bool frame = false;  // trained on images cropped to their strokes
   int tta_views = 1;   // views its written embeddings average, drawn with augment_view from seed
   uint64_t seed = 0;
@@ -70,6 +71,7 @@ void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, H
   ar.write("classes", c10::IValue(join(m.classes, '\n')));
   ar.write("split", c10::IValue(static_cast<int64_t>(m.split)));
   ar.write("hidden", c10::IValue(static_cast<int64_t>(m.hidden)));
+  ar.write("kind", c10::IValue(std::string(kind_name(m.kind))));
   ar.write("frame", c10::IValue(static_cast<int64_t>(m.frame)));
   ar.write("tta_views", c10::IValue(static_cast<int64_t>(m.tta_views)));
   ar.write("seed", c10::IValue(static_cast<int64_t>(m.seed)));
@@ -103,8 +105,11 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
   } catch (const std::exception&) {
     fail(path, ": not a duet encoder file (train one with `duet train-encoder`)");
   }
-  if (std::string f = ivalue_str(ar, "format", path); f != kFormat)
+  if (std::string f = ivalue_str(ar, "format", path); f != kFormat) {
+    if (f.rfind("duet-encoder-", 0) == 0)
+      fail(path, ": an encoder from another duet version (", f, "; this one reads ", kFormat, "): retrain it");
     fail(path, ": not a duet encoder file (it is a ", f, " file); train one with `duet train-encoder`");
+  }
   LoadedEncoder e;
   e.meta.arch = ivalue_str(ar, "arch", path);
   e.meta.weights = ivalue_str(ar, "weights", path);
@@ -115,10 +120,13 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
   e.meta.split = static_cast<int>(v.toInt());
   ar.read("hidden", v);
   e.meta.hidden = static_cast<int>(v.toInt());
-  e.meta.frame = ar.try_read("frame", v) && v.toInt() != 0;  // absent in files from before framing
-  // Absent in files from before test-time views were recorded: those embed the image alone.
-  if (ar.try_read("tta_views", v)) e.meta.tta_views = static_cast<int>(v.toInt());
-  if (ar.try_read("seed", v)) e.meta.seed = static_cast<uint64_t>(v.toInt());
+  e.meta.kind = parse_kind(ivalue_str(ar, "kind", path));
+  ar.read("frame", v);
+  e.meta.frame = v.toInt() != 0;
+  ar.read("tta_views", v);
+  e.meta.tta_views = static_cast<int>(v.toInt());
+  ar.read("seed", v);
+  e.meta.seed = static_cast<uint64_t>(v.toInt());
   e.net = open_backbone_net(e.meta.arch, !weights_override.empty() ? weights_override
                                          : e.meta.weights == "default" ? "" : e.meta.weights);
   torch::NoGradGuard ng;
@@ -148,6 +156,7 @@ class TrainedEncoder : public PhaseOneEncoder {
   int input_size() const override { return e_.net->input_size; }
   int64_t dim() const override { return e_.meta.hidden; }
   bool frames_input() const override { return e_.meta.frame; }
+  DomainKind kind() const override { return e_.meta.kind; }
   int tta_views() const override { return e_.meta.tta_views; }
   uint64_t view_seed() const override { return e_.meta.seed; }
   const std::string& domain() const override { return e_.meta.domain; }
@@ -217,6 +226,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // Samples: all of the domain (embeddings are written for both splits); train = split "train".
   auto all = d.select(domain);
   if (all.empty()) fail("no ", domain, " samples in the dataset (domains: ", join(d.domains(), ','), ")");
+  const DomainKind kind = opt.kind ? *opt.kind : decide_kinds(d, {domain}, {}).at(domain);
   std::set<std::string> train_cls;
   for (const auto& s : all)
     if (s.split == "train") train_cls.insert(s.cls);
@@ -243,10 +253,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   net->eval();
   for (auto& p : net->parameters()) p.set_requires_grad(false);
 
-  log_line(domain + ": " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
+  log_line(domain + " (" + kind_name(kind) + "): " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
            " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
            " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
-  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame,
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, kind,
                                        opt.cache_dir, resolve_threads(opt.backbone.threads), work);
   const double top_flops = stage_flops(*net, split, S_total);
 
@@ -365,8 +375,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     logits /= opt.tta_views;
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
-    EncoderMeta meta{net->arch,  weights_id, domain,         res.classes, split,
-                     opt.hidden, opt.frame,  opt.tta_views, opt.seed};
+    EncoderMeta meta{net->arch, weights_id, domain,        res.classes, split,
+                     opt.hidden, kind,      opt.frame, opt.tta_views, opt.seed};
     save_encoder(out, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {

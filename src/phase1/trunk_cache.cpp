@@ -22,13 +22,13 @@ double stage_flops(BackboneNetImpl& net, int from, int to) {
 
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
                              const std::vector<Sample>& samples, int split, int views, uint64_t seed,
-                             bool frame, const std::string& cache_dir, int workers, Ledger& ledger) {
+                             bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger) {
   TrunkCache c;
   c.split = split;
   c.views = views;
   std::ostringstream key;
   key << net.arch << "|" << weights_id << "|" << split << "|" << views << "|" << seed << "|" << d.root
-      << (frame ? "|framed" : "");
+      << "|" << kind_name(kind) << (frame ? "|framed" : "");
   for (const auto& s : samples) key << "|" << s.path;
   std::string file;
   if (!cache_dir.empty()) {
@@ -58,7 +58,7 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
     cv::Mat img = load_rgb(d.abs_path(samples[i]), &hash);
     if (frame) img = frame_strokes(img);
     std::vector<float> x(static_cast<size_t>(views) * 3 * S * S);
-    view_inputs(img, samples[i].domain, views, view_seed(seed, hash), S, x.data());
+    view_inputs(img, kind, views, view_seed(seed, hash), S, x.data());
     for (int v = 0; v < views; ++v) {
       auto in = torch::from_blob(x.data() + static_cast<size_t>(v) * 3 * S * S, {1, 3, S, S})
                     .contiguous(torch::MemoryFormat::ChannelsLast);

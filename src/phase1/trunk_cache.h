@@ -8,6 +8,7 @@
 
 #include "backbone/nets.h"
 #include "duet/dataset.h"
+#include "duet/domain.h"
 #include "duet/ledger.h"
 
 namespace duet {
@@ -23,7 +24,7 @@ struct TrunkCache {
 // Adds the image passes and FLOPs it spent to `ledger`.
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
                              const std::vector<Sample>& samples, int split, int views, uint64_t seed,
-                             bool frame, const std::string& cache_dir, int workers, Ledger& ledger);
+                             bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).
 double stage_flops(BackboneNetImpl& net, int from, int to);

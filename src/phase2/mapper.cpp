@@ -16,7 +16,7 @@ namespace duet {
 
 namespace {
 
-constexpr const char* kFormat = "duet-mapper-v1";
+constexpr const char* kFormat = "duet-mapper-v2";  // v2: one branch per named domain
 
 struct BranchImpl : torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
@@ -33,14 +33,33 @@ struct BranchImpl : torch::nn::Module {
 };
 TORCH_MODULE(Branch);
 
+// One branch per domain: the query domains in order, the gallery domain last. Shared: one
+// branch object under every name.
 struct Net {
-  Branch q{nullptr}, g{nullptr};  // g == q when shared
+  std::vector<std::string> domains;
+  std::vector<Branch> branch;
   bool shared = false;
+  Branch& gallery() { return branch.back(); }
   std::vector<torch::Tensor> parameters() const {
-    auto p = q->parameters();
-    if (!shared)
-      for (auto& t : g->parameters()) p.push_back(t);
+    if (shared) return branch[0]->parameters();
+    std::vector<torch::Tensor> p;
+    for (const auto& b : branch)
+      for (auto& t : b->parameters()) p.push_back(t);
     return p;
+  }
+  // Rows x of the query domains dom[] (indices into domains) through their branches, in order.
+  torch::Tensor map_queries(const torch::Tensor& x, const torch::Tensor& dom) {
+    const int64_t nd = static_cast<int64_t>(branch.size()) - 1;
+    if (nd == 1 || shared) return branch[0]->forward(x);
+    torch::Tensor out;
+    for (int64_t d = 0; d < nd; ++d) {
+      auto pos = dom.eq(d).nonzero().squeeze(1);
+      if (pos.numel() == 0) continue;
+      auto z = branch[d]->forward(x.index_select(0, pos));
+      if (!out.defined()) out = torch::zeros({x.size(0), z.size(1)});
+      out = out.index_copy(0, pos, z);
+    }
+    return out;
   }
 };
 
@@ -52,6 +71,12 @@ torch::Tensor pair_distance(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).pow(2).sum(1).add(1e-9).sqrt();  // epsilon: the gradient of sqrt at 0
 }
 
+std::string join_names(const std::vector<std::string>& v) {
+  std::string o;
+  for (const auto& s : v) o += (o.empty() ? "" : ", ") + s;
+  return o;
+}
+
 class TorchMapper : public Mapper {
  public:
   mutable Net net;  // forward() of a module is not const in LibTorch
@@ -59,10 +84,15 @@ class TorchMapper : public Mapper {
   double a = 0, b = 0;
   int64_t in_dim() const override { return in; }
   int64_t code_dim() const override { return code; }
-  Matrix map(int side, const Matrix& x) const override {
+  const std::vector<std::string>& domains() const override { return net.domains; }
+  const std::string& gallery_domain() const override { return net.domains.back(); }
+  Matrix map(const std::string& domain, const Matrix& x) const override {
+    auto it = std::find(net.domains.begin(), net.domains.end(), domain);
+    if (it == net.domains.end())
+      fail("the mapper has no branch for domain '", domain, "' (it has: ", join_names(net.domains), ")");
     if (x.cols != in) fail("embeddings are ", x.cols, "-d but the mapper expects ", in, "-d (another encoder?)");
     torch::NoGradGuard ng;
-    auto y = (side == 0 ? net.q : net.g)->forward(to_tensor(x)).contiguous();
+    auto y = net.branch[it - net.domains.begin()]->forward(to_tensor(x)).contiguous();
     Matrix out(y.size(0), y.size(1));
     std::copy(y.data_ptr<float>(), y.data_ptr<float>() + y.numel(), out.data.begin());
     return out;
@@ -76,66 +106,96 @@ class TorchMapper : public Mapper {
 
 std::string MapperTrainResult::to_json() const {
   std::ostringstream os;
-  os << "{\"sketches\": " << sketches << ", \"photos\": " << photos << ", \"pairs_per_epoch\": " << pairs_per_epoch
+  os << "{\"queries\": {";
+  size_t i = 0;
+  for (const auto& [d, n] : queries) os << (i++ ? ", " : "") << "\"" << d << "\": " << n;
+  os << "}, \"gallery\": " << gallery << ", \"pairs_per_epoch\": " << pairs_per_epoch
      << ", \"prob_a\": " << prob_a << ", \"prob_b\": " << prob_b << ", \"ledger\": " << ledger.to_json()
      << ", \"epoch_loss\": [";
-  for (size_t i = 0; i < epoch_loss.size(); ++i) os << (i ? ", " : "") << epoch_loss[i];
+  for (size_t e = 0; e < epoch_loss.size(); ++e) os << (e ? ", " : "") << epoch_loss[e];
   os << "]}";
   return os.str();
 }
 
-MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const MapperOptions& opt,
+namespace {
+std::string domain_of(const Embeddings& e, const char* what) {
+  auto it = e.meta.find("domain");
+  if (it == e.meta.end() || it->second.empty())
+    fail(what, " embeddings name no domain in their manifest (write them with `duet train-encoder --emb-out` "
+         "or `duet embed`)");
+  return it->second;
+}
+}  // namespace
+
+MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embeddings& ge, const MapperOptions& opt,
                                const std::string& out_file) {
   LedgerScope scope;
-  if (qe.x.cols != ge.x.cols)
-    fail("sketch embeddings are ", qe.x.cols, "-d but photo embeddings are ", ge.x.cols,
-         "-d; Phase II needs both from encoders with the same --hidden");
+  if (qsets.empty()) fail("Phase II needs the embeddings of at least one query domain");
   if (opt.loss != "contrastive" && opt.loss != "triplet") fail("unknown loss '", opt.loss, "': contrastive or triplet");
   if (opt.pos < 1 || opt.neg < 1 || opt.epochs < 1) fail("--pos, --neg and --epochs must be positive");
-  auto dq = qe.meta.find("domain"), dg = ge.meta.find("domain");
-  if (dq != qe.meta.end() && dg != ge.meta.end() && dq->second == dg->second)
-    fail("both embedding files are of domain '", dq->second, "'; Phase II maps two different domains");
+  std::vector<std::string> domains;
+  for (const auto& q : qsets) {
+    const std::string d = domain_of(q, "query");
+    if (std::find(domains.begin(), domains.end(), d) != domains.end())
+      fail("two query embedding files are of domain '", d, "'; give each query domain once");
+    if (q.x.cols != ge.x.cols)
+      fail(d, " embeddings are ", q.x.cols, "-d but gallery embeddings are ", ge.x.cols,
+           "-d; Phase II needs all from encoders with the same --hidden");
+    domains.push_back(d);
+  }
+  const std::string gdom = domain_of(ge, "gallery");
+  if (std::find(domains.begin(), domains.end(), gdom) != domains.end())
+    fail("query and gallery embeddings are both of domain '", gdom, "'; Phase II maps different domains");
+  domains.push_back(gdom);
   AtomicFile out(out_file);  // opened now: an unwritable path fails before training, not after
   torch::manual_seed(opt.seed);
   set_threads(opt.threads);
 
-  // Class ids over both sides; only classes present on both sides can form positive pairs.
+  // Class ids over the gallery; only query rows of a class the gallery has can form positive
+  // pairs. The query domains' usable rows are stacked in order, each row tagged with its domain.
+  MapperTrainResult res;
   std::map<std::string, int64_t> cid;
   for (const auto& r : ge.rows) cid.emplace(r.cls, static_cast<int64_t>(cid.size()));
   std::vector<std::vector<int64_t>> photos_of(cid.size());
   for (size_t i = 0; i < ge.rows.size(); ++i) photos_of[cid[ge.rows[i].cls]].push_back(static_cast<int64_t>(i));
-  std::vector<int64_t> qs, qlab;  // usable sketches and their class ids
-  for (size_t i = 0; i < qe.rows.size(); ++i) {
-    auto it = cid.find(qe.rows[i].cls);
-    if (it != cid.end()) {
-      qs.push_back(static_cast<int64_t>(i));
+  std::vector<int64_t> qlab, qdom_v;
+  std::vector<torch::Tensor> xq;
+  for (size_t d = 0; d < qsets.size(); ++d) {
+    std::vector<int64_t> rows;
+    for (size_t i = 0; i < qsets[d].rows.size(); ++i) {
+      auto it = cid.find(qsets[d].rows[i].cls);
+      if (it == cid.end()) continue;
+      rows.push_back(static_cast<int64_t>(i));
       qlab.push_back(it->second);
+      qdom_v.push_back(static_cast<int64_t>(d));
     }
+    if (rows.empty())
+      fail("no ", domains[d], " class has ", gdom, " images: the two embedding files share no class");
+    res.queries[domains[d]] = static_cast<int64_t>(rows.size());
+    xq.push_back(to_tensor(qsets[d].x).index_select(0, torch::tensor(rows)));
   }
-  if (qs.empty()) fail("no sketch class has photos: the two embedding files share no class");
-  if (cid.size() < 2) fail("Phase II needs at least two photo classes for negative pairs");
-  const int64_t nq = static_cast<int64_t>(qs.size()), ng = ge.x.rows;
-
-  MapperTrainResult res;
-  res.sketches = nq;
-  res.photos = ng;
-  auto Xq = to_tensor(qe.x).index_select(0, torch::tensor(qs));
+  if (cid.size() < 2) fail("Phase II needs at least two ", gdom, " classes for negative pairs");
+  const int64_t nq = static_cast<int64_t>(qlab.size()), ng = ge.x.rows;
+  res.gallery = ng;
+  auto Xq = xq.size() == 1 ? xq[0] : torch::cat(xq);
+  auto qdom = torch::tensor(qdom_v);
   auto Xg = to_tensor(ge.x);
   std::vector<int64_t> glab_v(ng);
   for (int64_t i = 0; i < ng; ++i) glab_v[i] = cid[ge.rows[i].cls];
   auto glab = torch::tensor(glab_v), ql = torch::tensor(qlab);
 
   auto mapper = std::make_unique<TorchMapper>();
-  mapper->in = qe.x.cols;
+  mapper->in = ge.x.cols;
   mapper->code = opt.code;
-  mapper->net.shared = opt.shared;
-  const int in = static_cast<int>(qe.x.cols);
-  mapper->net.q = Branch(in, opt.hidden, opt.code, opt.normalize);
-  mapper->net.g = opt.shared ? mapper->net.q : Branch(in, opt.hidden, opt.code, opt.normalize);
   Net& net = mapper->net;
+  net.domains = domains;
+  net.shared = opt.shared;
+  const int in = static_cast<int>(ge.x.cols);
+  for (size_t d = 0; d < domains.size(); ++d)
+    net.branch.push_back(opt.shared && d > 0 ? net.branch[0] : Branch(in, opt.hidden, opt.code, opt.normalize));
   torch::optim::AdamW optim(net.parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
 
-  // Draws `pos` same-class and `neg` other-class photos per sketch: [nq, pos], [nq, neg].
+  // Draws `pos` same-class and `neg` other-class gallery rows per query: [nq, pos], [nq, neg].
   auto draw = [&](const torch::Tensor& hard_pool) {
     std::vector<int64_t> P(nq * opt.pos), N(nq * opt.neg);
     auto r = torch::randint(1 << 30, {nq, opt.pos + opt.neg}, torch::kInt64);
@@ -151,7 +211,7 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
         if (hp) {
           j = hp[i * pool_w + ra[i][opt.pos + k] % pool_w];
         } else {
-          do j = (ra[i][opt.pos + k] += 7919) % ng;  // rejection: redraw on a same-class photo
+          do j = (ra[i][opt.pos + k] += 7919) % ng;  // rejection: redraw on a same-class row
           while (glab_v[j] == qlab[i]);
         }
         N[i * opt.neg + k] = j;
@@ -159,10 +219,10 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
     }
     return std::make_pair(torch::tensor(P).view({nq, opt.pos}), torch::tensor(N).view({nq, opt.neg}));
   };
-  // The 50 closest other-class photos of every sketch in the current code space.
+  // The 50 closest other-class gallery rows of every query in the current code space.
   auto hard_pool = [&]() {
     torch::NoGradGuard ng_;
-    auto zq = net.q->forward(Xq), zg = net.g->forward(Xg);
+    auto zq = net.map_queries(Xq, qdom), zg = net.gallery()->forward(Xg);
     auto d = torch::cdist(zq, zg);
     d.masked_fill_(ql.unsqueeze(1).eq(glab.unsqueeze(0)), 1e9);
     return std::get<1>(d.topk(std::min<int64_t>(50, ng), 1, false));
@@ -176,21 +236,22 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
     auto order = torch::randperm(nq, torch::kInt64);
     double loss_sum = 0;
     int64_t terms = 0;
-    for (int64_t b = 0; b < nq; b += std::max(1, opt.batch / (opt.pos + opt.neg))) {
-      int64_t e = std::min(nq, b + std::max(1, opt.batch / (opt.pos + opt.neg)));
+    const int64_t step = std::max(1, opt.batch / (opt.pos + opt.neg));
+    for (int64_t b = 0; b < nq; b += step) {
+      int64_t e = std::min(nq, b + step);
       auto idx = order.slice(0, b, e);
       const int64_t m = e - b;
-      auto zq = net.q->forward(Xq.index_select(0, idx));                                    // [m, code]
-      auto zp = net.g->forward(Xg.index_select(0, P.index_select(0, idx).flatten()))        // [m*pos, code]
+      auto zq = net.map_queries(Xq.index_select(0, idx), qdom.index_select(0, idx));         // [m, code]
+      auto zp = net.gallery()->forward(Xg.index_select(0, P.index_select(0, idx).flatten()))  // [m*pos, code]
                     .view({m, opt.pos, -1});
-      auto zn = net.g->forward(Xg.index_select(0, N.index_select(0, idx).flatten())).view({m, opt.neg, -1});
+      auto zn = net.gallery()->forward(Xg.index_select(0, N.index_select(0, idx).flatten())).view({m, opt.neg, -1});
       auto dp = (zq.unsqueeze(1) - zp).pow(2).sum(2).add(1e-9).sqrt();  // [m, pos]
       auto dn = (zq.unsqueeze(1) - zn).pow(2).sum(2).add(1e-9).sqrt();  // [m, neg]
       torch::Tensor loss;
       if (opt.loss == "contrastive") {
         loss = torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).mean();
       } else {
-        // every positive against every negative of the same sketch
+        // every positive against every negative of the same query
         loss = torch::relu(dp.unsqueeze(2) - dn.unsqueeze(1) + opt.margin).mean();
       }
       optim.zero_grad();
@@ -207,14 +268,15 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   }
   bar.finish();
 
-  // p(same | d) = sigmoid(a - b d), fitted by logistic regression on one fresh draw of pairs.
+  // p(same | d) = sigmoid(a - b d), fitted by logistic regression on one fresh draw of pairs
+  // (of every query domain together: the ranking compares one query with gallery rows only).
   {
     auto [P, N] = draw(torch::Tensor());
     torch::Tensor d, y;
     {
       torch::NoGradGuard ng_;
-      auto zq = net.q->forward(Xq), zp = net.g->forward(Xg.index_select(0, P.flatten())),
-           zn = net.g->forward(Xg.index_select(0, N.flatten()));
+      auto zq = net.map_queries(Xq, qdom), zp = net.gallery()->forward(Xg.index_select(0, P.flatten())),
+           zn = net.gallery()->forward(Xg.index_select(0, N.flatten()));
       d = torch::cat({pair_distance(zq.repeat_interleave(opt.pos, 0), zp),
                       pair_distance(zq.repeat_interleave(opt.neg, 0), zn)});
       y = torch::cat({torch::ones({nq * opt.pos}), torch::zeros({nq * opt.neg})});
@@ -232,6 +294,9 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
 
   torch::serialize::OutputArchive ar;
   ar.write("format", c10::IValue(std::string(kFormat)));
+  std::string names;
+  for (const auto& d : domains) names += (names.empty() ? "" : "\n") + d;
+  ar.write("domains", c10::IValue(names));
   ar.write("in_dim", c10::IValue(mapper->in));
   ar.write("hidden", c10::IValue(static_cast<int64_t>(opt.hidden)));
   ar.write("code", c10::IValue(static_cast<int64_t>(opt.code)));
@@ -239,15 +304,16 @@ MapperTrainResult train_mapper(const Embeddings& qe, const Embeddings& ge, const
   ar.write("normalize", c10::IValue(opt.normalize));
   ar.write("loss", c10::IValue(opt.loss));
   ar.write("prob", torch::tensor({res.prob_a, res.prob_b}, torch::kFloat64));
-  for (const auto& p : net.q->named_parameters()) ar.write("q." + p.key(), p.value().detach());
-  for (const auto& p : net.g->named_parameters()) ar.write("g." + p.key(), p.value().detach());
+  for (size_t b = 0; b < (opt.shared ? 1 : net.branch.size()); ++b)
+    for (const auto& p : net.branch[b]->named_parameters())
+      ar.write("b" + std::to_string(b) + "." + p.key(), p.value().detach());
   std::ostringstream bytes;
   ar.save_to(bytes);
   out.write(bytes.str());
   out.commit();
   res.ledger = scope.stop();
   res.ledger.flops = 3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
-                     (static_cast<double>(qe.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
+                     (static_cast<double>(ge.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
   return res;
 }
 
@@ -261,9 +327,17 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
          std::string(e.what()).substr(0, 160));
   }
   c10::IValue v;
-  if (!ar.try_read("format", v) || !v.isString() || v.toStringRef() != kFormat)
-    fail(file, ": not a duet mapper file (format ", v.isString() ? v.toStringRef() : v.tagKind(), ")");
+  if (!ar.try_read("format", v) || !v.isString() || v.toStringRef() != kFormat) {
+    const std::string f = v.isString() ? v.toStringRef() : "no format tag";
+    if (f.rfind("duet-mapper-", 0) == 0)
+      fail(file, ": a mapper from another duet version (", f, "; this one reads ", kFormat, "): retrain it");
+    fail(file, ": not a duet mapper file (", f, ")");
+  }
   auto m = std::make_unique<TorchMapper>();
+  ar.read("domains", v);
+  std::istringstream names(v.toStringRef());
+  for (std::string d; std::getline(names, d);) m->net.domains.push_back(d);
+  if (m->net.domains.size() < 2) fail(file, ": a mapper needs a query and a gallery domain");
   ar.read("in_dim", v);
   m->in = v.toInt();
   ar.read("hidden", v);
@@ -272,24 +346,27 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
   m->code = v.toInt();
   ar.read("shared", v);
   m->net.shared = v.toBool();
-  const bool normalize = ar.try_read("normalize", v) && v.toBool();  // absent in older files: off
+  ar.read("normalize", v);
+  const bool normalize = v.toBool();
   torch::Tensor prob;
   ar.read("prob", prob);
   m->a = prob[0].item<double>();
   m->b = prob[1].item<double>();
   const int in = static_cast<int>(m->in), code = static_cast<int>(m->code);
-  m->net.q = Branch(in, hidden, code, normalize);
-  m->net.g = m->net.shared ? m->net.q : Branch(in, hidden, code, normalize);
   torch::NoGradGuard ng;
-  for (auto& p : m->net.q->named_parameters()) {
-    torch::Tensor t;
-    ar.read("q." + p.key(), t);
-    p.value().copy_(t);
-  }
-  for (auto& p : m->net.g->named_parameters()) {
-    torch::Tensor t;
-    ar.read("g." + p.key(), t);
-    p.value().copy_(t);
+  for (size_t b = 0; b < m->net.domains.size(); ++b) {
+    if (m->net.shared && b > 0) {
+      m->net.branch.push_back(m->net.branch[0]);
+      continue;
+    }
+    Branch br(in, hidden, code, normalize);
+    for (auto& p : br->named_parameters()) {
+      torch::Tensor t;
+      ar.read("b" + std::to_string(b) + "." + p.key(), t);
+      if (t.sizes() != p.value().sizes()) fail(file, ": tensor b", b, ".", p.key(), " has the wrong shape");
+      p.value().copy_(t);
+    }
+    m->net.branch.push_back(br);
   }
   return m;
 }

@@ -221,12 +221,22 @@ struct HttpServer::Impl {
     res.set_content(read_file(path), image_type(path));
   }
 
+  // What the canvas queries: the first query domain of the drawing kind (strokes on white, as
+  // drawn), else the first query domain.
+  static std::string draw_domain(const ModelInfo& m) {
+    for (const auto& d : m.query_domains)
+      if (m.kinds.count(d) && m.kinds.at(d) == "drawing") return d;
+    return m.query_domains.at(0);
+  }
+
   nlohmann::json info() const {
     const ModelInfo& m = svc.model().info();
     return {{"images", svc.size()},
             {"domains", svc.model().domains()},
             {"query_domains", m.query_domains},
             {"gallery_domain", m.gallery_domain},
+            {"kinds", m.kinds},
+            {"draw_domain", draw_domain(m)},
             {"classes", m.classes},
             {"model", {{"config", m.config}, {"hash", m.hash}}},
             {"index_type", svc.searcher().index_type()},
