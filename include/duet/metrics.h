@@ -41,10 +41,12 @@ struct EvalOptions {
 // higher is better.
 using ScoreBlockFn = std::function<void(int64_t q0, int64_t q1, float* out)>;
 
-// The general form: any scoring, evaluated block by block in bounded memory.
+// The general form: any scoring, evaluated block by block in bounded memory. With relevant_out,
+// also each query's relevant ranks (relevant_ranks; empty when R = 0), for curves and reports.
 RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& score,
                                  const std::vector<int>& query_labels,
-                                 const std::vector<int>& gallery_labels, const EvalOptions& opt);
+                                 const std::vector<int>& gallery_labels, const EvalOptions& opt,
+                                 std::vector<std::vector<int64_t>>* relevant_out = nullptr);
 
 // Embedding form: q [nq, d], g [ng, d], scored by cosine similarity or negative Euclidean distance.
 RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<std::string>& q_labels,

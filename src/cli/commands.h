@@ -27,6 +27,8 @@ void register_model(CLI::App& app);
 void register_index(CLI::App& app);
 void register_search(CLI::App& app);
 void register_serve(CLI::App& app);
+void register_tsne(CLI::App& app);
+void register_report(CLI::App& app);
 
 // Number checks whose messages read plainly ("--lr: must be positive (got 0)"); CLI11's own
 // PositiveNumber prints its range as a 300-digit double.

@@ -76,6 +76,8 @@ int main(int argc, char** argv) {
   duet::cli::register_index(app);
   duet::cli::register_search(app);
   duet::cli::register_serve(app);
+  duet::cli::register_tsne(app);
+  duet::cli::register_report(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

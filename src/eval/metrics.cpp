@@ -64,7 +64,7 @@ std::vector<int64_t> relevant_ranks(const float* s, const uint8_t* relevant, int
 
 RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& score,
                                  const std::vector<int>& qlab, const std::vector<int>& glab,
-                                 const EvalOptions& opt) {
+                                 const EvalOptions& opt, std::vector<std::vector<int64_t>>* relevant_out) {
   if (static_cast<int64_t>(qlab.size()) != nq || static_cast<int64_t>(glab.size()) != ng)
     fail("internal: label counts do not match the score matrix");
   for (int k : opt.ks)
@@ -75,6 +75,7 @@ RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& sco
   double sum_all = 0;
   std::vector<double> sum_map(nk, 0), sum_p(nk, 0);
   int64_t counted = 0, skipped = 0;
+  if (relevant_out) relevant_out->assign(static_cast<size_t>(nq), {});
   Progress bar("rank", nq);
   for (int64_t q0 = 0; q0 < nq; q0 += block) {
     const int64_t q1 = std::min(nq, q0 + block);
@@ -85,6 +86,7 @@ RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& sco
       for (int64_t g = 0; g < ng; ++g) rel[g] = glab[g] == qlab[q];
       auto ranks = relevant_ranks(scores.data() + (q - q0) * ng, rel.data(), ng);
       const int64_t R = static_cast<int64_t>(ranks.size());
+      if (relevant_out) (*relevant_out)[q] = ranks;
       if (R == 0) {
         ++skipped;
         continue;

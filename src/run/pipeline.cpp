@@ -28,6 +28,7 @@
 #include "duet/phase1.h"
 #include "duet/phase2.h"
 #include "duet/progress.h"
+#include "duet/report.h"
 
 namespace duet {
 
@@ -364,11 +365,16 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   }
   if (searcher.graph())
     out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend}};
+  // What the report shows beyond the metrics (duet/report.h): curves, per-class AP, examples.
+  json detail = {{"root", std::filesystem::absolute(d.root).lexically_normal().string()},
+                 {"test", json::object()}, {"by_query", json::object()}};
+  for (const auto& s : d.samples)
+    if (s.split == "test") detail["test"][s.domain].push_back(s.path);
   for (const auto& qd : doms.query) {
     std::vector<std::string> qfiles, ql;
     for (const auto& s : d.samples)
       if (s.split == "test" && s.domain == qd) {
-        qfiles.push_back(d.abs_path(s));
+        qfiles.push_back(std::filesystem::absolute(d.abs_path(s)).lexically_normal().string());
         ql.push_back(s.cls);
       }
     if (qfiles.empty()) fail(tsv, ": no test ", qd, " images to query with");
@@ -379,18 +385,41 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     EvalOptions eo;
     const int64_t nq = static_cast<int64_t>(qfiles.size()), ng = searcher.size();
     std::vector<char> unseen;
+    std::vector<std::vector<int64_t>> ranks;
     json r;
-    RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi, eo);
+    RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi, eo,
+                                         searcher.graph() ? nullptr : &ranks);
     if (cfg.fuse_posteriors) r["unseen_queries"] = std::count(unseen.begin(), unseen.end(), 1);
     if (searcher.graph()) {
       // The gallery's own Phase I embeddings make the graph: no query is involved in it.
       r["retrieval_before_diffusion"] = json::parse(m.to_json());
-      m = evaluate_scores(nq, ng, searcher.scores(queries, true), qi, gi, eo);
+      m = evaluate_scores(nq, ng, searcher.scores(queries, true), qi, gi, eo, &ranks);
     }
     r["retrieval"] = json::parse(m.to_json());
     r["queries"] = nq;
     out["by_query"][qd] = r;
+    // The best, median and worst queries with their top 10, searched as a user would.
+    json dq = json::parse(retrieval_detail(ranks, ql, ng));
+    const std::vector<int64_t> ex = example_queries(ranks);
+    QueryArrays sub{Matrix(static_cast<int64_t>(ex.size()), queries.post.cols),
+                    Matrix(static_cast<int64_t>(ex.size()), queries.code.cols)};
+    for (size_t i = 0; i < ex.size(); ++i) {
+      std::copy(queries.post.row(ex[i]), queries.post.row(ex[i]) + queries.post.cols, sub.post.row(i));
+      std::copy(queries.code.row(ex[i]), queries.code.row(ex[i]) + queries.code.cols, sub.code.row(i));
+    }
+    const auto top = searcher.search(sub, 10);
+    const char* labels[] = {"best", "median", "worst"};
+    dq["examples"] = json::array();
+    for (size_t i = 0; i < ex.size(); ++i) {
+      json e = {{"label", labels[std::min<size_t>(i, 2)]}, {"query", qfiles[ex[i]]}, {"class", ql[ex[i]]},
+                {"ap", dq["ap"][static_cast<size_t>(ex[i])]}, {"first_relevant", ranks[ex[i]].at(0)}, {"results", json::array()}};
+      for (const Hit& h : top[i].hits)
+        e["results"].push_back({{"path", gallery.entries[h.row].path}, {"class", gl[h.row]}, {"ok", gl[h.row] == ql[ex[i]]}});
+      dq["examples"].push_back(e);
+    }
+    detail["by_query"][qd] = dq;
   }
+  write_file_atomic(dir + "/eval.json", detail.dump() + "\n");
   // The headline figures are the first query domain's.
   for (const auto& [key, v] : out["by_query"][doms.query[0]].items()) out[key] = v;
   out["retrieval_wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -430,6 +459,10 @@ std::string run_pipeline(const RunOptions& o) {
   }
   std::string text = all.dump(2);
   write_file_atomic(o.out + "/metrics.json", text + "\n");
+  ReportOptions ro;
+  ro.run = o.out;
+  ro.seed = o.seed;
+  log_line("report: " + write_report(ro));
   return text;
 }
 

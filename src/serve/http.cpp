@@ -64,7 +64,7 @@ std::string route_of(const std::string& path) {
   if (path.rfind("/api/image/", 0) == 0) return "/api/image";
   for (const char* r : {"/api/search", "/api/info", "/healthz", "/metrics"})
     if (path == r) return r;
-  for (size_t i = 0; i < kWebAssetCount; ++i)
+  for (size_t i = 0; i < kWebAssetsCount; ++i)
     if (path == kWebAssets[i].path || (path == "/" && std::string(kWebAssets[i].path) == "/index.html")) return "page";
   return "other";
 }
@@ -246,7 +246,7 @@ struct HttpServer::Impl {
   }
 
   void routes() {
-    for (size_t i = 0; i < kWebAssetCount; ++i) {
+    for (size_t i = 0; i < kWebAssetsCount; ++i) {
       const WebAsset& a = kWebAssets[i];
       auto serve = [&a](const httplib::Request&, httplib::Response& res) {
         res.set_content(reinterpret_cast<const char*>(a.data), a.size, a.type);

@@ -1,5 +1,6 @@
-// src/serve/web_assets.h — the files of web/, compiled into duet (src/serve/embed_web.cmake), so
-// the page is served with no network and no files beside the binary.
+// src/serve/web_assets.h — the files of web/ (and Debian's Chart.js), compiled into duet
+// (src/serve/embed_web.cmake), so the page and the report need no network and no files beside
+// the binary.
 #pragma once
 
 #include <cstddef>
@@ -13,7 +14,9 @@ struct WebAsset {
   size_t size;
 };
 
-extern const WebAsset kWebAssets[];
-extern const size_t kWebAssetCount;
+extern const WebAsset kWebAssets[];  // the page of `duet serve` (web/index.html, app.js, style.css)
+extern const size_t kWebAssetsCount;
+extern const WebAsset kReportAssets[];  // the report's template, script and Chart.js (duet/report.h)
+extern const size_t kReportAssetsCount;
 
 }  // namespace duet
