@@ -36,15 +36,6 @@ void make_folder(const std::string& root, int classes, int photos, int sketches_
   }
 }
 
-std::string expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected duet::Error";
-  return "";
-}
 }  // namespace
 
 TEST(Dataset, ReadsImageFolder) {
@@ -86,11 +77,11 @@ TEST(Dataset, ReadsSketchyReleaseAndHonoursInvalidLists) {
 
 TEST(Dataset, BadLayoutsGiveClearErrors) {
   test::TempDir t;
-  EXPECT_NE(expect_error([&] { load_folder(t / "nope"); }).find("no such dataset folder"), std::string::npos);
-  EXPECT_NE(expect_error([&] { load_folder(t.path()); }).find("no images found"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t / "nope"); }).find("no such dataset folder"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t.path()); }).find("no images found"), std::string::npos);
   make_folder(t.path(), 2, 2, 1);
   fs::create_directories(t / "photo/empty_class");
-  std::string msg = expect_error([&] { load_folder(t.path()); });
+  std::string msg = test::error_of([&] { load_folder(t.path()); });
   EXPECT_NE(msg.find("empty_class"), std::string::npos) << msg;
   LoadOptions skip;
   skip.skip_bad = true;
@@ -101,11 +92,11 @@ TEST(Dataset, CorruptImagesAreNamedOrSkipped) {
   test::TempDir t;
   make_folder(t.path(), 2, 2, 1);
   std::ofstream(t / "photo/class0/broken.jpg") << "this is not a jpeg";
-  std::string msg = expect_error([&] { load_rgb(t / "photo/class0/broken.jpg"); });
+  std::string msg = test::error_of([&] { load_rgb(t / "photo/class0/broken.jpg"); });
   EXPECT_NE(msg.find("broken.jpg"), std::string::npos) << msg;
   LoadOptions check;
   check.check_images = true;
-  EXPECT_NE(expect_error([&] { load_folder(t.path(), check); }).find("broken.jpg"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t.path(), check); }).find("broken.jpg"), std::string::npos);
   check.skip_bad = true;
   EXPECT_EQ(load_folder(t.path(), check).select("photo").size(), 4u);
 }
@@ -124,13 +115,13 @@ TEST(Dataset, SplitFileRoundTripAndMissingFiles) {
     EXPECT_EQ(r.samples[i].split, d.samples[i].split);
   }
   fs::remove(t / "ds/photo/class1/class1_2.png");
-  std::string msg = expect_error([&] { load_split(t / "ds/splits/mine.tsv"); });
+  std::string msg = test::error_of([&] { load_split(t / "ds/splits/mine.tsv"); });
   EXPECT_NE(msg.find("class1_2.png"), std::string::npos) << msg;
   LoadOptions skip;
   skip.skip_bad = true;
   EXPECT_EQ(load_split(t / "ds/splits/mine.tsv", "", skip).samples.size(), d.samples.size() - 1);
   std::ofstream(t / "bad.tsv") << "path\tclass\n";
-  EXPECT_NE(expect_error([&] { load_split(t / "bad.tsv"); }).find("header"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_split(t / "bad.tsv"); }).find("header"), std::string::npos);
 }
 
 TEST(Dataset, SplitIsDeterministicStratifiedAndLeakFree) {

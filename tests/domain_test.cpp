@@ -25,15 +25,6 @@ Dataset of(const std::vector<std::tuple<std::string, std::string, std::string>>&
   return d;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected duet::Error";
-  return "";
-}
 
 // Black strokes on white: a line drawing.
 cv::Mat drawing(int seed) {
@@ -114,10 +105,10 @@ TEST(Domains, RestrictKeepsClassesWithImagesInEveryDomainAndListsTheOthers) {
   EXPECT_EQ(three.classes(), (std::vector<std::string>{"cat"}));
   EXPECT_EQ(dropped.size(), 3u);
   Dataset x = d;
-  EXPECT_NE(error_of([&] { restrict_domains(x, {"sketch", "cartoon"}); }).find("its domains: art, photo, sketch"),
+  EXPECT_NE(test::error_of([&] { restrict_domains(x, {"sketch", "cartoon"}); }).find("its domains: art, photo, sketch"),
             std::string::npos);
   Dataset y = of({{"photo", "cat", "1.jpg"}, {"sketch", "dog", "2.png"}});
-  EXPECT_NE(error_of([&] { restrict_domains(y, {"sketch", "photo"}); }).find("no class has images in every one"),
+  EXPECT_NE(test::error_of([&] { restrict_domains(y, {"sketch", "photo"}); }).find("no class has images in every one"),
             std::string::npos);
 }
 
@@ -129,15 +120,15 @@ TEST(Domains, ResolveFillsTheDefaultsAndNamesWhatTheDataHas) {
   d = resolve_domains(sk, {"art", "sketch"}, "photo");
   EXPECT_EQ(d.all(), (std::vector<std::string>{"art", "sketch", "photo"}));
   Dataset art = of({{"photo", "cat", "1.jpg"}, {"art", "cat", "1.png"}});
-  std::string e = error_of([&] { resolve_domains(art, {}, ""); });
+  std::string e = test::error_of([&] { resolve_domains(art, {}, ""); });
   EXPECT_NE(e.find("no domain 'sketch' (the default)"), std::string::npos) << e;
   EXPECT_NE(e.find("its domains are: art, photo"), std::string::npos) << e;
   EXPECT_NE(e.find("--query-domain"), std::string::npos) << e;
-  EXPECT_NE(error_of([&] { resolve_domains(art, {"photo"}, "photo"); }).find("both a query domain and the gallery"),
+  EXPECT_NE(test::error_of([&] { resolve_domains(art, {"photo"}, "photo"); }).find("both a query domain and the gallery"),
             std::string::npos);
-  EXPECT_NE(error_of([&] { resolve_domains(sk, {"art", "art"}, ""); }).find("named twice"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { resolve_domains(sk, {"art", "art"}, ""); }).find("named twice"), std::string::npos);
   Dataset one = of({{"photo", "cat", "1.jpg"}});
-  EXPECT_NE(error_of([&] { resolve_domains(one, {"photo"}, "photo"); }).find("one domain"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { resolve_domains(one, {"photo"}, "photo"); }).find("one domain"), std::string::npos);
 }
 
 TEST(Domains, KindRuleTellsLineDrawingsFromImages) {
@@ -172,7 +163,7 @@ TEST(Domains, KindRuleTellsLineDrawingsFromImages) {
   auto k = decide_kinds(d, {"lines", "scenes"}, parse_kind_overrides("scenes=drawing"));
   EXPECT_EQ(k.at("lines"), DomainKind::Drawing);
   EXPECT_EQ(k.at("scenes"), DomainKind::Drawing);  // the override wins over the rule
-  EXPECT_NE(error_of([&] { decide_kinds(d, {"lines"}, parse_kind_overrides("art=image")); }).find("not a domain"),
+  EXPECT_NE(test::error_of([&] { decide_kinds(d, {"lines"}, parse_kind_overrides("art=image")); }).find("not a domain"),
             std::string::npos);
 }
 
@@ -182,7 +173,7 @@ TEST(Domains, KindOverridesParse) {
   EXPECT_EQ(m.at("art"), DomainKind::Image);
   EXPECT_EQ(m.at("sketch"), DomainKind::Drawing);
   EXPECT_EQ(std::string(kind_name(parse_kind("drawing"))), "drawing");
-  EXPECT_NE(error_of([] { parse_kind_overrides("art"); }).find("DOMAIN=KIND"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_kind_overrides("=image"); }).find("DOMAIN=KIND"), std::string::npos);
-  EXPECT_NE(error_of([] { parse_kind_overrides("art=paint"); }).find("drawing"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("art"); }).find("DOMAIN=KIND"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("=image"); }).find("DOMAIN=KIND"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("art=paint"); }).find("drawing"), std::string::npos);
 }

@@ -1,10 +1,14 @@
 // tests/test_util.h — temporary folders and small fixtures shared by the tests.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <string>
 
+#include "duet/error.h"
 #include "duet/paths.h"
 
 namespace duet::test {
@@ -26,6 +30,17 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// The message of the duet::Error that f throws; a test failure when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected duet::Error";
+  return "";
+}
 
 // The shared folder with data/ and weights/, or "" (tests then skip).
 inline std::string shared_or_empty() { return duet::shared_dir(); }
