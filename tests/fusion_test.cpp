@@ -104,6 +104,21 @@ TEST(Fusion, UnseenGateSwitchesToProfiles) {
   std::vector<float> one(3);
   f.score(1, 2, one.data());
   for (int j = 0; j < 3; ++j) EXPECT_FLOAT_EQ(one[j], s[3 + j]);
+
+  // Row by row (the candidate path) agrees with the block scorer, for any rows in any order,
+  // and the gate over some rows is the block scorer's gate when they include the best photo.
+  FusedScore fs(zg, pg, exp_neg, o);
+  const std::vector<int64_t> some = {2, 0, 2};
+  for (int qi = 0; qi < 2; ++qi) {
+    EXPECT_EQ(fs.unseen_among(pq.row(qi), {0, 1, 2}), f.unseen[qi] != 0) << qi;
+    std::vector<float> r(3);
+    fs.score_rows(zq.row(qi), pq.row(qi), f.unseen[qi], some, r.data());
+    for (int j = 0; j < 3; ++j) EXPECT_NEAR(r[j], s[qi * 3 + some[j]], 1e-5) << qi << " " << j;
+  }
+  // Without photo 2 even the confident query's best dot (0.59) stays above the gate, but not
+  // with photo 0 alone (0.415).
+  EXPECT_FALSE(fs.unseen_among(pq.row(0), {1}));
+  EXPECT_TRUE(fs.unseen_among(pq.row(0), {0}));
 }
 
 TEST(Fusion, ShapeMismatchIsAnError) {

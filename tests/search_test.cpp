@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -143,6 +144,82 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
     EXPECT_GE(hit / (10.0 * a.size()), diffuse ? 0.75 : 0.9) << "diffusion " << diffuse;
     EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
   }
+}
+
+// Above the exact limit with every item a candidate, the candidate path is the exhaustive
+// ranking (up to the float rounding of scoring rows one by one), diffusion included: the
+// shortlist is then the same items, and the query's mass needs no estimate.
+TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
+  GalleryArrays g = clustered(800, 10, 8);
+  GalleryArrays qa = clustered(12, 10, 9);
+  QueryArrays q{qa.post, qa.code};
+  RankOptions ro = fused();
+  ro.diff.shortlist = 100;
+  ScaleOptions every;
+  every.exact_limit = 100;
+  every.candidates = 800;
+  every.lists = 4;
+  every.nprobe = 4;
+  Searcher exact(g, ro);
+  Searcher ann(g, ro, exact.graph(), every);
+  ASSERT_EQ(ann.index_type(), "ivf4,nprobe4,cand800");
+  auto a = ann.search(q, 10), e = exact.search(q, 10);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].unseen, e[i].unseen) << i;
+    ASSERT_EQ(a[i].hits.size(), 10u);
+    for (size_t j = 0; j < 10; ++j) {
+      EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row) << i << " " << j;
+      EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score)) << i << " " << j;
+    }
+  }
+}
+
+// The diffusion runs over a query's shortlist: its best `shortlist` items and the graph
+// neighbours of its seeds. Built here by hand from the pre-diffusion scores and the graph.
+TEST(Diffusion, ShortlistIsTheBestItemsAndTheSeedsNeighbours) {
+  GalleryArrays g = clustered(300, 6, 10);
+  GalleryArrays qa = clustered(3, 6, 11);
+  RankOptions ro = fused();
+  ro.diff.shortlist = 40;
+  ro.diff.seeds = 5;
+  Searcher s(g, ro);
+  const GalleryGraph& graph = *s.graph();
+  QueryArrays q{qa.post, qa.code};
+  std::vector<float> before(3 * 300), after(3 * 300);
+  s.scores(q, false)(0, 3, before.data());
+  s.scores(q, true)(0, 3, after.data());
+  for (int qi = 0; qi < 3; ++qi) {
+    const float* b = before.data() + qi * 300;
+    std::vector<int64_t> order(300);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return b[x] > b[y] || (b[x] == b[y] && x < y); });
+    std::set<int64_t> nodes(order.begin(), order.begin() + 40);
+    for (int i = 0; i < 5; ++i)
+      for (int64_t e = graph.csr_start()[order[i]]; e < graph.csr_start()[order[i] + 1]; ++e) nodes.insert(graph.csr_col()[e]);
+    ASSERT_LT(nodes.size(), 300u);
+    const float top = b[order[0]];
+    double total = 0;
+    std::vector<float> p(300);
+    for (int j = 0; j < 300; ++j) total += p[j] = std::exp(b[j] - top);
+    std::vector<int64_t> list(nodes.begin(), nodes.end());
+    std::vector<float> pn, want(list.size());
+    for (int64_t r : list) pn.push_back(p[r]);
+    graph.rerank_subset(list, pn.data(), want.data(), total);
+    for (size_t i = 0; i < list.size(); ++i) EXPECT_EQ(after[qi * 300 + list[i]], want[i]) << qi << " " << list[i];
+    for (int j = 0; j < 300; ++j)
+      if (!nodes.count(j)) EXPECT_FLOAT_EQ(after[qi * 300 + j], static_cast<float>(ro.diff.blend * p[j] / total)) << qi << " " << j;
+  }
+  // A shortlist as large as the gallery is the whole graph's diffusion.
+  RankOptions whole = ro, large = ro;
+  whole.diff.shortlist = 0;
+  large.diff.shortlist = 300;
+  std::vector<float> w(3 * 300), l(3 * 300);
+  Searcher(g, whole).scores(q)(0, 3, w.data());
+  Searcher(g, large).scores(q)(0, 3, l.data());
+  EXPECT_EQ(w, l);
+  RankOptions bad = ro;
+  bad.diff.shortlist = 3;  // fewer than the seeds
+  EXPECT_THROW(Searcher(g, bad), Error);
 }
 
 TEST(Diffusion, SubsetOfEveryNodeIsTheWholeGraph) {

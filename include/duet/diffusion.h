@@ -25,6 +25,11 @@ struct DiffusionOptions {
   double alpha = 0.95;  // how far votes travel: 0 = no diffusion
   int seeds = 20;       // top entries of a query's scores that start the diffusion
   double blend = 0.5;   // weight of the original score distribution in the final score
+  // The diffusion runs over the query's shortlist: its best `shortlist` gallery items by score
+  // plus the graph neighbours of its seeds (0: the whole gallery). Items outside keep only the
+  // blend term. Iscen et al. 2017 truncate the same way; it bounds a query's cost at any gallery
+  // size, and a gallery no larger than the shortlist (every benchmark gallery) diffuses whole.
+  int shortlist = 1000;
 };
 
 class GalleryGraph {
@@ -48,7 +53,7 @@ class GalleryGraph {
   // Writes the re-ranked scores to out [n] (higher is better).
   void rerank(const float* probs, float* out) const;
   // The same over the sub-graph of `nodes` (sorted, distinct gallery rows): probs [m] and out [m]
-  // are indexed like nodes. For galleries too large to diffuse over whole per query. total (> 0):
+  // are indexed like nodes. For a query's shortlist (see search.cpp). total (> 0):
   // the query's score mass over the whole gallery, which the blend term divides by as rerank's
   // does (the nodes' own sum when not given: then the blend weighs more than over the whole).
   void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out, double total = 0) const;

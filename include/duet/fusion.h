@@ -56,17 +56,20 @@ class FusedScore {
   const Matrix& codes() const { return *code_p_.g; }
   const Matrix& posteriors() const { return *post_p_.g; }
   const Matrix& sharpened() const { return *sharp_p_.g; }  // p_p' of the gallery
-  const Matrix& profiles() const { return *profile_g_; } // centred log-posteriors (gate > 0 only)
+  const Matrix& profiles() const { return *profile_p_.g; } // centred log-posteriors, unit length (gate > 0 only)
 
-  // One query against some gallery rows, by the same formula (computed row by row, not through
-  // the block products of scorer(), so it agrees with it up to float rounding). unseen: the gate.
+  // One query against some gallery rows, by the same formula (computed row by row, in float
+  // lanes, not through the block products of scorer(), so it agrees with it up to float
+  // rounding). unseen: the gate. Rows may repeat and come in any order.
   void score_rows(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
                   float* out) const;
+  // The gate over some rows: true when no row's posterior meets the query's above unseen_gate
+  // (always false when the gate is off).
+  bool unseen_among(const float* post_q, const std::vector<int64_t>& rows) const;
 
  private:
   int64_t ng_ = 0;
   PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // ready for embedding_scorer
-  std::shared_ptr<const Matrix> profile_g_;                // raw centred log-posteriors
   std::function<double(double)> same_prob_;
   FusionOptions opt_;
 };

@@ -56,10 +56,11 @@ struct Ranking {
 // How search() finds a query's results in a large gallery: up to exact_limit items every item is
 // scored (exactly the benchmark's ranking); above it, FAISS inverted-file indexes (IVF-Flat) over
 // the codes, the sharpened posteriors and the posterior profiles each propose `candidates` items,
-// their union (with the graph neighbours of the best) is scored exactly and diffused over the
-// graph it spans, the blend term normalised by the query's score mass over the whole gallery
-// (estimated from a fixed sample of rows outside the candidates). bench/search_latency
-// measures the recall of that against exhaustive scoring.
+// their union is scored exactly, and the diffusion's shortlist (DiffusionOptions::shortlist) is
+// taken from it instead of from the whole gallery, the blend term normalised by the query's score
+// mass over the whole gallery (estimated from a fixed sample of rows outside the candidates).
+// So the two paths differ only where the candidates miss an item the exhaustive scoring would
+// have put on the shortlist; bench/search_latency measures the recall of that.
 struct ScaleOptions {
   int64_t exact_limit = 50000;
   int lists = 0;          // IVF lists (0: about sqrt(n))

@@ -38,7 +38,8 @@ void print_info(const std::string& dir, bool as_json) {
   else
     std::printf("score     Phase II code distance\n");
   if (r.fuse && r.diffusion)
-    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g\n", r.diff.k, r.diff.alpha, r.diff.seeds, r.diff.blend);
+    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d\n", r.diff.k, r.diff.alpha, r.diff.seeds,
+                r.diff.blend, r.diff.shortlist);
   else
     std::printf("diffusion off\n");
 }

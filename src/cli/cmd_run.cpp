@@ -113,6 +113,9 @@ void register_run(CLI::App& app) {
       ->capture_default_str()->check(positive);
   g->add_option("--diffusion-blend", o->diffusion_opt.blend, "weight of the fused score added back")
       ->capture_default_str()->check(non_negative);
+  g->add_option("--diffusion-shortlist", o->diffusion_opt.shortlist,
+                "best items per query it runs over (0: the whole gallery)")
+      ->capture_default_str()->check(non_negative);
   c->callback([o, split, g] {
     for (const auto* opt : g->get_options())
       if (opt->count() > 0 && o->config != "default")

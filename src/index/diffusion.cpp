@@ -19,6 +19,9 @@ void check_options(const DiffusionOptions& opt) {
   if (!(opt.alpha >= 0 && opt.alpha < 1)) fail("diffusion: alpha must be in [0, 1) (got ", opt.alpha, ")");
   if (opt.seeds < 1) fail("diffusion: seeds must be at least 1 (got ", opt.seeds, ")");
   if (!(opt.blend >= 0)) fail("diffusion: blend must be non-negative (got ", opt.blend, ")");
+  if (opt.shortlist < 0 || (opt.shortlist > 0 && opt.shortlist < opt.seeds))
+    fail("diffusion: the shortlist must be 0 (the whole gallery) or at least the seeds (", opt.seeds, "), got ",
+         opt.shortlist);
 }
 }  // namespace
 

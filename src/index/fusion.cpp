@@ -45,15 +45,12 @@ FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
          post_g.rows, " posteriors");
   if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
     fail("fusion options must be non-negative (photo power positive)");
-  // Euclidean and dot-product galleries are prepared as they are, and score_rows reads those
-  // copies; the profiles are normalised for the cosine, so their raw rows are kept beside.
+  // The prepared copies are what score_rows reads too: codes and posteriors as they are, the
+  // profiles at unit length (the cosine's).
   code_p_ = prepare_gallery(code_g, Metric::Euclidean);
   post_p_ = prepare_gallery(post_g, Metric::Dot);
   sharp_p_ = prepare_gallery(duet::sharpened(post_g, opt.photo_power), Metric::Dot);
-  if (opt.unseen_gate > 0) {
-    profile_g_ = std::make_shared<Matrix>(centred_log(post_g));
-    profile_p_ = prepare_gallery(*profile_g_, Metric::Cosine);
-  }
+  if (opt.unseen_gate > 0) profile_p_ = prepare_gallery(centred_log(post_g), Metric::Cosine);
 }
 
 FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const {
@@ -104,32 +101,65 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const
   return f;
 }
 
+namespace {
+// Sums of products in 8 float lanes: the candidate path scores a few thousand scattered rows per
+// query, and double sums one term at a time made that most of its latency.
+inline float dot(const float* a, const float* b, int64_t n) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+inline float dist2(const float* a, const float* b, int64_t n) {
+  float s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < n; ++j) s += (a[j] - b[j]) * (a[j] - b[j]);
+  return s;
+}
+// The rows are scattered over a gallery far larger than the caches: ask for the next rows early.
+constexpr size_t kAhead = 8;
+inline void prefetch_row(const Matrix& m, int64_t g) {
+  const char* p = reinterpret_cast<const char*>(m.row(g));
+  for (int64_t b = 0; b < m.cols * 4; b += 64) __builtin_prefetch(p + b);
+}
+}  // namespace
+
+bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows) const {
+  if (!(opt_.unseen_gate > 0)) return false;
+  const Matrix& post = *post_p_.g;
+  float best = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (r + kAhead < rows.size()) prefetch_row(post, rows[r + kAhead]);
+    best = std::max(best, dot(pq, post.row(rows[r]), post.cols));
+  }
+  return best < opt_.unseen_gate;
+}
+
 void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
                             float* out) const {
-  const int64_t d = code_p_.g->cols, C = post_p_.g->cols;
-  std::vector<float> lq;
-  double nq = 0;
-  if (unseen && profile_g_) {
+  const Matrix &code = *code_p_.g, &sharp = *sharp_p_.g;
+  const int64_t d = code.cols, C = sharp.cols;
+  const bool profile = unseen && profile_p_.g;
+  std::vector<float> lq;  // the query's profile at unit length
+  if (profile) {
     Matrix one(1, C);
     std::copy(pq, pq + C, one.data.begin());
-    lq = centred_log(one).data;
-    for (float v : lq) nq += static_cast<double>(v) * v;
+    lq = l2_normalized(centred_log(one)).data;
   }
   const double wp = unseen ? opt_.unseen_post : 1.0;
-  for (size_t r = 0; r < rows.size(); ++r) {
-    const int64_t g = rows[r];
-    const float* zg = code_p_.g->row(g);
-    const float* sg = sharp_p_.g->row(g);
-    double dist = 0, pp = 0;
-    for (int64_t j = 0; j < d; ++j) dist += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
-    for (int64_t c = 0; c < C; ++c) pp += static_cast<double>(pq[c]) * sg[c];
-    double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
-    if (unseen && profile_g_) {
-      const float* lg = profile_g_->row(g);
-      double dot = 0, ng = 0;
-      for (int64_t c = 0; c < C; ++c) dot += static_cast<double>(lq[c]) * lg[c], ng += static_cast<double>(lg[c]) * lg[c];
-      s += opt_.unseen_profile * (nq > 0 && ng > 0 ? dot / std::sqrt(nq * ng) : 0.0);
+  const int64_t m = static_cast<int64_t>(rows.size());
+#pragma omp parallel for schedule(static) if (m >= 2048)
+  for (int64_t r = 0; r < m; ++r) {
+    if (r + static_cast<int64_t>(kAhead) < m) {
+      const int64_t next = rows[static_cast<size_t>(r) + kAhead];
+      prefetch_row(code, next);
+      prefetch_row(sharp, next);
+      if (profile) prefetch_row(*profile_p_.g, next);
     }
+    const int64_t g = rows[static_cast<size_t>(r)];
+    const double dist = dist2(zq, code.row(g), d), pp = dot(pq, sharp.row(g), C);
+    double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
+    if (profile) s += opt_.unseen_profile * dot(lq.data(), profile_p_.g->row(g), C);
     out[r] = static_cast<float>(s);
   }
 }

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include <faiss/IndexFlat.h>
@@ -18,6 +19,12 @@ void check_gallery(const GalleryArrays& g, const RankOptions& opt) {
   if (n < 1) fail("the gallery is empty");
   if (opt.fuse && g.post.rows != n)
     fail("gallery has ", n, " codes but ", g.post.rows, " posteriors; they must match row for row");
+}
+
+// Phase II's calibration: p(same | d) = sigmoid(a - b d).
+std::function<double(double)> same_prob(const RankOptions& opt) {
+  const double a = opt.prob_a, b = opt.prob_b;
+  return [a, b](double d) { return 1.0 / (1.0 + std::exp(-(a - b * d))); };
 }
 
 int lists_for(int64_t n, const ScaleOptions& s) {
@@ -38,14 +45,82 @@ std::unique_ptr<faiss::IndexIVFFlat> ivf(const Matrix& m, int lists, faiss::Metr
   index->train(static_cast<int64_t>(sample.size()) / d, sample.data());
   index->add(n, m.data.data());
   index->nprobe = nprobe;
+  index->parallel_mode = 1;  // one query at a time: both cores share its lists
   return index;
+}
+// Scores some gallery rows for the query at hand (FusedScore::score_rows).
+using RowScorer = std::function<void(const std::vector<int64_t>& rows, float* out)>;
+
+// The shortlist's rows (sorted) and their final scores.
+struct Shortlist {
+  std::vector<int64_t> rows;
+  std::vector<float> score;
+};
+
+// A query's diffusion over its shortlist (DiffusionOptions::shortlist): the best `shortlist` of
+// the n scored rows (rows sorted; ties by lower row; 0: all of them) and the graph neighbours of
+// the best `seeds`, those not among rows scored by score_more, diffused over the sub-graph they
+// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Rows off
+// the shortlist keep the blend term alone: blend * p / total.
+Shortlist diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows,
+                            const float* s, size_t n, float top, double total, const RowScorer& score_more) {
+  const size_t m = opt.shortlist > 0 ? std::min<size_t>(n, static_cast<size_t>(opt.shortlist)) : n;
+  const size_t seeds = std::min<size_t>(n, static_cast<size_t>(opt.seeds));
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  auto better = [&](size_t a, size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
+  if (m < n) std::nth_element(order.begin(), order.begin() + m, order.end(), better);
+  order.resize(m);
+  std::sort(order.begin(), order.end(), better);  // the seeds first
+  Shortlist out;
+  for (size_t i : order) out.rows.push_back(rows[i]);
+  std::vector<float> score;
+  for (size_t i : order) score.push_back(s[i]);
+  // The seeds' neighbours, so the first hops of the propagation are all there.
+  std::vector<int64_t> more;
+  for (size_t i = 0; i < seeds && i < order.size(); ++i) {
+    const int64_t g = rows[order[i]];
+    for (int64_t e = graph.csr_start()[g]; e < graph.csr_start()[g + 1]; ++e) more.push_back(graph.csr_col()[e]);
+  }
+  std::sort(more.begin(), more.end());
+  more.erase(std::unique(more.begin(), more.end()), more.end());
+  std::vector<int64_t> unscored;
+  for (int64_t g : more) {
+    const int64_t* it = std::lower_bound(rows, rows + n, g);
+    if (it == rows + n || *it != g) unscored.push_back(g);
+    else out.rows.push_back(g), score.push_back(s[it - rows]);
+  }
+  if (!unscored.empty()) {
+    std::vector<float> us(unscored.size());
+    score_more(unscored, us.data());
+    out.rows.insert(out.rows.end(), unscored.begin(), unscored.end());
+    score.insert(score.end(), us.begin(), us.end());
+  }
+  // Sorted and distinct, as rerank_subset needs them.
+  std::vector<size_t> by_row(out.rows.size());
+  std::iota(by_row.begin(), by_row.end(), 0);
+  std::sort(by_row.begin(), by_row.end(), [&](size_t a, size_t b) { return out.rows[a] < out.rows[b]; });
+  std::vector<int64_t> nodes;
+  std::vector<float> p;
+  for (size_t i : by_row) {
+    if (!nodes.empty() && nodes.back() == out.rows[i]) continue;
+    nodes.push_back(out.rows[i]);
+    p.push_back(std::exp(score[i] - top));
+  }
+  out.rows = std::move(nodes);
+  out.score.resize(out.rows.size());
+  graph.rerank_subset(out.rows, p.data(), out.score.data(), total);
+  return out;
 }
 }  // namespace
 
 struct Searcher::Ann {
   std::unique_ptr<faiss::Index> q_code, q_post, q_prof;
   std::unique_ptr<faiss::IndexIVFFlat> code, post, prof;  // prof: unit-length centred log-posteriors
-  std::vector<int64_t> sample;  // evenly spaced rows: the estimate of a query's score mass outside its candidates
+  // Evenly spaced rows, copied out whole: the estimate of a query's score mass outside its
+  // candidates, scored each query from these contiguous copies rather than the scattered rows.
+  std::vector<int64_t> sample;
+  std::unique_ptr<FusedScore> sample_score;
 };
 
 Searcher::~Searcher() = default;
@@ -70,9 +145,7 @@ Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_p
   if (graph_ && graph_->size() != n_)
     fail("the gallery graph has ", graph_->size(), " items but the gallery ", n_);
   if (opt.fuse) {
-    const double a = opt.prob_a, b = opt.prob_b;
-    fused_ = std::make_shared<const FusedScore>(
-        g.code, g.post, [a, b](double d) { return 1.0 / (1.0 + std::exp(-(a - b * d))); }, opt.fusion);
+    fused_ = std::make_shared<const FusedScore>(g.code, g.post, same_prob(opt), opt.fusion);
   } else {
     code_p_ = prepare_gallery(g.code, Metric::Euclidean);
   }
@@ -83,10 +156,19 @@ Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_p
     if (fused_) {
       ann_->post = ivf(fused_->sharpened(), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_post);
       if (opt.fusion.unseen_gate > 0)
-        ann_->prof = ivf(l2_normalized(fused_->profiles()), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_prof);
+        ann_->prof = ivf(fused_->profiles(), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_prof);
     }
     const int64_t m = std::min<int64_t>(n_, scale.mass_sample), step = std::max<int64_t>(1, n_ / m);
     for (int64_t i = 0; i < n_ && static_cast<int64_t>(ann_->sample.size()) < m; i += step) ann_->sample.push_back(i);
+    if (fused_) {
+      const int64_t ns = static_cast<int64_t>(ann_->sample.size());
+      Matrix code(ns, g.code.cols), post(ns, g.post.cols);
+      for (int64_t i = 0; i < ns; ++i) {
+        std::copy(g.code.row(ann_->sample[i]), g.code.row(ann_->sample[i]) + g.code.cols, code.row(i));
+        std::copy(g.post.row(ann_->sample[i]), g.post.row(ann_->sample[i]) + g.post.cols, post.row(i));
+      }
+      ann_->sample_score = std::make_unique<FusedScore>(code, post, same_prob(opt), opt.fusion);
+    }
   }
 }
 
@@ -116,65 +198,43 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
   cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
   std::vector<float> s(cand.size());
   if (fused_) {
-    const FusionOptions& fo = fused_->options();
-    const int64_t C = fused_->posteriors().cols;
-    double best = 0;
-    for (int64_t g : cand) {
-      const float* pg = fused_->posteriors().row(g);
-      double dot = 0;
-      for (int64_t j = 0; j < C; ++j) dot += static_cast<double>(pq[j]) * pg[j];
-      best = std::max(best, dot);
-    }
-    r.unseen = fo.unseen_gate > 0 && best < fo.unseen_gate;
+    r.unseen = fused_->unseen_among(pq, cand);
     fused_->score_rows(zq, pq, r.unseen, cand, s.data());
     if (graph_) {
-      // The diffusion starts at the best `seeds` candidates: their graph neighbours join the
-      // candidates (scored the same way), so the first hops of the propagation are all there.
-      std::vector<size_t> order(cand.size());
-      std::iota(order.begin(), order.end(), 0);
-      const size_t m = std::min<size_t>(order.size(), static_cast<size_t>(opt_.diff.seeds));
-      std::partial_sort(order.begin(), order.begin() + m, order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
-      std::vector<int64_t> more;
-      for (size_t i = 0; i < m; ++i) {
-        const int64_t g = cand[order[i]];
-        for (int64_t e = graph_->csr_start()[g]; e < graph_->csr_start()[g + 1]; ++e) {
-          const int64_t o = graph_->csr_col()[e];
-          if (!std::binary_search(cand.begin(), cand.end(), o)) more.push_back(o);
-        }
-      }
-      std::sort(more.begin(), more.end());
-      more.erase(std::unique(more.begin(), more.end()), more.end());
-      if (!more.empty()) {
-        std::vector<float> ms(more.size());
-        fused_->score_rows(zq, pq, r.unseen, more, ms.data());
-        std::vector<int64_t> all;
-        std::vector<float> as;
-        size_t a = 0, b = 0;
-        while (a < cand.size() || b < more.size()) {
-          if (b == more.size() || (a < cand.size() && cand[a] < more[b])) all.push_back(cand[a]), as.push_back(s[a++]);
-          else all.push_back(more[b]), as.push_back(ms[b++]);
-        }
-        cand.swap(all);
-        s.swap(as);
-      }
       const float top = *std::max_element(s.begin(), s.end());
-      std::vector<float> p(s.size());
       double total = 0;
-      for (size_t i = 0; i < s.size(); ++i) total += p[i] = std::exp(s[i] - top);
+      for (float v : s) total += std::exp(v - top);
       // The blend term divides by the query's score mass over the whole gallery (as the
       // exhaustive ranking does); the candidates hold its peak, and the rest is estimated from the
       // evenly spaced sample rows outside them.
-      std::vector<int64_t> rest;
-      for (int64_t g : ann_->sample)
-        if (!std::binary_search(cand.begin(), cand.end(), g)) rest.push_back(g);
+      std::vector<int64_t> rest;  // positions in the sample
+      for (size_t i = 0; i < ann_->sample.size(); ++i)
+        if (!std::binary_search(cand.begin(), cand.end(), ann_->sample[i])) rest.push_back(static_cast<int64_t>(i));
       if (!rest.empty()) {
         std::vector<float> rs(rest.size());
-        fused_->score_rows(zq, pq, r.unseen, rest, rs.data());
+        ann_->sample_score->score_rows(zq, pq, r.unseen, rest, rs.data());
         double tail = 0;
         for (float v : rs) tail += std::exp(std::min(0.f, v - top));
         total += tail * static_cast<double>(n_ - static_cast<int64_t>(cand.size())) / static_cast<double>(rest.size());
       }
-      graph_->rerank_subset(cand, p.data(), s.data(), total);
+      // The candidates stand in for the gallery: the shortlist is their best.
+      const bool unseen = r.unseen;
+      Shortlist sl = diffuse_shortlist(*graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
+                                       [&](const std::vector<int64_t>& rows, float* out) {
+                                         fused_->score_rows(zq, pq, unseen, rows, out);
+                                       });
+      const double blend = opt_.diff.blend;
+      for (float& v : s) v = static_cast<float>(blend * std::exp(v - top) / total);
+      // The shortlist's final scores, and its rows that were not candidates (seed neighbours).
+      std::vector<int64_t> extra;
+      std::vector<float> es;
+      for (size_t i = 0; i < sl.rows.size(); ++i) {
+        auto it = std::lower_bound(cand.begin(), cand.end(), sl.rows[i]);
+        if (it != cand.end() && *it == sl.rows[i]) s[static_cast<size_t>(it - cand.begin())] = sl.score[i];
+        else extra.push_back(sl.rows[i]), es.push_back(sl.score[i]);
+      }
+      cand.insert(cand.end(), extra.begin(), extra.end());
+      s.insert(s.end(), es.begin(), es.end());
     }
   } else {
     for (size_t i = 0; i < cand.size(); ++i) {
@@ -209,16 +269,32 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
     if (unseen) unseen->assign(static_cast<size_t>(q.code.rows), 0);
   }
   std::shared_ptr<const GalleryGraph> graph = diffuse ? graph_ : nullptr;
-  return [base, graph, ng](int64_t q0, int64_t q1, float* out) {
+  const DiffusionOptions dopt = opt_.diff;
+  const bool whole = dopt.shortlist == 0 || ng <= dopt.shortlist;
+  return [base, graph, ng, dopt, whole](int64_t q0, int64_t q1, float* out) {
     std::vector<float> p(graph ? static_cast<size_t>(ng) : 0);
+    std::vector<int64_t> all;
+    if (graph && !whole) {
+      all.resize(static_cast<size_t>(ng));
+      std::iota(all.begin(), all.end(), 0);
+    }
     for (int64_t qi = q0; qi < q1; ++qi) {
       float* row = out + (qi - q0) * ng;
       base(qi, qi + 1, row);  // one query at a time: see scores() in duet/search.h
       if (!graph) continue;
       // The fused score is a log-probability up to a constant: probabilities up to scale.
       const float top = *std::max_element(row, row + ng);
-      for (int64_t j = 0; j < ng; ++j) p[j] = std::exp(row[j] - top);
-      graph->rerank(p.data(), row);
+      double total = 0;
+      for (int64_t j = 0; j < ng; ++j) total += p[j] = std::exp(row[j] - top);
+      if (whole) {
+        graph->rerank(p.data(), row);
+        continue;
+      }
+      // Every row is scored already, so the shortlist needs no more scores.
+      Shortlist sl = diffuse_shortlist(*graph, dopt, all.data(), row, all.size(), top, total,
+                                       [](const std::vector<int64_t>&, float*) {});
+      for (int64_t j = 0; j < ng; ++j) row[j] = static_cast<float>(dopt.blend * p[j] / total);
+      for (size_t i = 0; i < sl.rows.size(); ++i) row[sl.rows[i]] = sl.score[i];
     }
   };
 }

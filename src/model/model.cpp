@@ -32,7 +32,7 @@ json rank_to_json(const RankOptions& r) {
                       {"unseen_profile", r.fusion.unseen_profile}}},
           {"diffusion", r.diffusion},
           {"diffusion_options", {{"k", r.diff.k}, {"alpha", r.diff.alpha}, {"seeds", r.diff.seeds},
-                                 {"blend", r.diff.blend}}},
+                                 {"blend", r.diff.blend}, {"shortlist", r.diff.shortlist}}},
           {"prob_a", r.prob_a},
           {"prob_b", r.prob_b}};
 }
@@ -51,6 +51,8 @@ RankOptions rank_from_json(const json& j) {
   r.diff.alpha = d.at("alpha").get<double>();
   r.diff.seeds = d.at("seeds").get<int>();
   r.diff.blend = d.at("blend").get<double>();
+  // Models written before the shortlist existed diffused over the whole gallery.
+  r.diff.shortlist = d.value("shortlist", 0);
   r.prob_a = j.at("prob_a").get<double>();
   r.prob_b = j.at("prob_b").get<double>();
   return r;

@@ -364,7 +364,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
                      {"unseen_profile", cfg.fusion.unseen_profile}};
   }
   if (searcher.graph())
-    out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend}};
+    out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend},
+                         {"shortlist", cfg.diff.shortlist}};
   // What the report shows beyond the metrics (duet/report.h): curves, per-class AP, examples.
   json detail = {{"root", std::filesystem::absolute(d.root).lexically_normal().string()},
                  {"test", json::object()}, {"by_query", json::object()}};
