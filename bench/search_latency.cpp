@@ -47,6 +47,14 @@ double rss_bytes() {
   return resident * 4096.0;
 }
 
+// Query i alone, as `duet search` sends one.
+QueryArrays query(const QueryArrays& q, int64_t i) {
+  QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
+  std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
+  std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+  return one;
+}
+
 nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::shared_ptr<const GalleryGraph>& graph,
                    const QueryArrays& q, int64_t recall_queries, const RankOptions& rank, const ScaleOptions& scale) {
   const int64_t n = g.code.rows, nq = q.code.rows, k = 10;
@@ -59,16 +67,9 @@ nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::s
   const double bytes = std::max(0.0, rss_bytes() - rss0) / static_cast<double>(n);
   std::vector<double> ms;
   std::vector<Ranking> got;
-  {  // one untimed query first: the first touch of the gallery's pages is not a query's cost
-    QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
-    std::copy(q.post.row(0), q.post.row(0) + q.post.cols, one.post.data.begin());
-    std::copy(q.code.row(0), q.code.row(0) + q.code.cols, one.code.data.begin());
-    s.search(one, k);
-  }
+  s.search(query(q, 0), k);  // untimed: the first touch of the gallery's pages is not a query's cost
   for (int64_t i = 0; i < nq; ++i) {
-    QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
-    std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
-    std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+    const QueryArrays one = query(q, i);
     auto t = Clock::now();
     got.push_back(s.search(one, k)[0]);
     ms.push_back(1000 * seconds_since(t));
@@ -84,9 +85,7 @@ nlohmann::json row(const std::string& what, const GalleryArrays& g, const std::s
     const int64_t m = std::min(nq, recall_queries);
     double hit = 0;
     for (int64_t i = 0; i < m; ++i) {
-      QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
-      std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
-      std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+      const QueryArrays one = query(q, i);
       const auto tr = Clock::now();
       auto ref = exact.search(one, k)[0];
       std::fprintf(stderr, "search_latency: exhaustive reference %lld/%lld: %.1f s\n", static_cast<long long>(i + 1),

@@ -51,8 +51,9 @@ std::unique_ptr<faiss::IndexIVFFlat> ivf(const Matrix& m, int lists, faiss::Metr
 // Scores some gallery rows for the query at hand (FusedScore::score_rows).
 using RowScorer = std::function<void(const std::vector<int64_t>& rows, float* out)>;
 
-// The shortlist's rows (sorted) and their final scores.
-struct Shortlist {
+// Rows the shortlist added (seed neighbours that were not among the scored rows) and their
+// final scores.
+struct Added {
   std::vector<int64_t> rows;
   std::vector<float> score;
 };
@@ -60,57 +61,56 @@ struct Shortlist {
 // A query's diffusion over its shortlist (DiffusionOptions::shortlist): the best `shortlist` of
 // the n scored rows (rows sorted; ties by lower row; 0: all of them) and the graph neighbours of
 // the best `seeds`, those not among rows scored by score_more, diffused over the sub-graph they
-// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Rows off
-// the shortlist keep the blend term alone: blend * p / total.
-Shortlist diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows,
-                            const float* s, size_t n, float top, double total, const RowScorer& score_more) {
+// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Writes
+// every row's final score to out [n] (which may be s): the diffused score on the shortlist,
+// blend * p / total (the blend term alone) off it.
+Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows, const float* s,
+                        size_t n, float top, double total, const RowScorer& score_more, float* out) {
   const size_t m = opt.shortlist > 0 ? std::min<size_t>(n, static_cast<size_t>(opt.shortlist)) : n;
-  const size_t seeds = std::min<size_t>(n, static_cast<size_t>(opt.seeds));
+  const size_t seeds = std::min<size_t>(m, static_cast<size_t>(opt.seeds));
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   auto better = [&](size_t a, size_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); };
   if (m < n) std::nth_element(order.begin(), order.begin() + m, order.end(), better);
   order.resize(m);
   std::sort(order.begin(), order.end(), better);  // the seeds first
-  Shortlist out;
-  for (size_t i : order) out.rows.push_back(rows[i]);
-  std::vector<float> score;
-  for (size_t i : order) score.push_back(s[i]);
-  // The seeds' neighbours, so the first hops of the propagation are all there.
-  std::vector<int64_t> more;
-  for (size_t i = 0; i < seeds && i < order.size(); ++i) {
+  // The shortlist as (row, position in rows, or -1 for a row it adds), then the seeds'
+  // neighbours, so the first hops of the propagation are all there.
+  std::vector<std::pair<int64_t, int64_t>> nodes;
+  for (size_t i : order) nodes.emplace_back(rows[i], static_cast<int64_t>(i));
+  Added added;
+  for (size_t i = 0; i < seeds; ++i) {
     const int64_t g = rows[order[i]];
-    for (int64_t e = graph.csr_start()[g]; e < graph.csr_start()[g + 1]; ++e) more.push_back(graph.csr_col()[e]);
+    for (int64_t e = graph.csr_start()[g]; e < graph.csr_start()[g + 1]; ++e) {
+      const int64_t o = graph.csr_col()[e];
+      const int64_t* it = std::lower_bound(rows, rows + n, o);
+      if (it != rows + n && *it == o) nodes.emplace_back(o, it - rows);
+      else added.rows.push_back(o);
+    }
   }
-  std::sort(more.begin(), more.end());
-  more.erase(std::unique(more.begin(), more.end()), more.end());
-  std::vector<int64_t> unscored;
-  for (int64_t g : more) {
-    const int64_t* it = std::lower_bound(rows, rows + n, g);
-    if (it == rows + n || *it != g) unscored.push_back(g);
-    else out.rows.push_back(g), score.push_back(s[it - rows]);
-  }
-  if (!unscored.empty()) {
-    std::vector<float> us(unscored.size());
-    score_more(unscored, us.data());
-    out.rows.insert(out.rows.end(), unscored.begin(), unscored.end());
-    score.insert(score.end(), us.begin(), us.end());
-  }
+  std::sort(added.rows.begin(), added.rows.end());
+  added.rows.erase(std::unique(added.rows.begin(), added.rows.end()), added.rows.end());
+  added.score.resize(added.rows.size());
+  if (!added.rows.empty()) score_more(added.rows, added.score.data());
+  for (size_t i = 0; i < added.rows.size(); ++i) nodes.emplace_back(added.rows[i], -1 - static_cast<int64_t>(i));
   // Sorted and distinct, as rerank_subset needs them.
-  std::vector<size_t> by_row(out.rows.size());
-  std::iota(by_row.begin(), by_row.end(), 0);
-  std::sort(by_row.begin(), by_row.end(), [&](size_t a, size_t b) { return out.rows[a] < out.rows[b]; });
-  std::vector<int64_t> nodes;
+  std::sort(nodes.begin(), nodes.end());
+  nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
+  std::vector<int64_t> sub;
   std::vector<float> p;
-  for (size_t i : by_row) {
-    if (!nodes.empty() && nodes.back() == out.rows[i]) continue;
-    nodes.push_back(out.rows[i]);
-    p.push_back(std::exp(score[i] - top));
+  for (const auto& [row, at] : nodes) {
+    sub.push_back(row);
+    p.push_back(std::exp((at >= 0 ? s[at] : added.score[static_cast<size_t>(-1 - at)]) - top));
   }
-  out.rows = std::move(nodes);
-  out.score.resize(out.rows.size());
-  graph.rerank_subset(out.rows, p.data(), out.score.data(), total);
-  return out;
+  std::vector<float> diffused(sub.size());
+  graph.rerank_subset(sub, p.data(), diffused.data(), total);
+  for (size_t i = 0; i < n; ++i) out[i] = static_cast<float>(opt.blend * std::exp(s[i] - top) / total);
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    const int64_t at = nodes[i].second;
+    if (at >= 0) out[at] = diffused[i];
+    else added.score[static_cast<size_t>(-1 - at)] = diffused[i];
+  }
+  return added;
 }
 }  // namespace
 
@@ -219,22 +219,12 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
       }
       // The candidates stand in for the gallery: the shortlist is their best.
       const bool unseen = r.unseen;
-      Shortlist sl = diffuse_shortlist(*graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
-                                       [&](const std::vector<int64_t>& rows, float* out) {
-                                         fused_->score_rows(zq, pq, unseen, rows, out);
-                                       });
-      const double blend = opt_.diff.blend;
-      for (float& v : s) v = static_cast<float>(blend * std::exp(v - top) / total);
-      // The shortlist's final scores, and its rows that were not candidates (seed neighbours).
-      std::vector<int64_t> extra;
-      std::vector<float> es;
-      for (size_t i = 0; i < sl.rows.size(); ++i) {
-        auto it = std::lower_bound(cand.begin(), cand.end(), sl.rows[i]);
-        if (it != cand.end() && *it == sl.rows[i]) s[static_cast<size_t>(it - cand.begin())] = sl.score[i];
-        else extra.push_back(sl.rows[i]), es.push_back(sl.score[i]);
-      }
-      cand.insert(cand.end(), extra.begin(), extra.end());
-      s.insert(s.end(), es.begin(), es.end());
+      Added added = diffuse_shortlist(
+          *graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
+          [&](const std::vector<int64_t>& rows, float* out) { fused_->score_rows(zq, pq, unseen, rows, out); },
+          s.data());
+      cand.insert(cand.end(), added.rows.begin(), added.rows.end());
+      s.insert(s.end(), added.score.begin(), added.score.end());
     }
   } else {
     for (size_t i = 0; i < cand.size(); ++i) {
@@ -290,11 +280,9 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
         graph->rerank(p.data(), row);
         continue;
       }
-      // Every row is scored already, so the shortlist needs no more scores.
-      Shortlist sl = diffuse_shortlist(*graph, dopt, all.data(), row, all.size(), top, total,
-                                       [](const std::vector<int64_t>&, float*) {});
-      for (int64_t j = 0; j < ng; ++j) row[j] = static_cast<float>(dopt.blend * p[j] / total);
-      for (size_t i = 0; i < sl.rows.size(); ++i) row[sl.rows[i]] = sl.score[i];
+      // Every row is scored already, so the shortlist adds none.
+      diffuse_shortlist(*graph, dopt, all.data(), row, all.size(), top, total,
+                        [](const std::vector<int64_t>&, float*) {}, row);
     }
   };
 }
