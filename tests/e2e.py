@@ -6,6 +6,7 @@ duet binary with it, and counting checks.
     r = t.run([...]); t.check("name", ok, detail)
     t.finish()             # prints the count, exits 1 if anything failed
 """
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,29 @@ class E2E:
             else:
                 sketches.append(os.path.join(data, path))
         return sketches
+
+    def fixture(self, fixture_dir):
+        """The server fixture serve_fixture.py wrote (index, gallery, sketches, model), or a SKIP
+        when it did not run."""
+        path = os.path.join(fixture_dir, "fixture.json")
+        if not os.path.exists(path):
+            print("SKIP: no server fixture (serve_fixture.py did not run)")
+            self.finish()
+        return json.load(open(path))
+
+    def browser(self, script, args, timeout):
+        """Runs tests/browser/SCRIPT (playwright-core driving Debian's chromium) with args; a
+        failed check when either is missing (scripts/deps.sh installs both). Returns the
+        CompletedProcess, or None when it could not run."""
+        here = os.path.dirname(os.path.abspath(__file__))
+        modules = os.path.join(here, "browser", "node_modules", "playwright-core")
+        if not os.path.isdir(modules) or not os.path.exists(os.environ.get("CHROMIUM", "/usr/bin/chromium")):
+            self.check("playwright-core and chromium installed (scripts/deps.sh)", False, modules)
+            return None
+        p = subprocess.run(["node", os.path.join(here, "browser", script)] + args, capture_output=True, text=True,
+                           timeout=timeout)
+        print(p.stdout + p.stderr[-3000:])
+        return p
 
     def finish(self):
         print(f"{len(self.passed)} passed, {len(self.failed)} failed")

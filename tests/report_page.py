@@ -7,23 +7,15 @@ Usage: report_page.py path/to/duet FIXTURE_DIR SHOT_DIR
 """
 import json
 import os
-import subprocess
 import sys
 
 from e2e import E2E
 
 t = E2E(sys.argv[1])
-fx_file = os.path.join(sys.argv[2], "fixture.json")
-if not os.path.exists(fx_file):
-    print("SKIP: no server fixture (serve_fixture.py did not run)")
-    t.finish()
-run_dir = os.path.dirname(os.path.dirname(json.load(open(fx_file))["model"]))  # <run>/category/model
+fx = t.fixture(sys.argv[2])
+run_dir = os.path.dirname(os.path.dirname(fx["model"]))  # <run>/category/model
 shots = os.path.abspath(sys.argv[3])
 os.makedirs(shots, exist_ok=True)
-here = os.path.dirname(os.path.abspath(__file__))
-if not os.path.isdir(os.path.join(here, "browser", "node_modules", "playwright-core")):
-    t.check("playwright-core installed (scripts/deps.sh)", False)
-    t.finish()
 
 first = os.path.join(run_dir, "report.html")
 t.check("duet run wrote report.html", os.path.isfile(first))
@@ -47,10 +39,8 @@ if os.path.isfile(first) and os.path.isfile(again):
     a, b = page_data(first), page_data(again)
     t.check("duet report gives the run's own page (metrics, curves, examples, thumbnails, map points)",
             a == b and len(a["splits"][0]["maps"]) == 4, f"{len(a['splits'][0].get('maps', []))} maps")
-    p = subprocess.run(["node", os.path.join(here, "browser", "report.mjs"), again, os.path.join(shots, "report")],
-                       capture_output=True, text=True, timeout=300)
-    print(p.stdout + p.stderr[-2000:])
-    t.check("report in chromium", p.returncode == 0)
-r = t.run(["report", "--run", here], expect_rc=1)
+    p = t.browser("report.mjs", [again, os.path.join(shots, "report")], timeout=300)
+    t.check("report in chromium", p is not None and p.returncode == 0)
+r = t.run(["report", "--run", os.path.dirname(os.path.abspath(__file__))], expect_rc=1)
 t.check("report of a folder that is no run", r.returncode == 1 and "metrics.json" in r.stderr, r.stderr.strip())
 t.finish()

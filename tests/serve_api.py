@@ -26,11 +26,7 @@ from serve_util import Server
 
 t = E2E(sys.argv[1])
 check, run = t.check, t.run
-fx_file = os.path.join(sys.argv[2], "fixture.json")
-if not os.path.exists(fx_file):
-    print("SKIP: no server fixture (serve_fixture.py did not run)")
-    t.finish()
-fx = json.load(open(fx_file))
+fx = t.fixture(sys.argv[2])
 index, sketches, gallery = fx["index"], fx["sketches"], fx["gallery"]
 LOAD_S = float(os.environ.get("DUET_LOAD_SECONDS", "20"))
 

@@ -7,7 +7,6 @@ Usage: serve_page.py path/to/duet FIXTURE_DIR SHOT_DIR
 """
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -15,18 +14,9 @@ from e2e import E2E
 from serve_util import Server
 
 t = E2E(sys.argv[1])
-fx_file = os.path.join(sys.argv[2], "fixture.json")
-if not os.path.exists(fx_file):
-    print("SKIP: no server fixture (serve_fixture.py did not run)")
-    t.finish()
-fx = json.load(open(fx_file))
+fx = t.fixture(sys.argv[2])
 shots = os.path.abspath(sys.argv[3])
 os.makedirs(shots, exist_ok=True)
-here = os.path.dirname(os.path.abspath(__file__))
-node_modules = os.path.join(here, "browser", "node_modules", "playwright-core")
-if not os.path.isdir(node_modules) or not os.path.exists(os.environ.get("CHROMIUM", "/usr/bin/chromium")):
-    t.check("playwright-core and chromium installed (scripts/deps.sh)", False, node_modules)
-    t.finish()
 
 # A held-out test sketch whose class's photos are in the index.
 sketch = fx["sketches"][len(fx["sketches"]) // 2]
@@ -36,10 +26,8 @@ top5 = [h["path"][len(root):] for h in json.loads(r.stdout)["results"]]
 with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
     json.dump(top5, f)
 with Server(t.duet, fx["index"], t.env) as s:
-    p = subprocess.run(["node", os.path.join(here, "browser", "page.mjs"), s.url + "/", sketch, f.name,
-                        os.path.join(shots, "serve_page.png")], capture_output=True, text=True, timeout=600)
-    print(p.stdout + p.stderr[-3000:])
-    t.check("the page test in chromium passes", p.returncode == 0)
+    p = t.browser("page.mjs", [s.url + "/", sketch, f.name, os.path.join(shots, "serve_page.png")], timeout=600)
+    t.check("the page test in chromium passes", p is not None and p.returncode == 0)
     errors = [l for l in s.log if " 500 " in l or "internal error" in l]
     t.check("the server answered no request with a 5xx", not errors, "".join(errors[:3]))
 os.unlink(f.name)

@@ -11,18 +11,11 @@
 // Prints one PASS/FAIL line per check and exits 1 if any failed.
 import { readFileSync } from "node:fs";
 import { basename } from "node:path";
-import { chromium } from "playwright-core";
+import { check, exit, launch } from "./harness.mjs";
 
 const [url, sketch, expectedFile, screenshot] = process.argv.slice(2);
 const expected = JSON.parse(readFileSync(expectedFile, "utf8"));
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-let failed = 0;
-const check = (name, ok, detail = "") => {
-  console.log(`${ok ? "PASS" : "FAIL"} ${name}${detail ? ": " + detail : ""}`);
-  if (!ok) failed++;
-};
-
-const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+const browser = await launch();
 const consoleErrors = [];
 function watch(page) {
   page.on("console", (m) => m.type() === "error" && consoleErrors.push(m.text()));
@@ -139,4 +132,4 @@ try {
   check("no console error, no failed request", consoleErrors.length === 0, consoleErrors.join(" | "));
   await browser.close();
 }
-process.exit(failed ? 1 : 0);
+exit();

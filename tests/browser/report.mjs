@@ -6,17 +6,10 @@
 //   node report.mjs REPORT.html SCREENSHOT_PREFIX
 // Prints one PASS/FAIL line per check and exits 1 if any failed.
 import { pathToFileURL } from "node:url";
-import { chromium } from "playwright-core";
+import { check, exit, launch } from "./harness.mjs";
 
 const [report, shotPrefix] = process.argv.slice(2);
-const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
-let failed = 0;
-const check = (name, ok, detail = "") => {
-  console.log(`${ok ? "PASS" : "FAIL"} ${name}${detail ? ": " + detail : ""}`);
-  if (!ok) failed++;
-};
-
-const browser = await chromium.launch({ executablePath, args: ["--no-sandbox"] });
+const browser = await launch();
 for (const [label, viewport] of [["desktop", { width: 1280, height: 900 }], ["phone", { width: 390, height: 844 }]]) {
   const context = await browser.newContext({ viewport });
   // Self-contained: any request beyond the file itself (a CDN, a font) is refused and reported.
@@ -65,4 +58,4 @@ for (const [label, viewport] of [["desktop", { width: 1280, height: 900 }], ["ph
   await context.close();
 }
 await browser.close();
-process.exit(failed ? 1 : 0);
+exit();
