@@ -47,6 +47,9 @@ with tempfile.TemporaryDirectory() as tmp:
     mem = s.get("phase1_members", [])
     check("two Phase I encoders per domain, the second in member1/", len(mem) == 2 and
           os.path.isfile(os.path.join(out, "category", "member1", "sketch_encoder.pt")), str(mem))
+    caches = sorted(os.listdir(os.path.join(out, "cache")))
+    check("the second members train on the first's views: one trunk cache per domain",
+          r.stderr.count("trunk cache: reusing") == 2 and len(caches) == 2, str(caches))
     nu = s.get("unseen_queries", -1)
     check("unseen-class gate reports how many queries it took", 0 <= nu <= s["queries"], str(nu))
 

@@ -59,7 +59,7 @@ struct EncoderMeta {
   DomainKind kind = DomainKind::Image;
   bool frame = false;  // trained on images cropped to their strokes
   int tta_views = 1;   // views its written embeddings average, drawn with augment_view from seed
-  uint64_t seed = 0;
+  uint64_t seed = 0;   // the view seed (EncoderTrainOptions::view_seed); stored as "seed"
 };
 
 void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
@@ -151,8 +151,8 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
 
 class TrainedEncoder : public PhaseOneEncoder {
  public:
-  TrainedEncoder(LoadedEncoder e, std::string path, int workers)
-      : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
+  TrainedEncoder(LoadedEncoder e, std::string path, int workers, std::string weights_file)
+      : e_(std::move(e)), path_(std::move(path)), workers_(workers), weights_file_(std::move(weights_file)) {}
   int input_size() const override { return e_.net->input_size; }
   int64_t dim() const override { return e_.meta.hidden; }
   bool frames_input() const override { return e_.meta.frame; }
@@ -165,26 +165,27 @@ class TrainedEncoder : public PhaseOneEncoder {
   const std::vector<std::string>& classes() const override { return e_.meta.classes; }
   void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr); }
   void encode_logits(int64_t n, const float* x, float* emb, float* logits) override {
-    const int S = e_.net->input_size;
-    const int64_t C = static_cast<int64_t>(e_.meta.classes.size());
-    for_each_image(n, workers_, [&](int64_t i) {
-      auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
-                    .contiguous(torch::MemoryFormat::ChannelsLast);
-      auto y = e_.head->embed(e_.net->features(in)).contiguous();
-      std::copy(y.data_ptr<float>(), y.data_ptr<float>() + dim(), emb + i * dim());
-      if (!logits) return;
-      auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
-      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
-    });
+    encode_members({this}, n, x, {emb}, {logits});
+  }
+  bool shares_views(const PhaseOneEncoder& other) const override {
+    auto* o = dynamic_cast<const TrainedEncoder*>(&other);
+    if (!o) return false;
+    const EncoderMeta &a = e_.meta, &b = o->e_.meta;
+    return a.arch == b.arch && a.split == b.split && a.frame == b.frame &&
+           a.kind == b.kind && a.tta_views == b.tta_views && a.seed == b.seed &&
+           e_.net->input_size == o->e_.net->input_size && weights_file_ == o->weights_file_;
   }
   std::string source() const override {
     return "encoder:" + path_.substr(path_.find_last_of('/') + 1) + ":" + e_.meta.domain;
   }
 
  private:
+  friend void duet::encode_members(const std::vector<PhaseOneEncoder*>&, int64_t, const float*,
+                                   const std::vector<float*>&, const std::vector<float*>&);
   LoadedEncoder e_;
   std::string path_;
   int workers_;
+  std::string weights_file_;  // the file its frozen stages were loaded from
 };
 
 double accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
@@ -256,7 +257,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   log_line(domain + " (" + kind_name(kind) + "): " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
            " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
            " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
-  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, kind,
+  const uint64_t view_seed = opt.view_seed.value_or(opt.seed);
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, view_seed, opt.frame, kind,
                                        opt.cache_dir, resolve_threads(opt.backbone.threads), work);
   const double top_flops = stage_flops(*net, split, S_total);
 
@@ -264,11 +266,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   auto tr = torch::from_blob(train_idx.data(), {res.train_count}, torch::kInt64).clone();
   auto va = torch::from_blob(val_idx.data(), {res.val_count}, torch::kInt64).clone();
 
-  // Pooled features of every view through the (so far frozen) top stages: [views, N, D].
-  auto pooled_all = [&](bool only_view0) {
+  // Pooled features of the first `nv` views through the (so far frozen) top stages: [nv, N, D].
+  auto pooled_all = [&](int nv) {
     torch::NoGradGuard ng;
     net->eval();
-    int nv = only_view0 ? 1 : cache.views;
     auto out = torch::empty({nv, static_cast<int64_t>(all.size()), net->feature_dim});
     for (int v = 0; v < nv; ++v)
       for (int64_t i = 0; i < static_cast<int64_t>(all.size()); i += 64) {
@@ -280,12 +281,27 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 
   Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()), opt.dropout);
   const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing);
-  auto evaluate_val = [&](const torch::Tensor& feats0) {
+  // Held-out accuracy from the held-out rows' pooled features of view 0 ([val_count, D]).
+  auto evaluate_val = [&](const torch::Tensor& val_feats) {
     torch::NoGradGuard ng;
     head->eval();
-    double acc = res.val_count ? accuracy(head->forward(feats0.index_select(0, va)), lab.index_select(0, va)) : -1;
+    double acc = accuracy(head->forward(val_feats), lab.index_select(0, va));
     head->train();
     return acc;
+  };
+  // The same during fine-tuning: only the held-out rows pass the top stages (a quarter of the
+  // images on category, none on a zero-shot split, where no test image has a learnt class).
+  auto finetune_val = [&] {
+    if (res.val_count == 0) return -1.0;
+    torch::NoGradGuard ng;
+    net->eval();
+    auto f = torch::empty({res.val_count, net->feature_dim});
+    for (int64_t i = 0; i < res.val_count; i += 64) {
+      int64_t e = std::min<int64_t>(res.val_count, i + 64);
+      auto rows = cache.act[0].index_select(0, va.slice(0, i, e));
+      f.slice(0, i, e).copy_(net->pool(net->run_stages(rows, split, S_total)));
+    }
+    return evaluate_val(f);
   };
 
   // One epoch over the train samples, each seen at a random cached view:
@@ -319,7 +335,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 
   // Stage 1: backbone frozen, head trains on pooled features.
   {
-    auto feats = pooled_all(false);
+    auto feats = pooled_all(cache.views);
+    auto val_feats = feats[0].index_select(0, va);
     work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
     torch::optim::AdamW optim(head->parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
     Progress bar(domain + " frozen", opt.frozen_epochs);
@@ -328,7 +345,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       auto r = run_epoch(optim, [&](const torch::Tensor& idx, const torch::Tensor& v) {
         return head->forward(feats.index({v, idx}));
       }, nullptr);
-      log_epoch(bar, "frozen", ep, r, evaluate_val(feats[0]));
+      log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
     }
   }
@@ -353,7 +370,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;
       work.flops += 3.0 * res.train_count * top_flops;  // forward + backward (2x)
-      log_epoch(bar, "finetune", ep, r, evaluate_val(pooled_all(true)[0]));
+      log_epoch(bar, "finetune", ep, r, finetune_val());
     }
     for (auto& p : top) p.set_requires_grad(false);
   }
@@ -364,7 +381,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // `tta_views` cached views (the image, its mirror, then augmentations).
   {
     torch::NoGradGuard ng;
-    auto feats = pooled_all(opt.tta_views == 1);
+    auto feats = pooled_all(opt.tta_views);
     auto emb = head->embed(feats[0]);
     auto logits = head->forward(feats[0]);
     for (int v = 1; v < opt.tta_views; ++v) {
@@ -376,7 +393,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
     EncoderMeta meta{net->arch, weights_id, domain,        res.classes, split,
-                     opt.hidden, kind,      opt.frame, opt.tta_views, opt.seed};
+                     opt.hidden, kind,      opt.frame, opt.tta_views, view_seed};
     save_encoder(out, meta, *net, *head);
     if (!emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
@@ -404,7 +421,39 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 }
 
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights) {
-  return std::make_unique<TrainedEncoder>(load_encoder(file, weights), file, resolve_threads(threads));
+  LoadedEncoder e = load_encoder(file, weights);
+  std::string from = weights.empty() ? e.meta.weights : weights;
+  return std::make_unique<TrainedEncoder>(std::move(e), file, resolve_threads(threads), std::move(from));
+}
+
+void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, const float* x,
+                    const std::vector<float*>& emb, const std::vector<float*>& logits) {
+  if (members.empty()) return;
+  if (emb.size() != members.size() || logits.size() != members.size())
+    fail("internal: encode_members takes one embedding and one logits output per member");
+  std::vector<TrainedEncoder*> ms;
+  for (PhaseOneEncoder* m : members) {
+    auto* t = dynamic_cast<TrainedEncoder*>(m);
+    if (!t || !members[0]->shares_views(*m))
+      fail("internal: encode_members needs encoders with the same frozen stages and views");
+    ms.push_back(t);
+  }
+  LoadedEncoder& first = ms[0]->e_;
+  const int S = first.net->input_size, split = first.meta.split, stages = first.net->num_stages();
+  for_each_image(n, ms[0]->workers_, [&](int64_t i) {
+    auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
+                  .contiguous(torch::MemoryFormat::ChannelsLast);
+    auto trunk = first.net->run_stages(in, 0, split);
+    for (size_t m = 0; m < ms.size(); ++m) {
+      LoadedEncoder& e = ms[m]->e_;
+      const int64_t D = e.meta.hidden, C = static_cast<int64_t>(e.meta.classes.size());
+      auto y = e.head->embed(e.net->pool(e.net->run_stages(trunk, split, stages))).contiguous();
+      if (emb[m]) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb[m] + i * D);
+      if (!logits[m]) continue;
+      auto l = e.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
+      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits[m] + i * C);
+    }
+  });
 }
 
 }  // namespace duet

@@ -190,8 +190,7 @@ struct Trained {
 Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, const Domains& doms,
                     const std::map<std::string, DomainKind>& kinds, const std::string& key, const std::string& dir,
                     const std::string& model_dir, const json& training) {
-  // Member 0 writes to dir, member m (seed + m) to dir/member<m>: the same training as a run with
-  // that seed.
+  // Member 0 writes to dir, member m (seed + m, on member 0's views) to dir/member<m>.
   Trained t;
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
@@ -199,6 +198,9 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     json acc;
     for (const std::string& domain : doms.all()) {
       EncoderTrainOptions eo = cfg.enc;
+      // Members differ in initialisation, minibatch order and dropout, not in their views: they
+      // share one trunk cache, and search runs their frozen stages once per image.
+      eo.view_seed = eo.seed;
       eo.seed += static_cast<uint64_t>(m);
       eo.cache_dir = o.out + "/cache";
       eo.kind = kinds.at(domain);
@@ -207,7 +209,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
       k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
         << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
         << eo.views << "|" << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|"
-        << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << kind_name(kinds.at(domain))
+        << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << *eo.view_seed << "|"
+        << kind_name(kinds.at(domain))
         << (eo.frame ? "|framed" : "");
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
