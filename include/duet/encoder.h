@@ -72,7 +72,7 @@ std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const st
 
 // Sets LibTorch's intra-op thread count for training (0 = all cores); returns the count in effect.
 int set_threads(int threads);
-// 0 -> number of cores, else threads.
+// 0 -> the cores (divided among LOCAL_WORLD_SIZE data-parallel workers, duet/dist.h), else threads.
 int resolve_threads(int threads);
 
 }  // namespace duet

@@ -38,6 +38,7 @@ struct MapperTrainResult {
   std::map<std::string, int64_t> queries;  // usable query rows per domain
   int64_t gallery = 0, pairs_per_epoch = 0;
   double prob_a = 0, prob_b = 0;  // p(same) = sigmoid(a - b * d)
+  int ranks = 1;                   // data-parallel workers (duet/dist.h)
   Ledger ledger;
   std::string to_json() const;
 };

@@ -2,6 +2,7 @@
 #include "duet/encoder.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -12,7 +13,11 @@
 namespace duet {
 
 int resolve_threads(int threads) {
-  return threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads > 0) return threads;
+  // Data-parallel workers on one machine (duet/dist.h) split its cores.
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const int workers = local ? std::max(1, std::atoi(local)) : 1;
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / workers);
 }
 
 int set_threads(int threads) {

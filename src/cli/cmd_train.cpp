@@ -4,6 +4,7 @@
 
 #include "cli/commands.h"
 #include "duet/dataset.h"
+#include "duet/dist.h"
 #include "duet/domain.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
@@ -36,6 +37,7 @@ struct MapperArgs {
   MapperOptions opt;
   std::vector<std::string> query_emb;
   std::string gallery_emb, split_file, out, json_out;
+  int nproc = 1;
 };
 
 // Keeps the rows whose path is in the split's train part (all rows without a split file).
@@ -54,9 +56,11 @@ Embeddings train_rows(const Embeddings& e, const std::string& split_file) {
 }
 
 void run_train_mapper(const MapperArgs& a) {
+  workers_or_join(a.nproc);
   std::vector<Embeddings> q;
   for (const auto& f : a.query_emb) q.push_back(train_rows(read_embeddings(f), a.split_file));
   auto r = train_mapper(q, train_rows(read_embeddings(a.gallery_emb), a.split_file), a.opt, a.out);
+  if (!dist::leader()) return;
   std::string j = r.to_json();
   if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
   std::printf("%s\n", j.c_str());
@@ -125,6 +129,7 @@ void register_train(CLI::App& app) {
     c->add_option("--margin", a->opt.margin, "loss margin")->capture_default_str();
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
     c->add_option("-t,--threads", a->opt.threads, "threads (0 = all cores)")->capture_default_str();
+    add_dist_options(c, a->nproc);
     c->callback([a] { run_train_mapper(*a); });
   }
 }

@@ -42,4 +42,13 @@ void add_backbone_options(CLI::App* cmd, BackboneOptions& opt);
 void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::string& gallery,
                         std::map<std::string, DomainKind>* kinds = nullptr);
 
+// --nproc N: data-parallel workers (duet/dist.h). Call workers_or_join(nproc) first in the
+// verb's callback: with --nproc > 1 it runs the verb as that many local workers and exits with
+// their status; otherwise it joins the process group the torchrun environment describes (RANK,
+// WORLD_SIZE, MASTER_ADDR, MASTER_PORT), if any.
+void add_dist_options(CLI::App* cmd, int& nproc);
+void workers_or_join(int nproc);
+// main() records the command line for the workers.
+void set_command_line(int argc, char** argv);
+
 }  // namespace duet::cli

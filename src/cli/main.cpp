@@ -3,8 +3,10 @@
 // Exit codes: 0 success, 1 bad input or failed work (one "duet: error: ..." line), 2 bad usage
 // (unknown verb or flag), 3 internal error.
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/commands.h"
+#include "duet/dist.h"
 #include "duet/error.h"
 #include "duet/progress.h"
 #include "duet/runtime.h"
@@ -53,10 +55,39 @@ void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::str
         "override the detected kind of domains: DOMAIN=drawing|image,... (drawing: dark strokes on white)");
 }
 
+namespace {
+int g_argc = 0;
+char** g_argv = nullptr;
+}  // namespace
+
+void set_command_line(int argc, char** argv) {
+  g_argc = argc;
+  g_argv = argv;
+}
+
+void add_dist_options(CLI::App* cmd, int& nproc) {
+  cmd->add_option("--nproc", nproc,
+                  "data-parallel workers on this machine (c10d/Gloo over loopback; they split the cores). "
+                  "Or start one process per rank with torchrun's RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT")
+      ->capture_default_str()->check(CLI::Range(1, 64));
+}
+
+void workers_or_join(int nproc) {
+  const dist::Options env = dist::from_env();
+  // The workers --nproc starts run this same command line; spawn_local marks them.
+  const bool spawned = std::getenv("DUET_SPAWNED") != nullptr;
+  if (nproc > 1 && !spawned) {
+    if (env.world > 1) fail("--nproc ", nproc, " inside a worker of ", env.world, " ranks: give one or the other");
+    std::exit(dist::spawn_local(nproc, g_argc, g_argv));
+  }
+  dist::init(env);
+}
+
 }  // namespace duet::cli
 
 int main(int argc, char** argv) {
   duet::init_runtime();
+  duet::cli::set_command_line(argc, argv);
   CLI::App app{"duet: sketch-based and cross-domain image retrieval (dual-phase).\n"
                "Run 'duet <verb> --help' for the options of each verb."};
   app.set_version_flag("--version", std::string("duet ") + DUET_VERSION);

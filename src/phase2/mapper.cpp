@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <sstream>
 
+#include "dist/collectives.h"
 #include "duet/encoder.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -109,7 +111,7 @@ std::string MapperTrainResult::to_json() const {
   os << "{\"queries\": {";
   size_t i = 0;
   for (const auto& [d, n] : queries) os << (i++ ? ", " : "") << "\"" << d << "\": " << n;
-  os << "}, \"gallery\": " << gallery << ", \"pairs_per_epoch\": " << pairs_per_epoch
+  os << "}, \"gallery\": " << gallery << ", \"ranks\": " << ranks << ", \"pairs_per_epoch\": " << pairs_per_epoch
      << ", \"prob_a\": " << prob_a << ", \"prob_b\": " << prob_b << ", \"ledger\": " << ledger.to_json()
      << ", \"epoch_loss\": [";
   for (size_t e = 0; e < epoch_loss.size(); ++e) os << (e ? ", " : "") << epoch_loss[e];
@@ -147,7 +149,9 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   if (std::find(domains.begin(), domains.end(), gdom) != domains.end())
     fail("query and gallery embeddings are both of domain '", gdom, "'; Phase II maps different domains");
   domains.push_back(gdom);
-  AtomicFile out(out_file);  // opened now: an unwritable path fails before training, not after
+  // Opened now, by the rank that writes it: an unwritable path fails before training, not after.
+  std::optional<AtomicFile> out;
+  if (dist::leader()) out.emplace(out_file);
   torch::manual_seed(opt.seed);
   set_threads(opt.threads);
 
@@ -193,7 +197,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   const int in = static_cast<int>(ge.x.cols);
   for (size_t d = 0; d < domains.size(); ++d)
     net.branch.push_back(opt.shared && d > 0 ? net.branch[0] : Branch(in, opt.hidden, opt.code, opt.normalize));
-  torch::optim::AdamW optim(net.parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
+  const auto params = net.parameters();
+  torch::optim::AdamW optim(params, torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
 
   // Draws `pos` same-class and `neg` other-class gallery rows per query: [nq, pos], [nq, neg].
   auto draw = [&](const torch::Tensor& hard_pool) {
@@ -238,9 +243,12 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
     int64_t terms = 0;
     const int64_t step = std::max(1, opt.batch / (opt.pos + opt.neg));
     for (int64_t b = 0; b < nq; b += step) {
-      int64_t e = std::min(nq, b + step);
-      auto idx = order.slice(0, b, e);
-      const int64_t m = e - b;
+      const int64_t e = std::min(nq, b + step), M = e - b;
+      // This rank's share of the minibatch (all of it on one rank). Its loss is its part of the
+      // whole minibatch's mean, so the gradients summed over the ranks are the minibatch's.
+      const auto [mb, me] = dist::share(b, e);
+      auto idx = order.slice(0, mb, me);
+      const int64_t m = me - mb;
       auto zq = net.map_queries(Xq.index_select(0, idx), qdom.index_select(0, idx));         // [m, code]
       auto zp = net.gallery()->forward(Xg.index_select(0, P.index_select(0, idx).flatten()))  // [m*pos, code]
                     .view({m, opt.pos, -1});
@@ -249,18 +257,23 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
       auto dn = (zq.unsqueeze(1) - zn).pow(2).sum(2).add(1e-9).sqrt();  // [m, neg]
       torch::Tensor loss;
       if (opt.loss == "contrastive") {
-        loss = torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).mean();
+        loss = torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).sum() /
+               static_cast<double>(M * (opt.pos + opt.neg));
       } else {
         // every positive against every negative of the same query
-        loss = torch::relu(dp.unsqueeze(2) - dn.unsqueeze(1) + opt.margin).mean();
+        loss = torch::relu(dp.unsqueeze(2) - dn.unsqueeze(1) + opt.margin).sum() /
+               static_cast<double>(M * opt.pos * opt.neg);
       }
       optim.zero_grad();
       loss.backward();
+      dist::all_reduce_grads(params);
       optim.step();
-      loss_sum += loss.item<double>() * m;
-      terms += m;
+      loss_sum += loss.item<double>() * M;
+      terms += M;
     }
-    res.epoch_loss.push_back(loss_sum / terms);
+    auto total = torch::tensor({loss_sum}, torch::kFloat32);
+    dist::all_reduce_sum({total});
+    res.epoch_loss.push_back(total.item<double>() / terms);
     char buf[48];
     std::snprintf(buf, sizeof buf, " loss %.4f", res.epoch_loss.back());
     bar.set_suffix(buf);
@@ -307,10 +320,17 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   for (size_t b = 0; b < (opt.shared ? 1 : net.branch.size()); ++b)
     for (const auto& p : net.branch[b]->named_parameters())
       ar.write("b" + std::to_string(b) + "." + p.key(), p.value().detach());
-  std::ostringstream bytes;
-  ar.save_to(bytes);
-  out.write(bytes.str());
-  out.commit();
+  // The ranks stepped on the same summed gradients: they hold the same parameters, or something
+  // (a nondeterministic draw, a rank on other data) broke the data-parallel contract.
+  if (double dev = dist::divergence(params); dev != 0)
+    fail("the ", dist::world(), " ranks trained different mappers (parameters differ by up to ", dev, ")");
+  res.ranks = dist::world();
+  if (out) {
+    std::ostringstream bytes;
+    ar.save_to(bytes);
+    out->write(bytes.str());
+    out->commit();
+  }
   res.ledger = scope.stop();
   res.ledger.flops = 3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
                      (static_cast<double>(ge.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);

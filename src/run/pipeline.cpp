@@ -75,10 +75,12 @@ Config make_config(const RunOptions& o) {
     // diffusion options (duet/fusion.h, duet/diffusion.h).
     c.enc.tta_views = 4;
     c.enc.label_smoothing = 0.1;
+    c.enc.finetune_epochs = 5;
     c.frame_drawings = true;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
+    c.map.epochs = 20;
     c.fuse_posteriors = true;
     // Two Phase I encoders per domain, seeds s and s+1, their class posteriors averaged; the
     // first one's embeddings feed Phase II and the gallery graph. Chosen on the validation
