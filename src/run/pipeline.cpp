@@ -75,12 +75,10 @@ Config make_config(const RunOptions& o) {
     // diffusion options (duet/fusion.h, duet/diffusion.h).
     c.enc.tta_views = 4;
     c.enc.label_smoothing = 0.1;
-    c.enc.finetune_epochs = 5;
     c.frame_drawings = true;
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
-    c.map.epochs = 20;
     c.fuse_posteriors = true;
     // Two Phase I encoders per domain, seeds s and s+1, their class posteriors averaged; the
     // first one's embeddings feed Phase II and the gallery graph. Chosen on the validation
@@ -192,7 +190,8 @@ struct Trained {
 Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, const Domains& doms,
                     const std::map<std::string, DomainKind>& kinds, const std::string& key, const std::string& dir,
                     const std::string& model_dir, const json& training) {
-  // Member 0 writes to dir, member m (seed + m, on member 0's views) to dir/member<m>.
+  // Member 0 writes to dir, member m (seed + m) to dir/member<m>: the same training as a run with
+  // that seed.
   Trained t;
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
@@ -200,10 +199,11 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     json acc;
     for (const std::string& domain : doms.all()) {
       EncoderTrainOptions eo = cfg.enc;
-      // Members differ in initialisation, minibatch order and dropout, not in their views: they
-      // share one trunk cache, and search runs their frozen stages once per image.
-      eo.view_seed = eo.seed;
+      // Member m is the run at seed s+m, views included. (Members on member 0's views would share
+      // one trunk cache and one pass of the frozen stages at search time: not yet validated,
+      // docs/experiments.md.)
       eo.seed += static_cast<uint64_t>(m);
+      eo.view_seed = eo.seed;
       eo.cache_dir = o.out + "/cache";
       eo.kind = kinds.at(domain);
       eo.frame = cfg.frame_drawings && kinds.at(domain) == DomainKind::Drawing;
