@@ -266,15 +266,19 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   auto tr = torch::from_blob(train_idx.data(), {res.train_count}, torch::kInt64).clone();
   auto va = torch::from_blob(val_idx.data(), {res.val_count}, torch::kInt64).clone();
 
-  // Pooled features of the first `nv` views through the (so far frozen) top stages: [nv, N, D].
-  auto pooled_all = [&](int nv) {
+  // Pooled features of the first `nv` views of the samples `rows` through the top stages (as they
+  // are now): [nv, rows, D].
+  const auto every_row = torch::arange(static_cast<int64_t>(all.size()), torch::kInt64);
+  auto pooled = [&](int nv, const torch::Tensor& rows) {
     torch::NoGradGuard ng;
     net->eval();
-    auto out = torch::empty({nv, static_cast<int64_t>(all.size()), net->feature_dim});
+    const int64_t n = rows.size(0);
+    auto out = torch::empty({nv, n, net->feature_dim});
     for (int v = 0; v < nv; ++v)
-      for (int64_t i = 0; i < static_cast<int64_t>(all.size()); i += 64) {
-        int64_t e = std::min<int64_t>(all.size(), i + 64);
-        out[v].slice(0, i, e).copy_(net->pool(net->run_stages(cache.act[v].slice(0, i, e), split, S_total)));
+      for (int64_t i = 0; i < n; i += 64) {
+        int64_t e = std::min<int64_t>(n, i + 64);
+        auto act = cache.act[v].index_select(0, rows.slice(0, i, e));
+        out[v].slice(0, i, e).copy_(net->pool(net->run_stages(act, split, S_total)));
       }
     return out;
   };
@@ -289,21 +293,6 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     head->train();
     return acc;
   };
-  // The same during fine-tuning: only the held-out rows pass the top stages (a quarter of the
-  // images on category, none on a zero-shot split, where no test image has a learnt class).
-  auto finetune_val = [&] {
-    if (res.val_count == 0) return -1.0;
-    torch::NoGradGuard ng;
-    net->eval();
-    auto f = torch::empty({res.val_count, net->feature_dim});
-    for (int64_t i = 0; i < res.val_count; i += 64) {
-      int64_t e = std::min<int64_t>(res.val_count, i + 64);
-      auto rows = cache.act[0].index_select(0, va.slice(0, i, e));
-      f.slice(0, i, e).copy_(net->pool(net->run_stages(rows, split, S_total)));
-    }
-    return evaluate_val(f);
-  };
-
   // One epoch over the train samples, each seen at a random cached view:
   // forward(sample indices [B], views [B]) -> logits [B, C]. Returns (mean loss, accuracy).
   using Forward = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
@@ -335,7 +324,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 
   // Stage 1: backbone frozen, head trains on pooled features.
   {
-    auto feats = pooled_all(cache.views);
+    auto feats = pooled(cache.views, every_row);
     auto val_feats = feats[0].index_select(0, va);
     work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
     torch::optim::AdamW optim(head->parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
@@ -370,7 +359,9 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;
       work.flops += 3.0 * res.train_count * top_flops;  // forward + backward (2x)
-      log_epoch(bar, "finetune", ep, r, finetune_val());
+      // Only the held-out rows pass the top stages (none on a zero-shot split, where no test
+      // image has a learnt class).
+      log_epoch(bar, "finetune", ep, r, res.val_count ? evaluate_val(pooled(1, va)[0]) : -1.0);
     }
     for (auto& p : top) p.set_requires_grad(false);
   }
@@ -381,7 +372,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // `tta_views` cached views (the image, its mirror, then augmentations).
   {
     torch::NoGradGuard ng;
-    auto feats = pooled_all(opt.tta_views);
+    auto feats = pooled(opt.tta_views, every_row);
     auto emb = head->embed(feats[0]);
     auto logits = head->forward(feats[0]);
     for (int v = 1; v < opt.tta_views; ++v) {
