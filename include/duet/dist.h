@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "duet/embeddings.h"
+
 namespace duet::dist {
 
 struct Options {
@@ -38,10 +40,22 @@ inline bool leader() { return rank() == 0; }
 std::pair<int64_t, int64_t> share(int64_t b0, int64_t e0);
 // Waits for every rank (Error when one is gone).
 void barrier();
+// True when every rank passes true: a decision all ranks must take alike (reuse a cache file
+// or compute it) when each looked for itself.
+bool all_agree(bool mine);
+// Element-wise sums over the ranks (counts and totals for a report).
+std::vector<double> sum(std::vector<double> v);
+// Each rank's share (share(0, n)) of the rows of an n-row matrix: `mine` holds this rank's rows;
+// every rank gets all n, in rank order.
+Matrix gather_rows(const Matrix& mine, int64_t n);
+// Each rank's bytes, in rank order, on rank 0; the other ranks get an empty list.
+std::vector<std::string> gather_bytes(const std::string& mine);
 
+// Ranks sharing this machine's cores (LOCAL_WORLD_SIZE; 1 when unset). Error when malformed.
+int local_world();
 // Runs this program (argv as given) as n local workers, ranks 0..n-1 on 127.0.0.1 and a free
 // port, and waits for them; when one fails, the others are stopped. Returns the exit status: 0,
 // or the first failing worker's.
-int spawn_local(int n, int argc, char** argv);
+int spawn_local(int n, char** argv);
 
 }  // namespace duet::dist

@@ -44,6 +44,10 @@ struct GalleryIndex {
 };
 
 void write_gallery(const std::string& path, const GalleryIndex& g);
+// The file's bytes, and back (`source` names them in errors): data-parallel ranks send their
+// shares of a gallery so.
+std::string gallery_bytes(const GalleryIndex& g);
+GalleryIndex parse_gallery(const std::string& bytes, const std::string& source);
 // Throws Error naming the file when it is missing, not an index, truncated or damaged.
 GalleryIndex read_gallery(const std::string& path);
 // The searcher over an index, with the model's rank options (and the index's stored graph).
@@ -73,17 +77,21 @@ std::vector<std::string> scan_images(const std::string& root);
 
 // Embeds `paths` (relative to root) as gallery rows of `domain`, sorted by path, with their
 // graph; `previous` rows are reused where the file is unchanged or renamed (same content hash).
+// Data-parallel ranks (duet/dist.h) each embed a share of the paths: rank 0 gets the whole
+// gallery (the rows one process would compute, bit for bit), the others their share, no graph.
 GalleryIndex embed_gallery(const Model& model, const std::string& domain, const std::string& root,
                            std::vector<std::string> paths, const GalleryOptions& opt,
                            const GalleryIndex* previous = nullptr, GalleryReport* report = nullptr);
 
 // Query images (paths as given) through the model's `domain` encoder, in batches with a progress
-// bar; a file that is not a readable image is an Error.
+// bar; a file that is not a readable image is an Error. Data-parallel ranks each embed a share;
+// every rank gets every row.
 Features embed_files(const Model& model, const std::string& domain, const std::vector<std::string>& files,
                      int batch = 16);
 
 // `duet index`: every image under `images` through the model's gallery domain into `out`.
-// Re-running updates `out` (see embed_gallery); an interrupted run resumes from out.partial.
+// Re-running updates `out` (see embed_gallery); an interrupted run resumes from out.partial
+// (out.partial.rank<r> per data-parallel rank). Rank 0 writes `out`.
 GalleryReport build_gallery_index(const Model& model, const std::string& model_dir, const std::string& images,
                                   const std::string& out, const GalleryOptions& opt);
 

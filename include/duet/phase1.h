@@ -56,6 +56,7 @@ struct EncoderTrainResult {
   std::vector<EpochLog> epochs;
   double train_acc = 0, val_acc = -1;
   int64_t train_count = 0, val_count = 0;
+  int ranks = 1;  // data-parallel workers (duet/dist.h)
   Ledger ledger;
   std::string to_json() const;
 };

@@ -45,11 +45,14 @@ struct RunOptions {
 };
 
 // Runs (or resumes) the pipeline; returns the metrics JSON text also written to <out>/metrics.json.
+// Data-parallel ranks (duet/dist.h) train both phases and embed the test images together; rank 0
+// alone scores, writes and returns the metrics (the others return "").
 std::string run_pipeline(const RunOptions& opt);
 
 // `duet train`: the deployable model from every image of the folder opt.data (no test part),
 // written to model_dir, the same folder `duet run` writes per split. Intermediate files (encoders,
-// embeddings, stamps) go to opt.out, so an interrupted training resumes. Returns a JSON report.
+// embeddings, stamps) go to opt.out, so an interrupted training resumes. Returns a JSON report
+// (rank 0; the other data-parallel ranks return "").
 std::string train_model(const RunOptions& opt, const std::string& model_dir);
 
 }  // namespace duet

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "backbone/nets.h"
+#include "duet/dist.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 
@@ -15,9 +16,7 @@ namespace duet {
 int resolve_threads(int threads) {
   if (threads > 0) return threads;
   // Data-parallel workers on one machine (duet/dist.h) split its cores.
-  const char* local = std::getenv("LOCAL_WORLD_SIZE");
-  const int workers = local ? std::max(1, std::atoi(local)) : 1;
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / workers);
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / dist::local_world());
 }
 
 int set_threads(int threads) {

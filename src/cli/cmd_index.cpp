@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "duet/dist.h"
 #include "duet/gallery.h"
 #include "duet/model.h"
 
@@ -11,14 +12,16 @@ namespace {
 struct IndexArgs {
   std::string model, images, out;
   GalleryOptions opt;
-  int threads = 0;
+  int threads = 0, nproc = 1;
   bool json = false;
 };
 
 void run_index(IndexArgs a) {
+  workers_or_join(a.nproc);
   auto model = Model::open(a.model, a.threads);
   a.opt.partial = a.out + ".partial";
   GalleryReport r = build_gallery_index(*model, a.model, a.images, a.out, a.opt);
+  if (!dist::leader()) return;  // rank 0 writes and reports
   if (a.json)
     std::printf("{\"index\": \"%s\", \"images\": %lld, \"embedded\": %lld, \"reused\": %lld, \"renamed\": %lld, "
                 "\"dropped\": %lld, \"skipped\": %lld, \"seconds\": %.2f}\n",
@@ -48,6 +51,7 @@ void register_index(CLI::App& app) {
       ->check(non_negative)->capture_default_str();
   c->add_option("-t,--threads", a->threads, "threads (0 = all cores)")->capture_default_str();
   c->add_flag("--json", a->json, "print the summary as JSON");
+  add_dist_options(c, a->nproc);
   c->callback([a] { run_index(*a); });
 }
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "duet/dist.h"
 #include "duet/error.h"
 #include "duet/pipeline.h"
 
@@ -43,7 +44,7 @@ void print_table(const std::string& text) {
 }
 
 // What `duet run` and `duet train` share: the recipe, the data's domains, the backbone, the seed.
-void add_recipe_options(CLI::App* c, RunOptions& o) {
+void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
   c->add_option("--config", o.config, "recipe")->check(CLI::IsMember({"default", "paper"}))->capture_default_str();
   c->add_flag("--quick", o.quick, "smoke run: tiny backbone, short schedules (use with --max-classes)");
   c->add_option("--max-classes", o.max_classes, "keep only the first N classes (0 = all)")->capture_default_str();
@@ -53,6 +54,7 @@ void add_recipe_options(CLI::App* c, RunOptions& o) {
       ->capture_default_str();
   c->add_option("--weights", o.backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
   c->add_option("-t,--threads", o.threads, "threads (0 = all cores)")->capture_default_str();
+  add_dist_options(c, nproc);
 }
 }  // namespace
 
@@ -60,18 +62,21 @@ void register_run(CLI::App& app) {
   {
     auto o = std::make_shared<RunOptions>();
     auto model = std::make_shared<std::string>(), work = std::make_shared<std::string>();
+    auto nproc = std::make_shared<int>(1);
     auto* c = app.add_subcommand(
         "train", "the deployable model: both phases on every image of a folder (no test part), for index/search/serve");
     c->add_option("--data", o->data, "dataset: <root>/<domain>/<class>/<image>")->required()->check(CLI::ExistingDirectory);
     c->add_option("-o,--out", *model, "model folder to write (replaced only once the new one is complete)")->required();
     c->add_option("--work", *work, "intermediate files, kept so that a rerun resumes (default: <out>.work)");
-    add_recipe_options(c, *o);
+    add_recipe_options(c, *o, *nproc);
     c->add_flag("--json", o->json, "print the training report as JSON");
-    c->callback([o, model, work] {
+    c->callback([o, model, work, nproc] {
+      workers_or_join(*nproc);
       RunOptions r = *o;
       while (model->size() > 1 && model->back() == '/') model->pop_back();
       r.out = work->empty() ? *model + ".work" : *work;
       const std::string text = train_model(r, *model);
+      if (!dist::leader()) return;  // rank 0 reports
       if (r.json) {
         std::printf("%s\n", text.c_str());
         return;
@@ -84,12 +89,13 @@ void register_run(CLI::App& app) {
   }
   auto o = std::make_shared<RunOptions>();
   auto split = std::make_shared<std::string>("all");
+  auto nproc = std::make_shared<int>(1);
   auto* c = app.add_subcommand("run", "the full dual-phase pipeline (Phase I, Phase II, retrieval, metrics)");
   c->add_option("--data", o->data, "dataset root with splits/<name>.tsv (default: shared Sketchy subset)");
   c->add_option("--split", *split, "which split(s): category, zeroshot21, all, any <data>/splits/<name>.tsv, or a path to a split .tsv")
       ->capture_default_str();
   c->add_option("--out", o->out, "output folder (metrics.json, models, embeddings)")->capture_default_str();
-  add_recipe_options(c, *o);
+  add_recipe_options(c, *o, *nproc);
   c->add_flag("--json", o->json, "print metrics JSON on stdout instead of a table");
   auto* g = c->add_option_group(
       "retrieval", "default config: the fused pair score and diffusion re-ranking over the gallery photo graph");
@@ -116,14 +122,16 @@ void register_run(CLI::App& app) {
   g->add_option("--diffusion-shortlist", o->diffusion_opt.shortlist,
                 "best items per query it runs over (0: the whole gallery)")
       ->capture_default_str()->check(non_negative);
-  c->callback([o, split, g] {
+  c->callback([o, split, g, nproc] {
     for (const auto* opt : g->get_options())
       if (opt->count() > 0 && o->config != "default")
         fail(opt->get_name(), ": the fused score and diffusion belong to the default config (got --config ",
              o->config, ")");
+    workers_or_join(*nproc);
     if (*split == "all") o->splits = {"category", "zeroshot21"};
     else o->splits = {*split};
     std::string text = run_pipeline(*o);
+    if (!dist::leader()) return;  // rank 0 reports
     if (o->json) std::printf("%s\n", text.c_str());
     else print_table(text);
   });

@@ -20,14 +20,17 @@ struct EncoderArgs {
   EncoderTrainOptions opt;
   std::string split_file, data, domain, kind, out, emb_out, json_out;
   int64_t view_seed = -1;  // -1: --seed
+  int nproc = 1;
 };
 
 void run_train_encoder(const EncoderArgs& a) {
+  workers_or_join(a.nproc);
   Dataset d = load_split(a.split_file, a.data);
   EncoderTrainOptions opt = a.opt;
   if (!a.kind.empty()) opt.kind = parse_kind(a.kind);
   if (a.view_seed >= 0) opt.view_seed = static_cast<uint64_t>(a.view_seed);
   auto r = train_encoder(d, a.domain, opt, a.out, a.emb_out);
+  if (!dist::leader()) return;
   std::string j = r.to_json();
   if (!a.json_out.empty()) write_file_atomic(a.json_out, j + "\n");
   std::printf("%s\n", j.c_str());
@@ -103,6 +106,7 @@ void register_train(CLI::App& app) {
     c->add_option("--view-seed", a->view_seed,
                   "seed of the augmented views (default: --seed); encoders that share it share a trunk cache")
         ->check(CLI::NonNegativeNumber);
+    add_dist_options(c, a->nproc);
     c->callback([a] { run_train_encoder(*a); });
   }
   {

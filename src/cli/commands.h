@@ -49,6 +49,6 @@ void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::str
 void add_dist_options(CLI::App* cmd, int& nproc);
 void workers_or_join(int nproc);
 // main() records the command line for the workers.
-void set_command_line(int argc, char** argv);
+void set_command_line(char** argv);
 
 }  // namespace duet::cli

@@ -56,14 +56,10 @@ void add_domain_options(CLI::App* cmd, std::vector<std::string>& query, std::str
 }
 
 namespace {
-int g_argc = 0;
 char** g_argv = nullptr;
 }  // namespace
 
-void set_command_line(int argc, char** argv) {
-  g_argc = argc;
-  g_argv = argv;
-}
+void set_command_line(char** argv) { g_argv = argv; }
 
 void add_dist_options(CLI::App* cmd, int& nproc) {
   cmd->add_option("--nproc", nproc,
@@ -78,7 +74,7 @@ void workers_or_join(int nproc) {
   const bool spawned = std::getenv("DUET_SPAWNED") != nullptr;
   if (nproc > 1 && !spawned) {
     if (env.world > 1) fail("--nproc ", nproc, " inside a worker of ", env.world, " ranks: give one or the other");
-    std::exit(dist::spawn_local(nproc, g_argc, g_argv));
+    std::exit(dist::spawn_local(nproc, g_argv));
   }
   dist::init(env);
 }
@@ -87,7 +83,7 @@ void workers_or_join(int nproc) {
 
 int main(int argc, char** argv) {
   duet::init_runtime();
-  duet::cli::set_command_line(argc, argv);
+  duet::cli::set_command_line(argv);
   CLI::App app{"duet: sketch-based and cross-domain image retrieval (dual-phase).\n"
                "Run 'duet <verb> --help' for the options of each verb."};
   app.set_version_flag("--version", std::string("duet ") + DUET_VERSION);

@@ -9,6 +9,7 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -101,6 +102,8 @@ void init(const Options& o) {
   });
 }
 
+int local_world() { return env_int("LOCAL_WORLD_SIZE", 1, 65536, 1); }
+
 int rank() { return state().opt.rank; }
 int world() { return state().opt.world; }
 
@@ -169,6 +172,60 @@ torch::Tensor all_gather_rows(const torch::Tensor& mine, int64_t n) {
   return torch::cat(parts);
 }
 
+bool all_agree(bool mine) {
+  if (world() == 1) return mine;
+  auto t = torch::tensor({mine ? 1.0f : 0.0f});
+  all_reduce_sum({t});
+  return t.item<float>() == static_cast<float>(world());
+}
+
+std::vector<double> sum(std::vector<double> v) {
+  if (world() == 1 || v.empty()) return v;
+  auto t = torch::from_blob(v.data(), {static_cast<int64_t>(v.size())}, torch::kFloat64).clone();
+  std::vector<at::Tensor> buf{t};
+  guarded("all-reduce", [&] { state().pg->allreduce(buf)->wait(); });
+  std::copy(t.data_ptr<double>(), t.data_ptr<double>() + t.numel(), v.begin());
+  return v;
+}
+
+Matrix gather_rows(const Matrix& mine, int64_t n) {
+  if (world() == 1) return mine;
+  auto t = torch::from_blob(const_cast<float*>(mine.data.data()), {mine.rows, mine.cols}, torch::kFloat32);
+  auto all = all_gather_rows(t, n).contiguous();
+  Matrix m(n, mine.cols);
+  std::copy(all.data_ptr<float>(), all.data_ptr<float>() + all.numel(), m.data.begin());
+  return m;
+}
+
+std::vector<std::string> gather_bytes(const std::string& mine) {
+  if (world() == 1) return {mine};
+  const int W = world();
+  // Sizes first (every rank), then each rank's bytes padded to the largest, gathered on rank 0.
+  std::vector<std::vector<at::Tensor>> sizes(1);
+  for (int r = 0; r < W; ++r) sizes[0].push_back(torch::empty({1}, torch::kInt64));
+  std::vector<at::Tensor> size{torch::tensor({static_cast<int64_t>(mine.size())}, torch::kInt64)};
+  guarded("all-gather", [&] { state().pg->allgather(sizes, size)->wait(); });
+  int64_t most = 1;
+  for (const auto& s : sizes[0]) most = std::max(most, s.item<int64_t>());
+  auto padded = torch::zeros({most}, torch::kUInt8);
+  std::memcpy(padded.data_ptr<uint8_t>(), mine.data(), mine.size());
+  std::vector<std::vector<at::Tensor>> out;
+  if (rank() == 0) {
+    out.resize(1);
+    for (int r = 0; r < W; ++r) out[0].push_back(torch::empty({most}, torch::kUInt8));
+  }
+  std::vector<at::Tensor> in{padded};
+  c10d::GatherOptions go;
+  go.rootRank = 0;
+  guarded("gather", [&] { state().pg->gather(out, in, go)->wait(); });
+  std::vector<std::string> parts;
+  if (rank() == 0)
+    for (int r = 0; r < W; ++r)
+      parts.emplace_back(reinterpret_cast<const char*>(out[0][r].data_ptr<uint8_t>()),
+                         static_cast<size_t>(sizes[0][r].item<int64_t>()));
+  return parts;
+}
+
 double divergence(const std::vector<torch::Tensor>& ts) {
   if (world() == 1) return 0;
   torch::NoGradGuard ng;
@@ -186,8 +243,7 @@ double divergence(const std::vector<torch::Tensor>& ts) {
   return worst[0].item<double>();
 }
 
-int spawn_local(int n, int argc, char** argv) {
-  (void)argc;
+int spawn_local(int n, char** argv) {
   // A free port: bind port 0 on loopback and give it back (rank 0's TCPStore takes it next).
   int port = 0;
   {

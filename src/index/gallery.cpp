@@ -1,4 +1,4 @@
-// Gallery index files, folder scans and (incremental) gallery embedding. See duet/gallery.h.
+// Gallery index files, folder scans and the searcher over an index. See duet/gallery.h.
 #include "duet/gallery.h"
 
 #include <nlohmann/json.hpp>
@@ -63,41 +63,10 @@ bool is_image_name(const std::string& name) {
   return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "bmp" || ext == "webp";
 }
 
-struct FileStat {
-  int64_t bytes = -1, mtime_ns = 0;
-};
-FileStat stat_file(const std::string& path) {
-  struct stat st;
-  FileStat f;
-  if (::stat(path.c_str(), &st) != 0) return f;
-  f.bytes = st.st_size;
-  f.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-  return f;
-}
-
-std::string thumbnail(const cv::Mat& rgb, int side) {
-  if (side <= 0) return "";
-  const double s = static_cast<double>(side) / std::max(rgb.cols, rgb.rows);
-  cv::Mat small, bgr;
-  if (s < 1)
-    cv::resize(rgb, small, cv::Size(std::max(1, static_cast<int>(rgb.cols * s + 0.5)),
-                                    std::max(1, static_cast<int>(rgb.rows * s + 0.5))),
-               0, 0, cv::INTER_AREA);
-  else
-    small = rgb;
-  cv::cvtColor(small, bgr, cv::COLOR_RGB2BGR);
-  std::vector<uchar> jpg;
-  cv::imencode(".jpg", bgr, jpg, {cv::IMWRITE_JPEG_QUALITY, 85});
-  return std::string(jpg.begin(), jpg.end());
-}
-
-void copy_row(const Matrix& from, int64_t r, Matrix& to, int64_t i) {
-  std::copy(from.row(r), from.row(r) + from.cols, to.row(i));
-}
 
 }  // namespace
 
-void write_gallery(const std::string& path, const GalleryIndex& g) {
+std::string gallery_bytes(const GalleryIndex& g) {
   const int64_t n = static_cast<int64_t>(g.entries.size());
   json h;
   h["format"] = kGalleryFormat;
@@ -137,18 +106,15 @@ void write_gallery(const std::string& path, const GalleryIndex& g) {
     off += b.size();
   }
   const std::string head = h.dump();
-  AtomicFile f(path);
-  f.write(kMagic, sizeof kMagic);
   const uint64_t len = head.size();
-  f.write(&len, sizeof len);
-  f.write(head);
-  for (const auto& [name, b] : blobs) f.write(b);
-  f.commit();
+  std::string out(kMagic, sizeof kMagic);
+  out.append(reinterpret_cast<const char*>(&len), sizeof len);
+  out += head;
+  for (const auto& [name, b] : blobs) out += b;
+  return out;
 }
 
-GalleryIndex read_gallery(const std::string& path) {
-  if (!file_exists(path)) fail(path, ": no such gallery index (build one with `duet index`)");
-  const std::string all = read_file(path);
+GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
   if (all.size() < 16 || std::memcmp(all.data(), kMagic, 8) != 0)
     fail(path, ": not a duet gallery index (build one with `duet index`)");
   uint64_t len = 0;
@@ -219,6 +185,17 @@ GalleryIndex read_gallery(const std::string& path) {
   return g;
 }
 
+void write_gallery(const std::string& path, const GalleryIndex& g) {
+  AtomicFile f(path);
+  f.write(gallery_bytes(g));
+  f.commit();
+}
+
+GalleryIndex read_gallery(const std::string& path) {
+  if (!file_exists(path)) fail(path, ": no such gallery index (build one with `duet index`)");
+  return parse_gallery(read_file(path), path);
+}
+
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
   std::shared_ptr<const GalleryGraph> graph;
   if (rank.fuse && rank.diffusion && g.graph) {
@@ -254,235 +231,6 @@ std::vector<std::string> scan_images(const std::string& root) {
   walk(fs::path(root), "");
   std::sort(out.begin(), out.end());
   return out;
-}
-
-GalleryIndex embed_gallery(const Model& model, const std::string& domain, const std::string& root,
-                           std::vector<std::string> paths, const GalleryOptions& opt,
-                           const GalleryIndex* previous, GalleryReport* report) {
-  const auto t0 = std::chrono::steady_clock::now();
-  GalleryReport rep;
-  std::sort(paths.begin(), paths.end());
-  paths.erase(std::unique(paths.begin(), paths.end()), paths.end());
-  rep.images = static_cast<int64_t>(paths.size());
-  std::unordered_map<std::string, size_t> prev_path;
-  std::unordered_map<uint64_t, size_t> prev_hash;
-  if (previous)
-    for (size_t i = 0; i < previous->entries.size(); ++i) {
-      prev_path[previous->entries[i].path] = i;
-      prev_hash.emplace(previous->entries[i].hash, i);
-    }
-
-  // Each path: reused from the previous index (by path, size and mtime, else by content), or new.
-  struct Row {
-    GalleryEntry e;
-    int64_t prev = -1;  // row of `previous`, or -1: embedded now
-    bool ok = false;
-  };
-  std::vector<Row> rows(paths.size());
-  std::vector<size_t> todo;
-  for (size_t i = 0; i < paths.size(); ++i) {
-    Row& r = rows[i];
-    r.e.path = paths[i];
-    const FileStat st = stat_file(root + "/" + paths[i]);
-    r.e.bytes = st.bytes;
-    r.e.mtime_ns = st.mtime_ns;
-    if (auto it = prev_path.find(paths[i]); it != prev_path.end()) {
-      const GalleryEntry& p = previous->entries[it->second];
-      if (p.bytes == st.bytes && p.mtime_ns == st.mtime_ns) {
-        r.e.hash = p.hash;
-        r.e.thumb = p.thumb;
-        r.prev = static_cast<int64_t>(it->second);
-        r.ok = true;
-        ++rep.reused;
-        continue;
-      }
-    }
-    todo.push_back(i);
-  }
-
-  std::vector<Features> done;       // batches embedded now
-  std::vector<std::pair<size_t, size_t>> where(paths.size(), {SIZE_MAX, 0});  // row -> (batch, index)
-  Progress bar("index", static_cast<int64_t>(todo.size()));
-  auto last_checkpoint = std::chrono::steady_clock::now();
-  for (size_t b = 0; b < todo.size(); b += static_cast<size_t>(opt.batch)) {
-    const size_t e = std::min(todo.size(), b + static_cast<size_t>(opt.batch));
-    std::vector<cv::Mat> imgs;
-    std::vector<uint64_t> hashes;
-    std::vector<size_t> idx;
-    for (size_t t = b; t < e; ++t) {
-      Row& r = rows[todo[t]];
-      const std::string file = root + "/" + r.e.path;
-      try {
-        const std::string bytes = read_file(file);
-        r.e.hash = fnv1a(bytes);
-        r.e.bytes = static_cast<int64_t>(bytes.size());
-        if (auto it = prev_hash.find(r.e.hash); it != prev_hash.end()) {
-          // Same content as a previous row (renamed, copied or touched): its features are this file's.
-          r.prev = static_cast<int64_t>(it->second);
-          r.e.thumb = previous->entries[it->second].thumb;
-          r.ok = true;
-          ++(previous->entries[it->second].path == r.e.path ? rep.reused : rep.renamed);
-          continue;
-        }
-        cv::Mat rgb = decode_rgb(bytes, file);
-        r.e.thumb = thumbnail(rgb, opt.thumb);
-        imgs.push_back(std::move(rgb));
-        hashes.push_back(r.e.hash);
-        idx.push_back(todo[t]);
-      } catch (const Error& err) {
-        if (opt.strict) throw;
-        log_line(std::string("skipped ") + err.what());
-        ++rep.skipped;
-      }
-    }
-    if (!imgs.empty()) {
-      done.push_back(model.features(domain, imgs, hashes));
-      for (size_t k = 0; k < idx.size(); ++k) {
-        where[idx[k]] = {done.size() - 1, k};
-        rows[idx[k]].ok = true;
-        ++rep.embedded;
-      }
-    }
-    bar.tick(static_cast<int64_t>(e - b));
-    // A checkpoint of what this run embedded, so an interrupted run resumes from it.
-    const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count();
-    if (!opt.partial.empty() && e < todo.size() && since >= opt.checkpoint_s && !done.empty()) {
-      GalleryIndex part;
-      part.root = root;
-      part.domain = domain;
-      part.model_hash = model.info().hash;
-      const Features& f0 = done[0];
-      part.arrays.emb = Matrix(0, f0.emb.cols);
-      part.arrays.post = Matrix(0, f0.post.cols);
-      part.arrays.code = Matrix(0, f0.code.cols);
-      for (size_t p = 0; p < rows.size(); ++p) {
-        if (where[p].first == SIZE_MAX) continue;
-        const Features& f = done[where[p].first];
-        const int64_t k = static_cast<int64_t>(where[p].second);
-        part.entries.push_back(rows[p].e);
-        for (auto [from, to] : {std::pair{&f.emb, &part.arrays.emb}, {&f.post, &part.arrays.post}, {&f.code, &part.arrays.code}}) {
-          to->data.insert(to->data.end(), from->row(k), from->row(k) + from->cols);
-          ++to->rows;
-        }
-      }
-      write_gallery(opt.partial, part);
-      last_checkpoint = std::chrono::steady_clock::now();
-    }
-  }
-  bar.finish();
-
-  // Assemble in path order.
-  GalleryIndex g;
-  g.root = root;
-  g.domain = domain;
-  g.model_hash = model.info().hash;
-  int64_t n = 0;
-  for (const auto& r : rows) n += r.ok;
-  const Matrix* pe = previous ? &previous->arrays.emb : nullptr;
-  int64_t D = 0, C = 0, Z = 0;
-  if (!done.empty()) D = done[0].emb.cols, C = done[0].post.cols, Z = done[0].code.cols;
-  else if (previous) D = pe->cols, C = previous->arrays.post.cols, Z = previous->arrays.code.cols;
-  g.arrays.emb = Matrix(n, D);
-  g.arrays.post = Matrix(n, C);
-  g.arrays.code = Matrix(n, Z);
-  int64_t i = 0;
-  for (size_t p = 0; p < rows.size(); ++p) {
-    Row& r = rows[p];
-    if (!r.ok) continue;
-    if (r.prev >= 0) {
-      copy_row(previous->arrays.emb, r.prev, g.arrays.emb, i);
-      copy_row(previous->arrays.post, r.prev, g.arrays.post, i);
-      copy_row(previous->arrays.code, r.prev, g.arrays.code, i);
-    } else {
-      const Features& f = done[where[p].first];
-      copy_row(f.emb, static_cast<int64_t>(where[p].second), g.arrays.emb, i);
-      copy_row(f.post, static_cast<int64_t>(where[p].second), g.arrays.post, i);
-      copy_row(f.code, static_cast<int64_t>(where[p].second), g.arrays.code, i);
-    }
-    g.entries.push_back(std::move(r.e));
-    ++i;
-  }
-  if (previous) {
-    std::set<std::string> now(paths.begin(), paths.end()), gone;
-    for (const auto& e : previous->entries)
-      if (!now.count(e.path)) gone.insert(e.path);
-    rep.dropped = std::max<int64_t>(0, static_cast<int64_t>(gone.size()) - rep.renamed);
-  }
-  const RankOptions& rank = model.info().rank;
-  if (rank.fuse && rank.diffusion && n >= 2) g.graph = std::make_shared<const GalleryGraph>(g.arrays.emb, rank.diff);
-  g.index_type = Searcher::index_type_for(n);
-  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (report) *report = rep;
-  return g;
-}
-
-GalleryReport build_gallery_index(const Model& model, const std::string& model_dir, const std::string& images,
-                                  const std::string& out, const GalleryOptions& opt) {
-  if (!dir_exists(images)) fail(images, ": no such folder");
-  const std::string root = fs::absolute(images).lexically_normal().string();
-  auto paths = scan_images(root);
-  if (paths.empty()) fail(images, ": no images (jpg, jpeg, png, bmp, webp) under it");
-  // What can be reused: the previous index and an interrupted run's checkpoint, if made by this
-  // model from this folder.
-  GalleryIndex prev;
-  bool have_prev = false;
-  for (const std::string& f : {out, opt.partial}) {
-    if (f.empty() || !file_exists(f)) continue;
-    try {
-      GalleryIndex g = read_gallery(f);
-      if (g.model_hash != model.info().hash || g.root != root) {
-        log_line(f + ": made by another model or from another folder; not reused");
-        continue;
-      }
-      if (!have_prev) {
-        prev = std::move(g);
-        have_prev = true;
-        continue;
-      }
-      // Append the checkpoint's rows to the previous index's (paths may repeat: reuse takes the first).
-      for (size_t r = 0; r < g.entries.size(); ++r) prev.entries.push_back(g.entries[r]);
-      auto cat = [](Matrix& a, const Matrix& b) {
-        a.data.insert(a.data.end(), b.data.begin(), b.data.end());
-        a.rows += b.rows;
-      };
-      cat(prev.arrays.emb, g.arrays.emb);
-      cat(prev.arrays.post, g.arrays.post);
-      cat(prev.arrays.code, g.arrays.code);
-    } catch (const Error& e) {
-      log_line(std::string("not reused: ") + e.what());
-    }
-  }
-  GalleryReport rep;
-  GalleryIndex g = embed_gallery(model, model.info().gallery_domain, root, paths, opt, have_prev ? &prev : nullptr, &rep);
-  if (g.entries.empty()) fail(images, ": none of its ", paths.size(), " images could be read");
-  g.model_dir = fs::absolute(model_dir).lexically_normal().string();
-  write_gallery(out, g);
-  if (!opt.partial.empty()) std::remove(opt.partial.c_str());
-  return rep;
-}
-
-}  // namespace duet
-
-namespace duet {
-
-Features embed_files(const Model& model, const std::string& domain, const std::vector<std::string>& files, int batch) {
-  Features all;
-  Progress bar("embed " + domain, static_cast<int64_t>(files.size()));
-  for (size_t b = 0; b < files.size(); b += static_cast<size_t>(batch)) {
-    const size_t e = std::min(files.size(), b + static_cast<size_t>(batch));
-    std::vector<cv::Mat> imgs;
-    std::vector<uint64_t> hashes(e - b);
-    for (size_t i = b; i < e; ++i) imgs.push_back(load_rgb(files[i], &hashes[i - b]));
-    Features f = model.features(domain, imgs, hashes);
-    for (auto [from, to] : {std::pair{&f.emb, &all.emb}, {&f.post, &all.post}, {&f.code, &all.code}}) {
-      to->cols = from->cols;
-      to->rows += from->rows;
-      to->data.insert(to->data.end(), from->data.begin(), from->data.end());
-    }
-    bar.tick(static_cast<int64_t>(e - b));
-  }
-  bar.finish();
-  return all;
 }
 
 }  // namespace duet

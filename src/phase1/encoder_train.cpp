@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "backbone/nets.h"
+#include "dist/collectives.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -27,17 +28,28 @@ constexpr const char* kFormat = "duet-encoder-v2";  // v2: the domain kind
 // FC-hidden (+ReLU, dropout) -> FC-C. embed() is the domain embedding.
 struct HeadImpl : torch::nn::Module {
   torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  float dropout;
-  HeadImpl(int in, int hidden, int classes, float drop) : dropout(drop) {
+  HeadImpl(int in, int hidden, int classes) {
     fc1 = register_module("fc1", torch::nn::Linear(in, hidden));
     fc2 = register_module("fc2", torch::nn::Linear(hidden, classes));
   }
   torch::Tensor embed(torch::Tensor f) { return torch::relu(fc1(f)); }  // [N, in] -> [N, hidden]
-  torch::Tensor forward(torch::Tensor f) {                               // [N, in] -> logits [N, C]
-    return fc2(torch::dropout(embed(f), dropout, is_training()));
+  // [N, in] -> logits [N, C]; in training, the hidden units times `dropout` (dropout_mask's
+  // rows of these samples; undefined: none).
+  torch::Tensor forward(torch::Tensor f, const torch::Tensor& dropout = {}) {
+    auto h = embed(f);
+    return fc2(is_training() && dropout.defined() ? h * dropout : h);
   }
 };
 TORCH_MODULE(Head);
+
+// The dropout mask of a whole minibatch [rows, hidden], drawn exactly as torch::dropout draws it
+// (so one process trains as it always did) and on every data-parallel rank alike, each rank then
+// taking its share's rows: the ranks' random streams stay in step. Undefined when p is 0.
+torch::Tensor dropout_mask(int64_t rows, int64_t hidden, double p) {
+  if (!(p > 0)) return {};
+  if (p >= 1) return torch::zeros({rows, hidden});
+  return torch::empty({rows, hidden}).bernoulli_(1 - p).div_(1 - p);
+}
 
 std::string join(const std::vector<std::string>& v, char sep) {
   std::string o;
@@ -137,7 +149,7 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
     if (t.sizes() != top[i].sizes()) fail(path, ": tensor top.", i, " does not fit backbone ", e.meta.arch);
     top[i].copy_(t);
   }
-  e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()), 0.f);
+  e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()));
   for (auto& p : e.head->named_parameters()) {
     torch::Tensor t;
     ar.read("head." + p.key(), t);
@@ -200,7 +212,7 @@ std::string posteriors_path_for(const std::string& emb_path) { return npy_stem(e
 std::string EncoderTrainResult::to_json() const {
   std::ostringstream os;
   os << "{\"domain\": \"" << domain << "\", \"classes\": " << classes.size() << ", \"train_count\": " << train_count
-     << ", \"val_count\": " << val_count << ", \"train_acc\": " << train_acc << ", \"val_acc\": " << val_acc
+     << ", \"val_count\": " << val_count << ", \"ranks\": " << ranks << ", \"train_acc\": " << train_acc << ", \"val_acc\": " << val_acc
      << ", \"ledger\": " << ledger.to_json() << ", \"epochs\": [";
   for (size_t i = 0; i < epochs.size(); ++i)
     os << (i ? ", " : "") << "{\"stage\": \"" << epochs[i].stage << "\", \"epoch\": " << epochs[i].epoch
@@ -218,7 +230,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   if (opt.batch < 1) fail("--batch must be positive");
   if (opt.tta_views < 1 || opt.tta_views > opt.views)
     fail("--tta-views must be between 1 and --views (", opt.views, "); got ", opt.tta_views);
-  AtomicFile out(out_file);  // opened now: an unwritable path fails before training, not after
+  // Data-parallel ranks (duet/dist.h) share every minibatch and sum their gradients; rank 0
+  // writes. Opened now: an unwritable path fails before training, not after.
+  std::optional<AtomicFile> out;
+  if (dist::leader()) out.emplace(out_file);
   torch::manual_seed(opt.seed);
   set_threads(opt.backbone.threads);
   EncoderTrainResult res;
@@ -246,6 +261,9 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   res.val_count = static_cast<int64_t>(val_idx.size());
 
   auto net = open_backbone_net(opt.backbone.arch, opt.backbone.weights);
+  // VGG16's classifier draws its own dropout masks, per rank: the ranks would drift apart.
+  if (dist::world() > 1 && net->arch == "vgg16")
+    fail("data-parallel Phase I does not support the vgg16 backbone (its classifier's dropout); train it with one process");
   const std::string weights_id = opt.backbone.weights.empty() ? "default" : opt.backbone.weights;
   const int S_total = net->num_stages();
   // The split point does not depend on the epochs, so runs with other schedules share a cache.
@@ -267,24 +285,30 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   auto va = torch::from_blob(val_idx.data(), {res.val_count}, torch::kInt64).clone();
 
   // Pooled features of the first `nv` views of the samples `rows` through the top stages (as they
-  // are now): [nv, rows, D].
+  // are now): [nv, rows, D]. Each rank computes its share of the rows; every rank gets them all.
   const auto every_row = torch::arange(static_cast<int64_t>(all.size()), torch::kInt64);
   auto pooled = [&](int nv, const torch::Tensor& rows) {
     torch::NoGradGuard ng;
     net->eval();
     const int64_t n = rows.size(0);
+    const auto [b, e] = dist::share(0, n);
     auto out = torch::empty({nv, n, net->feature_dim});
-    for (int v = 0; v < nv; ++v)
-      for (int64_t i = 0; i < n; i += 64) {
-        int64_t e = std::min<int64_t>(n, i + 64);
-        auto act = cache.act[v].index_select(0, rows.slice(0, i, e));
-        out[v].slice(0, i, e).copy_(net->pool(net->run_stages(act, split, S_total)));
+    for (int v = 0; v < nv; ++v) {
+      auto mine = torch::empty({e - b, net->feature_dim});
+      for (int64_t i = b; i < e; i += 64) {
+        const int64_t j = std::min<int64_t>(e, i + 64);
+        auto act = cache.act[v].index_select(0, rows.slice(0, i, j));
+        mine.slice(0, i - b, j - b).copy_(net->pool(net->run_stages(act, split, S_total)));
       }
+      out[v].copy_(dist::all_gather_rows(mine, n));
+    }
     return out;
   };
 
-  Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()), opt.dropout);
-  const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing);
+  Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()));
+  // Summed over this rank's share, divided by the whole minibatch: the ranks' gradients add up to
+  // the minibatch mean's.
+  const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing).reduction(torch::kSum);
   // Held-out accuracy from the held-out rows' pooled features of view 0 ([val_count, D]).
   auto evaluate_val = [&](const torch::Tensor& val_feats) {
     torch::NoGradGuard ng;
@@ -294,26 +318,36 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     return acc;
   };
   // One epoch over the train samples, each seen at a random cached view:
-  // forward(sample indices [B], views [B]) -> logits [B, C]. Returns (mean loss, accuracy).
-  using Forward = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>;
-  auto run_epoch = [&](torch::optim::Optimizer& optim, const Forward& forward, Progress* per_sample) {
+  // forward(sample indices [b], views [b], dropout mask rows [b, hidden]) -> logits [b, C] for
+  // this rank's share of each minibatch; the gradients of `params` are summed over the ranks
+  // before each step. Every rank draws the same order, views and masks. Returns (mean loss,
+  // accuracy) over all ranks.
+  using Forward = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&, const torch::Tensor&)>;
+  auto run_epoch = [&](torch::optim::Optimizer& optim, const std::vector<torch::Tensor>& params,
+                       const Forward& forward, Progress* per_sample) {
     auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
     auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
     double loss_sum = 0, correct = 0;
-    for (int64_t b = 0; b < res.train_count; b += opt.batch) {
-      int64_t e = std::min<int64_t>(res.train_count, b + opt.batch);
-      auto idx = perm.slice(0, b, e);
-      auto y = lab.index_select(0, idx);
-      auto logits = forward(idx, view.slice(0, b, e));
-      auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
+    for (int64_t b0 = 0; b0 < res.train_count; b0 += opt.batch) {
+      const int64_t e0 = std::min<int64_t>(res.train_count, b0 + opt.batch);
+      auto mask = dropout_mask(e0 - b0, opt.hidden, opt.dropout);
+      const auto [b, e] = dist::share(b0, e0);
       optim.zero_grad();
-      loss.backward();
+      if (e > b) {
+        auto idx = perm.slice(0, b, e);
+        auto y = lab.index_select(0, idx);
+        auto logits = forward(idx, view.slice(0, b, e), mask.defined() ? mask.slice(0, b - b0, e - b0) : mask);
+        auto loss = torch::nn::functional::cross_entropy(logits, y, ce) / static_cast<double>(e0 - b0);
+        loss.backward();
+        loss_sum += loss.item<double>() * (e0 - b0);
+        correct += logits.argmax(1).eq(y).sum().item<double>();
+      }
+      dist::all_reduce_grads(params);
       optim.step();
-      loss_sum += loss.item<double>() * (e - b);
-      correct += logits.argmax(1).eq(y).sum().item<double>();
-      if (per_sample) per_sample->tick(e - b);
+      if (per_sample) per_sample->tick(e0 - b0);
     }
-    return std::make_pair(loss_sum / res.train_count, correct / res.train_count);
+    const auto t = dist::sum({loss_sum, correct});
+    return std::make_pair(t[0] / res.train_count, t[1] / res.train_count);
   };
   auto log_epoch = [&](Progress& bar, const char* stage, int ep, std::pair<double, double> lr, double val) {
     res.epochs.push_back(EpochLog{stage, ep, lr.first, lr.second, val});
@@ -331,8 +365,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     Progress bar(domain + " frozen", opt.frozen_epochs);
     for (int ep = 1; ep <= opt.frozen_epochs; ++ep) {
       head->train();
-      auto r = run_epoch(optim, [&](const torch::Tensor& idx, const torch::Tensor& v) {
-        return head->forward(feats.index({v, idx}));
+      auto r = run_epoch(optim, head->parameters(), [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
+        return head->forward(feats.index({v, idx}), m);
       }, nullptr);
       log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
@@ -349,12 +383,14 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     groups.emplace_back(head->parameters(), std::make_unique<torch::optim::AdamWOptions>(
                                                 torch::optim::AdamWOptions(opt.finetune_lr * 3).weight_decay(opt.weight_decay)));
     torch::optim::AdamW optim(groups);
+    auto params = top;
+    for (const auto& p : head->parameters()) params.push_back(p);
     Progress bar(domain + " finetune", static_cast<int64_t>(opt.finetune_epochs) * res.train_count);
     for (int ep = 1; ep <= opt.finetune_epochs; ++ep) {
       net->train();
       head->train();
-      auto r = run_epoch(optim, [&](const torch::Tensor& idx, const torch::Tensor& v) {
-        return head->forward(net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)));
+      auto r = run_epoch(optim, params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
+        return head->forward(net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)), m);
       }, &bar);
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;
@@ -367,6 +403,13 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   }
   net->eval();
   head->eval();
+  {
+    auto params = net->parameters_from(split);
+    for (const auto& p : head->parameters()) params.push_back(p);
+    if (double dev = dist::divergence(params); dev != 0)
+      fail("the ", dist::world(), " ranks trained different ", domain, " encoders (parameters differ by up to ", dev, ")");
+    res.ranks = dist::world();
+  }
 
   // Final accuracies, embeddings and posteriors for every sample: the mean over the first
   // `tta_views` cached views (the image, its mirror, then augmentations).
@@ -385,8 +428,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
     EncoderMeta meta{net->arch, weights_id, domain,        res.classes, split,
                      opt.hidden, kind,      opt.frame, opt.tta_views, view_seed};
-    save_encoder(out, meta, *net, *head);
-    if (!emb_out.empty()) {
+    if (out) save_encoder(*out, meta, *net, *head);  // rank 0 writes
+    if (out && !emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
         Embeddings e;
         auto c = t.contiguous();

@@ -3,6 +3,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "dist/collectives.h"
 #include "duet/augment.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -36,26 +37,31 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
     std::ostringstream name;
     name << cache_dir << "/trunk-" << net.arch << "-" << std::hex << fnv1a(key.str()) << ".pt";
     file = name.str();
+    bool ok = false;
     if (file_exists(file)) {
       try {
         torch::load(c.act, file);
-        if (c.act.dim() == 5 && c.act.size(0) == views && c.act.size(1) == static_cast<int64_t>(samples.size())) {
-          log_line("trunk cache: reusing " + file);
-          return c;
-        }
+        ok = c.act.dim() == 5 && c.act.size(0) == views && c.act.size(1) == static_cast<int64_t>(samples.size());
       } catch (const std::exception&) {
       }
-      log_line("trunk cache: " + file + " is stale or unreadable, recomputing");
+      if (!ok) log_line("trunk cache: " + file + " is stale or unreadable, recomputing");
+    }
+    // Data-parallel ranks reuse it only if every one of them could read it.
+    if (dist::all_agree(ok)) {
+      log_line("trunk cache: reusing " + file);
+      return c;
     }
   }
   const int S = net.input_size;
   const int64_t n = static_cast<int64_t>(samples.size());
+  // Each data-parallel rank computes its share of the samples; the ranks then exchange them.
+  const auto [b, e] = dist::share(0, n);
   torch::NoGradGuard ng;
-  Progress bar("trunk " + (samples.empty() ? std::string() : samples[0].domain), n);
+  Progress bar("trunk " + (samples.empty() ? std::string() : samples[0].domain), e - b);
   std::mutex mu;
-  for_each_image(n, workers, [&](int64_t i) {
+  for_each_image(e - b, workers, [&](int64_t i) {
     uint64_t hash = 0;
-    cv::Mat img = load_rgb(d.abs_path(samples[i]), &hash);
+    cv::Mat img = load_rgb(d.abs_path(samples[b + i]), &hash);
     if (frame) img = frame_strokes(img);
     std::vector<float> x(static_cast<size_t>(views) * 3 * S * S);
     view_inputs(img, kind, views, view_seed(seed, hash), S, x.data());
@@ -64,15 +70,20 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
                     .contiguous(torch::MemoryFormat::ChannelsLast);
       auto a = net.run_stages(in, 0, split).contiguous();
       std::lock_guard<std::mutex> lock(mu);
-      if (!c.act.defined()) c.act = torch::empty({views, n, a.size(1), a.size(2), a.size(3)});
+      if (!c.act.defined()) c.act = torch::empty({views, e - b, a.size(1), a.size(2), a.size(3)});
       c.act[v][i].copy_(a[0]);
       if (v == views - 1) bar.tick();
     }
   });
   bar.finish();
+  if (dist::world() > 1) {
+    std::vector<torch::Tensor> all;
+    for (int v = 0; v < views; ++v) all.push_back(dist::all_gather_rows(c.act[v], n));
+    c.act = torch::stack(all);
+  }
   ledger.image_forward += n * views;
   ledger.flops += static_cast<double>(n * views) * stage_flops(net, 0, split);
-  if (!file.empty()) {
+  if (!file.empty() && dist::leader()) {
     std::string tmp = file + ".tmp";
     torch::save(c.act, tmp);
     if (std::rename(tmp.c_str(), file.c_str()) != 0) fail("cannot write ", file);

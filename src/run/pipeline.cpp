@@ -14,6 +14,7 @@
 
 #include "duet/dataset.h"
 #include "duet/diffusion.h"
+#include "duet/dist.h"
 #include "duet/domain.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
@@ -118,24 +119,29 @@ std::string split_name(const std::string& split) {
 std::string hash_hex(const std::string& s) { return hex64(fnv1a(s)); }
 
 // Runs `step` unless <dir>/<name>.json holds the same key and every output exists; returns the
-// step's result JSON either way.
+// step's result JSON either way. Data-parallel ranks skip only when all of them find it up to
+// date, run the step together, and wait for rank 0 to write its outputs and stamp before any
+// of them reads them.
 json stamped(const std::string& dir, const std::string& name, const std::string& key,
              const std::vector<std::string>& outputs, const std::function<json()>& step) {
   std::string stamp = dir + "/" + name + ".json";
+  json done;
   if (file_exists(stamp)) {
     try {
       json j = json::parse(read_file(stamp));
       bool ok = j.value("key", "") == key;
       for (const auto& o : outputs) ok = ok && file_exists(o);
-      if (ok) {
-        log_line(name + ": up to date, skipped");
-        return j["result"];
-      }
+      if (ok) done = j["result"];
     } catch (const std::exception&) {
     }
   }
+  if (dist::all_agree(!done.is_null())) {
+    log_line(name + ": up to date, skipped");
+    return done;
+  }
   json r = step();
-  write_file_atomic(stamp, json{{"key", key}, {"result", r}}.dump(2));
+  if (dist::leader()) write_file_atomic(stamp, json{{"key", key}, {"result", r}}.dump(2));
+  dist::barrier();
   return r;
 }
 
@@ -286,7 +292,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     spec.rank.prob_b = mp->prob_b();
   }
   spec.training = training.dump();
-  write_model(model_dir, spec);
+  if (dist::leader()) write_model(model_dir, spec);
+  dist::barrier();
   return t;
 }
 
@@ -358,7 +365,25 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     }
   GalleryOptions go;
   go.thumb = 0;
+  // Data-parallel ranks embed their shares of the gallery and of each query domain's images;
+  // rank 0 gets them all and scores alone.
   GalleryIndex gallery = embed_gallery(*model, doms.gallery, d.root, gpaths, go);
+  struct QueryImages {
+    std::vector<std::string> files, cls;
+    Features f;
+  };
+  std::map<std::string, QueryImages> qs;
+  for (const auto& qd : doms.query) {
+    QueryImages& q = qs[qd];
+    for (const auto& s : d.samples)
+      if (s.split == "test" && s.domain == qd) {
+        q.files.push_back(std::filesystem::absolute(d.abs_path(s)).lexically_normal().string());
+        q.cls.push_back(s.cls);
+      }
+    if (q.files.empty()) fail(tsv, ": no test ", qd, " images to query with");
+    q.f = embed_files(*model, qd, q.files);
+  }
+  if (!dist::leader()) return json();
   if (gallery.entries.size() != gpaths.size()) fail(tsv, ": some test ", doms.gallery, " images could not be read");
   for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
   Searcher searcher = gallery_searcher(gallery, model->info().rank);
@@ -377,14 +402,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   for (const auto& s : d.samples)
     if (s.split == "test") detail["test"][s.domain].push_back(s.path);
   for (const auto& qd : doms.query) {
-    std::vector<std::string> qfiles, ql;
-    for (const auto& s : d.samples)
-      if (s.split == "test" && s.domain == qd) {
-        qfiles.push_back(std::filesystem::absolute(d.abs_path(s)).lexically_normal().string());
-        ql.push_back(s.cls);
-      }
-    if (qfiles.empty()) fail(tsv, ": no test ", qd, " images to query with");
-    Features qf = embed_files(*model, qd, qfiles);
+    const std::vector<std::string>&qfiles = qs[qd].files, &ql = qs[qd].cls;
+    const Features& qf = qs[qd].f;
     const QueryArrays queries{qf.post, qf.code};
     std::vector<int> qi, gi;
     label_ids(ql, gl, qi, gi);
@@ -463,6 +482,7 @@ std::string run_pipeline(const RunOptions& o) {
     log_line("split " + split + " (" + cfg.describe + ")");
     all["splits"][split_name(split)] = run_split(o, cfg, data, split);
   }
+  if (!dist::leader()) return "";
   std::string text = all.dump(2);
   write_file_atomic(o.out + "/metrics.json", text + "\n");
   ReportOptions ro;
@@ -484,7 +504,8 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
   make_dirs(o.out);
   // The samples it trains on, as a split file: what the stamps key on, and a record for the user.
   const std::string tsv = o.out + "/train.tsv";
-  write_split(tsv, d);
+  if (dist::leader()) write_split(tsv, d);
+  dist::barrier();
   log_line("train: " + std::to_string(d.samples.size()) + " images, " + std::to_string(d.classes().size()) +
            " classes (" + cfg.describe + "); work files in " + o.out);
   const std::string key = hash_hex(read_file(tsv) + "|" + o.data);
@@ -493,6 +514,7 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
                    {"held_out", "none: Phase I and II run fixed schedules (no early stopping), and Phase II "
                                 "calibrates p(same | distance) on pairs resampled from the training images"}};
   Trained t = train_split(o, cfg, d, doms, kinds, key, o.out, model_dir, training);
+  if (!dist::leader()) return "";
   json r = {{"model", model_dir}, {"hash", read_model_info(model_dir).hash}, {"config", cfg.describe},
             {"domains", {{"query", doms.query}, {"gallery", doms.gallery}}}, {"training", training}};
   for (const auto& [domain, p] : t.phase1)
