@@ -36,11 +36,7 @@ struct EncoderTrainOptions {
   bool frame = false;           // crop each image to its strokes first (frame_strokes): line drawings
   int tta_views = 1;            // views averaged in the embeddings train_encoder writes: 1 = the image,
                                 // 2 = + mirror, up to `views` = + the cached augmentations
-  uint64_t seed = 0;             // initialisation, minibatch order, dropout
-  // Seed of the augmented views (cached for training, drawn again at search time); default: seed.
-  // Encoders that share it, and their backbone and framing, share one trunk cache, and a model's
-  // members of one domain then run their frozen stages once per image (encode_members).
-  std::optional<uint64_t> view_seed;
+  uint64_t seed = 0;             // initialisation, minibatch order, dropout, the augmented views
   std::string cache_dir;        // keeps trunk activations between runs ("" = in memory only)
 };
 
@@ -79,20 +75,10 @@ class PhaseOneEncoder : public Encoder {
   virtual const std::string& arch() const = 0;
   // The backbone weights its frozen stages load ("default": the arch's file in $DUET_SHARED).
   virtual const std::string& weights() const = 0;
-  // x [n, 3, S, S] -> emb [n, dim()] and class logits [n, C]; one image at a time, so a row
-  // does not depend on which images share its call.
+  // x [n, 3, S, S] -> emb [n, dim()] and class logits [n, C] (either nullptr: not wanted); one
+  // image at a time, so a row does not depend on which images share its call.
   virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits) = 0;
-  // Whether `other` runs the same frozen stages (backbone, weights, split point) on the same
-  // test-time views (size, framing, kind, views, view seed).
-  virtual bool shares_views(const PhaseOneEncoder& other) const = 0;
 };
-
-// Encoders of one domain that all share_views with members[0], on the same inputs x [n, 3, S, S]:
-// the frozen stages run once per image, then each member's trained stages and head, giving
-// emb[m] [n, dim] and logits[m] [n, C] (either nullptr: not wanted). For one member it is that
-// member's encode_logits.
-void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, const float* x,
-                    const std::vector<float*>& emb, const std::vector<float*>& logits);
 // weights: the backbone file to load the frozen stages from instead of the recorded one (a model
 // folder carries its own copy).
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads = 0,

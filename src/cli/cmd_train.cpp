@@ -19,7 +19,6 @@ namespace {
 struct EncoderArgs {
   EncoderTrainOptions opt;
   std::string split_file, data, domain, kind, out, emb_out, json_out;
-  int64_t view_seed = -1;  // -1: --seed
   int nproc = 1;
 };
 
@@ -28,7 +27,6 @@ void run_train_encoder(const EncoderArgs& a) {
   Dataset d = load_split(a.split_file, a.data);
   EncoderTrainOptions opt = a.opt;
   if (!a.kind.empty()) opt.kind = parse_kind(a.kind);
-  if (a.view_seed >= 0) opt.view_seed = static_cast<uint64_t>(a.view_seed);
   auto r = train_encoder(d, a.domain, opt, a.out, a.emb_out);
   if (!dist::leader()) return;
   std::string j = r.to_json();
@@ -103,9 +101,6 @@ void register_train(CLI::App& app) {
                 "crop each image to its dark strokes, centred with a margin (line drawings such as sketches)");
     c->add_option("--cache-dir", a->opt.cache_dir, "keep trunk activations here between runs");
     c->add_option("--seed", a->opt.seed, "random seed")->capture_default_str();
-    c->add_option("--view-seed", a->view_seed,
-                  "seed of the augmented views (default: --seed); encoders that share it share a trunk cache")
-        ->check(CLI::NonNegativeNumber);
     add_dist_options(c, a->nproc);
     c->callback([a] { run_train_encoder(*a); });
   }

@@ -233,20 +233,8 @@ class FolderModel : public Model {
     Features f;
     f.emb = Matrix(n, D);
     f.post = Matrix(n, C);
-    // Members that share their frozen stages and views (duet run trains them so) are encoded
-    // together: each image's views pass the frozen stages once for all of them.
-    std::vector<char> done(members.size(), 0);
-    for (size_t g = 0; g < members.size(); ++g) {
-      if (done[g]) continue;
-      std::vector<PhaseOneEncoder*> group;
-      std::vector<size_t> ids;
-      for (size_t m = g; m < members.size(); ++m)
-        if (!done[m] && members[g]->shares_views(*members[m])) {
-          done[m] = 1;
-          group.push_back(members[m].get());
-          ids.push_back(m);
-        }
-      PhaseOneEncoder& e = *group[0];
+    for (size_t m = 0; m < members.size(); ++m) {
+      PhaseOneEncoder& e = *members[m];
       const int S = e.input_size(), views = e.tta_views();
       const size_t per = 3 * static_cast<size_t>(S) * S;
       std::vector<float> x(static_cast<size_t>(n * views) * per);
@@ -254,34 +242,26 @@ class FolderModel : public Model {
         cv::Mat img = e.frames_input() ? frame_strokes(images[i]) : images[i];
         view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
       }
-      std::vector<std::vector<float>> emb(group.size()), logits(group.size());
-      std::vector<float*> emb_out, logits_out;
-      for (size_t k = 0; k < group.size(); ++k) {
-        if (ids[k] == 0) emb[k].resize(static_cast<size_t>(n * views * D));
-        logits[k].resize(static_cast<size_t>(n * views * C));
-        emb_out.push_back(emb[k].empty() ? nullptr : emb[k].data());
-        logits_out.push_back(logits[k].data());
-      }
-      encode_members(group, n * views, x.data(), emb_out, logits_out);
+      std::vector<float> emb(m == 0 ? static_cast<size_t>(n * views * D) : 0), logits(static_cast<size_t>(n * views * C));
+      e.encode_logits(n * views, x.data(), emb.empty() ? nullptr : emb.data(), logits.data());
       // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
       // softmax of the mean logits, averaged over members.
-      for (size_t k = 0; k < group.size(); ++k)
-        for (int64_t i = 0; i < n; ++i) {
-          if (ids[k] == 0)
-            for (int64_t j = 0; j < D; ++j) {
-              float s = 0;
-              for (int v = 0; v < views; ++v) s += emb[k][(i * views + v) * D + j];
-              f.emb.row(i)[j] = s / static_cast<float>(views);
-            }
-          std::vector<double> l(static_cast<size_t>(C), 0.0);
-          for (int v = 0; v < views; ++v)
-            for (int64_t c = 0; c < C; ++c) l[c] += logits[k][(i * views + v) * C + c] / static_cast<double>(views);
-          const double top = *std::max_element(l.begin(), l.end());
-          double z = 0;
-          for (double& v : l) z += v = std::exp(v - top);
-          for (int64_t c = 0; c < C; ++c)
-            f.post.row(i)[c] += static_cast<float>(l[c] / z / static_cast<double>(members.size()));
-        }
+      for (int64_t i = 0; i < n; ++i) {
+        if (m == 0)
+          for (int64_t j = 0; j < D; ++j) {
+            float s = 0;
+            for (int v = 0; v < views; ++v) s += emb[(i * views + v) * D + j];
+            f.emb.row(i)[j] = s / static_cast<float>(views);
+          }
+        std::vector<double> l(static_cast<size_t>(C), 0.0);
+        for (int v = 0; v < views; ++v)
+          for (int64_t c = 0; c < C; ++c) l[c] += logits[(i * views + v) * C + c] / static_cast<double>(views);
+        const double top = *std::max_element(l.begin(), l.end());
+        double z = 0;
+        for (double& v : l) z += v = std::exp(v - top);
+        for (int64_t c = 0; c < C; ++c)
+          f.post.row(i)[c] += static_cast<float>(l[c] / z / static_cast<double>(members.size()));
+      }
     }
     // One row at a time, like the encoders: a row's code does not depend on its neighbours.
     f.code = Matrix(n, mapper_->code_dim());

@@ -71,7 +71,7 @@ struct EncoderMeta {
   DomainKind kind = DomainKind::Image;
   bool frame = false;  // trained on images cropped to their strokes
   int tta_views = 1;   // views its written embeddings average, drawn with augment_view from seed
-  uint64_t seed = 0;   // the view seed (EncoderTrainOptions::view_seed); stored as "seed"
+  uint64_t seed = 0;   // the seed of its augmented views (the training seed)
 };
 
 void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
@@ -163,8 +163,8 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
 
 class TrainedEncoder : public PhaseOneEncoder {
  public:
-  TrainedEncoder(LoadedEncoder e, std::string path, int workers, std::string weights_file)
-      : e_(std::move(e)), path_(std::move(path)), workers_(workers), weights_file_(std::move(weights_file)) {}
+  TrainedEncoder(LoadedEncoder e, std::string path, int workers)
+      : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
   int input_size() const override { return e_.net->input_size; }
   int64_t dim() const override { return e_.meta.hidden; }
   bool frames_input() const override { return e_.meta.frame; }
@@ -177,27 +177,26 @@ class TrainedEncoder : public PhaseOneEncoder {
   const std::vector<std::string>& classes() const override { return e_.meta.classes; }
   void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr); }
   void encode_logits(int64_t n, const float* x, float* emb, float* logits) override {
-    encode_members({this}, n, x, {emb}, {logits});
-  }
-  bool shares_views(const PhaseOneEncoder& other) const override {
-    auto* o = dynamic_cast<const TrainedEncoder*>(&other);
-    if (!o) return false;
-    const EncoderMeta &a = e_.meta, &b = o->e_.meta;
-    return a.arch == b.arch && a.split == b.split && a.frame == b.frame &&
-           a.kind == b.kind && a.tta_views == b.tta_views && a.seed == b.seed &&
-           e_.net->input_size == o->e_.net->input_size && weights_file_ == o->weights_file_;
+    const int S = e_.net->input_size;
+    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size());
+    for_each_image(n, workers_, [&](int64_t i) {
+      auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
+                    .contiguous(torch::MemoryFormat::ChannelsLast);
+      auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(in, 0, e_.net->num_stages()))).contiguous();
+      if (emb) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb + i * D);
+      if (!logits) return;
+      auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
+      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
+    });
   }
   std::string source() const override {
     return "encoder:" + path_.substr(path_.find_last_of('/') + 1) + ":" + e_.meta.domain;
   }
 
  private:
-  friend void duet::encode_members(const std::vector<PhaseOneEncoder*>&, int64_t, const float*,
-                                   const std::vector<float*>&, const std::vector<float*>&);
   LoadedEncoder e_;
   std::string path_;
   int workers_;
-  std::string weights_file_;  // the file its frozen stages were loaded from
 };
 
 double accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
@@ -275,8 +274,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   log_line(domain + " (" + kind_name(kind) + "): " + std::to_string(res.train_count) + " train / " + std::to_string(res.val_count) +
            " held-out images, " + std::to_string(res.classes.size()) + " classes, backbone " + net->arch +
            " (stages " + std::to_string(split) + ".." + std::to_string(S_total - 1) + " fine-tuned)");
-  const uint64_t view_seed = opt.view_seed.value_or(opt.seed);
-  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, view_seed, opt.frame, kind,
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, kind,
                                        opt.cache_dir, resolve_threads(opt.backbone.threads), work);
   const double top_flops = stage_flops(*net, split, S_total);
 
@@ -427,7 +425,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     res.train_acc = accuracy(logits.index_select(0, tr), lab.index_select(0, tr));
     res.val_acc = res.val_count ? accuracy(logits.index_select(0, va), lab.index_select(0, va)) : -1;
     EncoderMeta meta{net->arch, weights_id, domain,        res.classes, split,
-                     opt.hidden, kind,      opt.frame, opt.tta_views, view_seed};
+                     opt.hidden, kind,      opt.frame, opt.tta_views, opt.seed};
     if (out) save_encoder(*out, meta, *net, *head);  // rank 0 writes
     if (out && !emb_out.empty()) {
       auto to_emb = [&](const torch::Tensor& t, const std::string& what) {
@@ -455,39 +453,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 }
 
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights) {
-  LoadedEncoder e = load_encoder(file, weights);
-  std::string from = weights.empty() ? e.meta.weights : weights;
-  return std::make_unique<TrainedEncoder>(std::move(e), file, resolve_threads(threads), std::move(from));
-}
-
-void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, const float* x,
-                    const std::vector<float*>& emb, const std::vector<float*>& logits) {
-  if (members.empty()) return;
-  if (emb.size() != members.size() || logits.size() != members.size())
-    fail("internal: encode_members takes one embedding and one logits output per member");
-  std::vector<TrainedEncoder*> ms;
-  for (PhaseOneEncoder* m : members) {
-    auto* t = dynamic_cast<TrainedEncoder*>(m);
-    if (!t || !members[0]->shares_views(*m))
-      fail("internal: encode_members needs encoders with the same frozen stages and views");
-    ms.push_back(t);
-  }
-  LoadedEncoder& first = ms[0]->e_;
-  const int S = first.net->input_size, split = first.meta.split, stages = first.net->num_stages();
-  for_each_image(n, ms[0]->workers_, [&](int64_t i) {
-    auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
-                  .contiguous(torch::MemoryFormat::ChannelsLast);
-    auto trunk = first.net->run_stages(in, 0, split);
-    for (size_t m = 0; m < ms.size(); ++m) {
-      LoadedEncoder& e = ms[m]->e_;
-      const int64_t D = e.meta.hidden, C = static_cast<int64_t>(e.meta.classes.size());
-      auto y = e.head->embed(e.net->pool(e.net->run_stages(trunk, split, stages))).contiguous();
-      if (emb[m]) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb[m] + i * D);
-      if (!logits[m]) continue;
-      auto l = e.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
-      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits[m] + i * C);
-    }
-  });
+  return std::make_unique<TrainedEncoder>(load_encoder(file, weights), file, resolve_threads(threads));
 }
 
 }  // namespace duet
