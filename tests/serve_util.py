@@ -13,7 +13,8 @@ import time
 
 class Server:
     def __init__(self, duet, index, env, extra=()):
-        self.args = [duet, "serve", "--index", index, "--port", "0"] + list(extra)
+        # index None: a front over shard servers, named in extra (--shards URL,URL).
+        self.args = [duet, "serve"] + (["--index", index] if index else []) + ["--port", "0"] + list(extra)
         self.env = env
         self.log = []
 

@@ -16,6 +16,18 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
+// Something asked for by id or path that is not there (the server answers 404).
+class NotFound : public Error {
+ public:
+  explicit NotFound(const std::string& what) : Error(what) {}
+};
+
+// A service this one relies on (a shard behind a front) did not answer (the server answers 503).
+class Unavailable : public Error {
+ public:
+  explicit Unavailable(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... R>

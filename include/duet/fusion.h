@@ -49,8 +49,12 @@ class FusedScore {
   FusedScore(const Matrix& code_g, const Matrix& post_g, std::function<double(double)> same_prob,
              const FusionOptions& opt);
   // code_q [nq, d], post_q [nq, C] over the gallery's C classes. The scorer holds its own copies
-  // of the queries and shares the gallery side with this object, which it may outlive.
-  FusedScorer scorer(const Matrix& code_q, const Matrix& post_q) const;
+  // of the queries and shares the gallery side with this object, which it may outlive. unseen
+  // (one per query): the gate decided elsewhere (a shard of a larger gallery, duet/shards.h);
+  // none: decided here, over this gallery.
+  FusedScorer scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen = nullptr) const;
+  // The gate's evidence for one query: max over the gallery of p_q . p_g (unseen below the gate).
+  float gate_evidence(const float* post_q) const;
   int64_t size() const { return ng_; }
   const FusionOptions& options() const { return opt_; }
   const Matrix& codes() const { return *code_p_.g; }

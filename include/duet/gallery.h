@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,17 @@ struct GalleryEntry {
   std::string thumb;    // JPEG bytes (may be empty)
 };
 
+// A shard of a larger index (`duet shard`, served behind `duet serve --shards`): rows
+// [offset, offset + rows) of `total`, with the whole gallery graph's rows of these items (CSR,
+// columns are rows of the whole index; empty when the model does not diffuse).
+struct GalleryShard {
+  int index = 0, of = 1;
+  int64_t offset = 0, total = 0;
+  std::vector<int64_t> start;  // [rows + 1]
+  std::vector<int64_t> col;
+  std::vector<float> w;
+};
+
 struct GalleryIndex {
   std::string model_hash, model_dir;  // the model that embedded it
   std::string root;                   // absolute path of the indexed folder
@@ -39,6 +51,7 @@ struct GalleryIndex {
   GalleryArrays arrays;
   std::shared_ptr<const GalleryGraph> graph;  // null when the model does not diffuse
   std::string index_type = "exact";           // how search() finds candidates
+  std::optional<GalleryShard> shard;          // set in a shard (then graph is null)
 
   std::string abs_path(size_t row) const { return root + "/" + entries[row].path; }
 };
@@ -50,6 +63,8 @@ std::string gallery_bytes(const GalleryIndex& g);
 GalleryIndex parse_gallery(const std::string& bytes, const std::string& source);
 // Throws Error naming the file when it is missing, not an index, truncated or damaged.
 GalleryIndex read_gallery(const std::string& path);
+// Shard i of n of a whole index: a contiguous, near-equal share of its rows, with their graph rows.
+GalleryIndex shard_of(const GalleryIndex& g, int i, int n);
 // The searcher over an index, with the model's rank options (and the index's stored graph).
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank);
 

@@ -97,6 +97,12 @@ class Searcher {
   // ranking scores() gives, up to the exact limit; through candidates above it.
   std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
 
+  // A shard's part of one query (duet/shards.h), for a front that merges the shards: the gate's
+  // evidence over these rows (the fused score only), and every row's score before diffusion,
+  // exactly as scores(q, false) gives it, with the gate decided over the whole gallery.
+  float gate_evidence(const float* post_q) const;
+  std::vector<float> base_scores(const float* code_q, const float* post_q, bool unseen) const;
+
  private:
   int64_t n_ = 0;
   RankOptions opt_;

@@ -38,7 +38,7 @@ struct ServeOptions {
 
 class HttpServer {
  public:
-  HttpServer(const SearchService& service, const ServeOptions& opt);
+  HttpServer(const Retrieval& service, const ServeOptions& opt);
   ~HttpServer();
   // Binds host:port; returns the port (the chosen one for port 0). Throws Error when it cannot.
   int bind();

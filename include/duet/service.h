@@ -5,6 +5,8 @@
 //   auto r = s->search_image(png_bytes, "sketch", 10);     // one query image -> its top 10
 //
 // The model is opened read-only and the index is read into memory once; nothing is written.
+// `duet serve` answers through the Retrieval interface: one index (SearchService), or a front
+// over the shards of one (ShardFront, duet/shards.h).
 #pragma once
 
 #include <cstdint>
@@ -19,7 +21,47 @@
 
 namespace duet {
 
-class SearchService {
+class Retrieval {
+ public:
+  struct Hit {
+    int64_t id = 0;    // row of the (whole) index
+    float score = 0;
+    std::string path;  // relative to the indexed folder
+    std::string cls;   // the class its folder names, or ""
+  };
+  struct Answer {
+    std::vector<Hit> hits;  // best first
+    bool unseen = false;    // the unseen-class gate fired
+    double cnn_ms = 0;      // the query's pass through its encoder
+    double search_ms = 0;   // scoring and ranking the gallery
+    std::vector<std::string> missing;  // shards left out (a front's answer only): "URL: why"
+  };
+  virtual ~Retrieval() = default;
+  virtual const Model& model() const = 0;
+  virtual int64_t size() const = 0;
+  virtual std::string index_type() const = 0;
+  // `domain`, checked against the model's encoders ("" = the model's first query domain).
+  std::string query_domain(const std::string& domain) const;
+  // One encoded image (PNG, JPEG, ...) of `domain` as the query. The image is hashed and decoded
+  // as `duet search` does a file, so the same bytes get the same ranking. Throws Error for bytes
+  // that are not an image (ImageTooLarge above the pixel cap) and for an unknown domain.
+  virtual Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const = 0;
+  // Gallery row `row` as the query, as if its file were searched as an image of the gallery
+  // domain (its stored features are what that pass gives). Throws Error for a row out of range.
+  virtual Answer search_row(int64_t row, int64_t k) const = 0;
+  // The stored thumbnail of a row (JPEG; full: the indexed file itself) and its content type.
+  // Throws Error when there is none.
+  virtual std::pair<std::string, std::string> image(int64_t row, bool full) const = 0;
+  // Bytes of the index held in memory (vectors, thumbnails, paths).
+  virtual double memory_bytes() const = 0;
+};
+
+// The features of one encoded query image: `model`'s pass over it, as `duet search` makes them
+// of a file. cnn_ms: the pass's time.
+Features query_features(const Model& model, std::mutex& cnn, const std::string& bytes, const std::string& domain,
+                        double& cnn_ms);
+
+class SearchService : public Retrieval {
  public:
   // Reads the index and opens its model (model_dir overrides the folder the index names).
   // Throws Error when either is missing or damaged, or when the index was built with another model.
@@ -29,28 +71,20 @@ class SearchService {
   SearchService(GalleryIndex gallery, std::unique_ptr<Model> model);
 
   const GalleryIndex& gallery() const { return gallery_; }
-  const Model& model() const { return *model_; }
+  const Model& model() const override { return *model_; }
   const Searcher& searcher() const { return searcher_; }
-  int64_t size() const { return searcher_.size(); }
+  int64_t size() const override { return searcher_.size(); }
+  std::string index_type() const override { return searcher_.index_type(); }
 
-  // `domain`, checked against the model's encoders ("" = the model's first query domain).
-  std::string query_domain(const std::string& domain) const;
   // The class an indexed photo is filed under: its folder's name when that is one of the model's
   // classes (a dataset laid out <class>/<file>), else "".
   const std::string& class_of(int64_t row) const { return classes_[static_cast<size_t>(row)]; }
 
-  struct Answer {
-    Ranking ranking;
-    double cnn_ms = 0;     // the query's pass through its encoder
-    double search_ms = 0;  // scoring and ranking the gallery
-  };
-  // One encoded image (PNG, JPEG, ...) of `domain` as the query. The image is hashed and decoded
-  // as `duet search` does a file, so the same bytes get the same ranking. Throws Error for bytes
-  // that are not an image (ImageTooLarge above the pixel cap) and for an unknown domain.
-  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const;
-  // Gallery row `row` as the query, as if its file were searched as an image of the gallery
-  // domain (its stored features are what that pass gives). Throws Error for a row out of range.
-  Answer search_row(int64_t row, int64_t k) const;
+  // On a shard (duet/shards.h) these refuse: its rows alone are not the gallery.
+  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const override;
+  Answer search_row(int64_t row, int64_t k) const override;
+  std::pair<std::string, std::string> image(int64_t row, bool full) const override;
+  double memory_bytes() const override;
 
  private:
   GalleryIndex gallery_;
@@ -59,6 +93,8 @@ class SearchService {
   std::vector<std::string> classes_;
   // One CNN pass at a time: each already uses every core, and two at once only fight over them.
   mutable std::mutex cnn_;
+  Answer answer(const Ranking& r) const;
+  void refuse_shard() const;
 };
 
 }  // namespace duet

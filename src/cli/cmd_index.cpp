@@ -55,4 +55,35 @@ void register_index(CLI::App& app) {
   c->callback([a] { run_index(*a); });
 }
 
+void register_shard(CLI::App& app) {
+  struct Args {
+    std::string index, out;
+    int shards = 2;
+  };
+  auto a = std::make_shared<Args>();
+  auto* c = app.add_subcommand("shard", "split a gallery index into shards, each served by `duet serve --index`, "
+                                        "behind a `duet serve --shards` front");
+  c->add_option("--index", a->index, "gallery index from `duet index`")->required()->check(CLI::ExistingFile);
+  c->add_option("--shards", a->shards, "how many (contiguous, near-equal shares of the rows)")
+      ->check(CLI::Range(1, 1024))
+      ->capture_default_str();
+  c->add_option("-o,--out", a->out, "shard files are <out>-<i>.idx (default: the index's path without .idx)");
+  c->callback([a] {
+    GalleryIndex g = read_gallery(a->index);
+    std::string prefix = a->out;
+    if (prefix.empty()) {
+      prefix = a->index;
+      if (prefix.size() > 4 && prefix.compare(prefix.size() - 4, 4, ".idx") == 0) prefix.resize(prefix.size() - 4);
+    }
+    for (int i = 0; i < a->shards; ++i) {
+      GalleryIndex s = shard_of(g, i, a->shards);
+      const std::string f = prefix + "-" + std::to_string(i) + ".idx";
+      write_gallery(f, s);
+      std::printf("%s: rows %lld..%lld of %lld\n", f.c_str(), static_cast<long long>(s.shard->offset),
+                  static_cast<long long>(s.shard->offset + static_cast<int64_t>(s.entries.size()) - 1),
+                  static_cast<long long>(g.entries.size()));
+    }
+  });
+}
+
 }  // namespace duet::cli

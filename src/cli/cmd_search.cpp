@@ -34,6 +34,9 @@ void run_search(const SearchArgs& a) {
   const int64_t k = parse_k(a.k);
   auto svc = SearchService::open(a.index, a.model, a.threads);
   const GalleryIndex& g = svc->gallery();
+  if (g.shard)
+    fail(a.index, ": shard ", g.shard->index, " of ", g.shard->of, " of an index; search the whole index, or a "
+         "`duet serve --shards` front over its shard servers");
   const std::string domain = svc->query_domain(a.domain);
   // Every query is embedded before anything is printed: a bad one fails the command, not half of it.
   Features f = embed_files(svc->model(), domain, a.queries);

@@ -10,12 +10,15 @@
 #include "duet/progress.h"
 #include "duet/serve.h"
 #include "duet/service.h"
+#include "duet/shards.h"
 
 namespace duet::cli {
 
 namespace {
 struct ServeArgs {
   std::string index, model;
+  std::vector<std::string> shards;
+  double deadline_s = 2;
   int threads = 0;
   ServeOptions opt;
 };
@@ -30,13 +33,17 @@ void run_serve(const ServeArgs& a) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto svc = SearchService::open(a.index, a.model, a.threads);
+  if (a.index.empty() == a.shards.empty())
+    fail("give --index (an index or one shard of it) or --shards (the shard servers' URLs), not both");
+  std::unique_ptr<Retrieval> svc;
+  if (a.shards.empty()) svc = SearchService::open(a.index, a.model, a.threads);
+  else svc = std::make_unique<ShardFront>(a.shards, a.model, a.threads, a.deadline_s);
   ServeOptions opt = a.opt;
   opt.log = !quiet();  // -q: no line per request
   HttpServer server(*svc, opt);
   const int port = server.bind();
   std::fprintf(stderr, "duet serve: %lld images (%s), model %s; listening on http://%s:%d/\n",
-               static_cast<long long>(svc->size()), svc->searcher().index_type().c_str(),
+               static_cast<long long>(svc->size()), svc->index_type().c_str(),
                svc->model().info().dir.c_str(), a.opt.host.c_str(), port);
   std::fflush(stderr);
   std::thread stopper([&] {
@@ -59,7 +66,12 @@ void run_serve(const ServeArgs& a) {
 void register_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   auto* c = app.add_subcommand("serve", "serve a gallery index over HTTP, with a page to draw on (127.0.0.1 by default)");
-  c->add_option("--index", a->index, "gallery index from `duet index`")->required();
+  c->add_option("--index", a->index, "gallery index from `duet index`, or a shard of one from `duet shard`");
+  c->add_option("--shards", a->shards, "serve as the front of these shard servers (http://host:port,...)")
+      ->delimiter(',');
+  c->add_option("--deadline", a->deadline_s, "with --shards: seconds each round of a query waits for a shard (one that misses it is left out: partial)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   c->add_option("--model", a->model, "model folder (default: the one the index was built with)");
   c->add_option("--host", a->opt.host, "address to bind (0.0.0.0: every interface)")->capture_default_str();
   c->add_option("--port", a->opt.port, "port (0: any free one, printed on stderr)")

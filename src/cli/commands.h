@@ -25,6 +25,7 @@ void register_run(CLI::App& app);
 void register_baseline(CLI::App& app);
 void register_model(CLI::App& app);
 void register_index(CLI::App& app);
+void register_shard(CLI::App& app);
 void register_search(CLI::App& app);
 void register_serve(CLI::App& app);
 void register_tsne(CLI::App& app);

@@ -101,6 +101,7 @@ int main(int argc, char** argv) {
   duet::cli::register_baseline(app);
   duet::cli::register_model(app);
   duet::cli::register_index(app);
+  duet::cli::register_shard(app);
   duet::cli::register_search(app);
   duet::cli::register_serve(app);
   duet::cli::register_tsne(app);

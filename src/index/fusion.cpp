@@ -53,7 +53,16 @@ FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
   if (opt.unseen_gate > 0) profile_p_ = prepare_gallery(centred_log(post_g), Metric::Cosine);
 }
 
-FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const {
+float FusedScore::gate_evidence(const float* post_q) const {
+  const int64_t C = post_p_.g->cols;
+  Matrix one(1, C);
+  std::copy(post_q, post_q + C, one.data.begin());
+  std::vector<float> row(static_cast<size_t>(ng_));
+  embedding_scorer(one, post_p_)(0, 1, row.data());
+  return ng_ > 0 ? *std::max_element(row.begin(), row.end()) : 0.f;
+}
+
+FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen) const {
   if (code_q.rows != post_q.rows)
     fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ", post_q.rows,
          " posteriors");
@@ -64,14 +73,12 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q) const
   const FusionOptions opt = opt_;
   FusedScorer f;
   f.unseen.assign(static_cast<size_t>(code_q.rows), 0);
+  if (unseen && unseen->size() != f.unseen.size()) fail("internal: one unseen-gate decision per query");
   ScoreBlockFn profile;
   if (opt.unseen_gate > 0) {
-    auto raw = embedding_scorer(post_q, post_p_);
-    std::vector<float> row(static_cast<size_t>(ng));
-    for (int64_t q = 0; q < code_q.rows && ng > 0; ++q) {
-      raw(q, q + 1, row.data());
-      f.unseen[q] = *std::max_element(row.begin(), row.end()) < opt.unseen_gate;
-    }
+    if (unseen) f.unseen = *unseen;
+    for (int64_t q = 0; q < code_q.rows && ng > 0 && !unseen; ++q)
+      f.unseen[q] = gate_evidence(post_q.row(q)) < opt.unseen_gate;
     profile = embedding_scorer(centred_log(post_q), profile_p_);
   }
   auto code = embedding_scorer(code_q, code_p_);  // -||zq - zg||^2

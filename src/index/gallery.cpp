@@ -99,6 +99,13 @@ std::string gallery_bytes(const GalleryIndex& g) {
     blobs.emplace_back("graph_col", bytes_of(g.graph->csr_col()));
     blobs.emplace_back("graph_w", bytes_of(g.graph->csr_weight()));
   }
+  if (g.shard) {
+    const GalleryShard& s = *g.shard;
+    h["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
+    blobs.emplace_back("shard_start", bytes_of(s.start));
+    blobs.emplace_back("shard_col", bytes_of(s.col));
+    blobs.emplace_back("shard_w", bytes_of(s.w));
+  }
   blobs.emplace_back("thumbs", std::move(thumbs));
   size_t off = 0;
   for (const auto& [name, b] : blobs) {
@@ -177,6 +184,25 @@ GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
                                                      vector_of<int64_t>(blob.at("graph_col")),
                                                      vector_of<float>(blob.at("graph_w")));
     }
+    if (h.contains("shard")) {
+      const json& j = h.at("shard");
+      GalleryShard s;
+      s.index = j.at("index").get<int>();
+      s.of = j.at("of").get<int>();
+      s.offset = j.at("offset").get<int64_t>();
+      s.total = j.at("total").get<int64_t>();
+      s.start = vector_of<int64_t>(blob.at("shard_start"));
+      s.col = vector_of<int64_t>(blob.at("shard_col"));
+      s.w = vector_of<float>(blob.at("shard_w"));
+      bool ok = s.of >= 1 && s.index >= 0 && s.index < s.of && s.offset >= 0 && s.offset + n <= s.total &&
+                (s.start.empty() || (s.start.size() == static_cast<size_t>(n + 1) && s.start.front() == 0 &&
+                                     s.start.back() == static_cast<int64_t>(s.col.size()))) &&
+                s.col.size() == s.w.size();
+      for (size_t i = 1; ok && i < s.start.size(); ++i) ok = s.start[i - 1] <= s.start[i];
+      for (int64_t c : s.col) ok = ok && c >= 0 && c < s.total;
+      if (!ok) fail(path, ": damaged shard header or graph rows (rebuild it with `duet shard`)");
+      g.shard = std::move(s);
+    }
   } catch (const json::exception& e) {
     fail(path, ": damaged gallery index header (", e.what(), ")");
   } catch (const std::out_of_range&) {
@@ -196,7 +222,45 @@ GalleryIndex read_gallery(const std::string& path) {
   return parse_gallery(read_file(path), path);
 }
 
+GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
+  const int64_t rows = static_cast<int64_t>(g.entries.size());
+  if (g.shard) fail("this index is already a shard (", g.shard->index, " of ", g.shard->of, "); shard the whole index");
+  if (n < 1 || n > rows) fail("--shards: between 1 and the index's ", rows, " images (got ", n, ")");
+  if (i < 0 || i >= n) fail("internal: shard ", i, " of ", n);
+  const int64_t b = rows * i / n, e = rows * (i + 1) / n;
+  GalleryIndex s;
+  s.model_hash = g.model_hash;
+  s.model_dir = g.model_dir;
+  s.root = g.root;
+  s.domain = g.domain;
+  s.index_type = g.index_type;
+  s.entries.assign(g.entries.begin() + b, g.entries.begin() + e);
+  for (auto [from, to] : {std::pair{&g.arrays.emb, &s.arrays.emb}, {&g.arrays.post, &s.arrays.post}, {&g.arrays.code, &s.arrays.code}}) {
+    *to = Matrix(e - b, from->cols);
+    std::copy(from->row(b), from->row(b) + (e - b) * from->cols, to->data.begin());
+  }
+  GalleryShard sh;
+  sh.index = i;
+  sh.of = n;
+  sh.offset = b;
+  sh.total = rows;
+  if (g.graph) {
+    const auto &start = g.graph->csr_start(), &col = g.graph->csr_col();
+    const auto& w = g.graph->csr_weight();
+    sh.start.push_back(0);
+    for (int64_t r = b; r < e; ++r) {
+      sh.col.insert(sh.col.end(), col.begin() + start[r], col.begin() + start[r + 1]);
+      sh.w.insert(sh.w.end(), w.begin() + start[r], w.begin() + start[r + 1]);
+      sh.start.push_back(static_cast<int64_t>(sh.col.size()));
+    }
+  }
+  s.shard = std::move(sh);
+  return s;
+}
+
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
+  // A shard's rows are scored for a front that diffuses over the whole graph (duet/shards.h).
+  if (g.shard) return Searcher(g.arrays, rank, nullptr);
   std::shared_ptr<const GalleryGraph> graph;
   if (rank.fuse && rank.diffusion && g.graph) {
     auto copy = std::make_shared<GalleryGraph>(*g.graph);

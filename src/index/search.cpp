@@ -287,6 +287,26 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
   };
 }
 
+float Searcher::gate_evidence(const float* post_q) const {
+  if (!fused_) fail("internal: the gate belongs to the fused score");
+  return fused_->gate_evidence(post_q);
+}
+
+std::vector<float> Searcher::base_scores(const float* code_q, const float* post_q, bool unseen) const {
+  const int64_t d = fused_ ? fused_->codes().cols : code_p_.g->cols;
+  QueryArrays q{Matrix(1, fused_ ? fused_->posteriors().cols : 0), Matrix(1, d)};
+  std::copy(code_q, code_q + d, q.code.data.begin());
+  std::vector<float> out(static_cast<size_t>(n_));
+  if (fused_) {
+    std::copy(post_q, post_q + q.post.cols, q.post.data.begin());
+    const std::vector<char> gate{static_cast<char>(unseen)};
+    fused_->scorer(q.code, q.post, &gate).score(0, 1, out.data());
+  } else {
+    embedding_scorer(q.code, code_p_)(0, 1, out.data());
+  }
+  return out;
+}
+
 std::vector<Ranking> Searcher::search(const QueryArrays& q, int64_t k) const {
   const int64_t nq = q.code.rows, ng = n_;
   const int64_t kk = k <= 0 || k > ng ? ng : k;

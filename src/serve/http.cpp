@@ -15,6 +15,7 @@
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
+#include "duet/shards.h"
 #include "serve/web_assets.h"
 
 namespace duet {
@@ -50,19 +51,10 @@ int64_t parse_int(const std::string& s, int64_t lo, int64_t hi, const std::strin
   return v;
 }
 
-const char* image_type(const std::string& path) {
-  std::string ext = path.substr(path.rfind('.') == std::string::npos ? path.size() : path.rfind('.') + 1);
-  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (ext == "png") return "image/png";
-  if (ext == "bmp") return "image/bmp";
-  if (ext == "webp") return "image/webp";
-  return "image/jpeg";
-}
-
 // The route a request is counted under (a bounded set, whatever paths clients send).
 std::string route_of(const std::string& path) {
   if (path.rfind("/api/image/", 0) == 0) return "/api/image";
-  for (const char* r : {"/api/search", "/api/info", "/healthz", "/metrics"})
+  for (const char* r : {"/api/search", "/api/info", "/api/shard", "/healthz", "/metrics"})
     if (path == r) return r;
   for (size_t i = 0; i < kWebAssetsCount; ++i)
     if (path == kWebAssets[i].path || (path == "/" && std::string(kWebAssets[i].path) == "/index.html")) return "page";
@@ -145,26 +137,31 @@ thread_local bool t_request_started = false;
 }  // namespace
 
 struct HttpServer::Impl {
-  const SearchService& svc;
+  const Retrieval& svc;
+  const SearchService* shard = nullptr;  // set when serving a shard: it answers a front's POST /api/shard
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
-  Impl(const SearchService& s, const ServeOptions& o) : svc(s), opt(o) {
-    const GalleryArrays& g = svc.gallery().arrays;
-    index_bytes = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
-    for (const auto& e : svc.gallery().entries) index_bytes += static_cast<double>(e.thumb.size() + e.path.size());
+  Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
+    if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard) shard = local;
   }
 
-  nlohmann::json answer_json(const SearchService::Answer& a, const std::string& domain, double took_ms) const {
+  nlohmann::json answer_json(const Retrieval::Answer& a, const std::string& domain, double took_ms) const {
     nlohmann::json results = nlohmann::json::array();
-    for (const Hit& h : a.ranking.hits) {
-      nlohmann::json r{{"id", h.row}, {"path", svc.gallery().entries[static_cast<size_t>(h.row)].path}, {"score", h.score}};
-      if (!svc.class_of(h.row).empty()) r["class"] = svc.class_of(h.row);
+    for (const Retrieval::Hit& h : a.hits) {
+      nlohmann::json r{{"id", h.id}, {"path", h.path}, {"score", h.score}};
+      if (!h.cls.empty()) r["class"] = h.cls;
       results.push_back(std::move(r));
     }
-    return {{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
-            {"search_ms", a.search_ms}, {"unseen", a.ranking.unseen}, {"domain", domain}};
+    nlohmann::json j{{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
+                     {"search_ms", a.search_ms}, {"unseen", a.unseen}, {"domain", domain}};
+    // A front over shards says when some did not answer in time: the results are then of the others.
+    if (!shard && svc.index_type().rfind("shards", 0) == 0) {
+      j["partial"] = !a.missing.empty();
+      j["missing"] = a.missing;
+    }
+    return j;
   }
 
   // A parameter from the query string or, for multipart bodies, a form field of that name.
@@ -179,7 +176,7 @@ struct HttpServer::Impl {
     const std::string ks = param(req, "k");
     const int64_t k = ks.empty() ? 10 : parse_int(ks, 1, opt.max_k, "k");
     const std::string like = param(req, "like");
-    SearchService::Answer a;
+    Retrieval::Answer a;
     std::string domain;
     if (!like.empty()) {
       const int64_t row = parse_int(like, 0, svc.size() - 1, "like", 404);
@@ -208,17 +205,11 @@ struct HttpServer::Impl {
 
   void image(const httplib::Request& req, httplib::Response& res) const {
     const int64_t row = parse_int(req.matches[1], 0, svc.size() - 1, "image id", 404);
-    const GalleryEntry& e = svc.gallery().entries[static_cast<size_t>(row)];
     const bool full = req.has_param("full") && req.get_param_value("full") != "0";
-    if (!full && !e.thumb.empty()) {
-      res.set_header("Cache-Control", "max-age=3600");
-      res.set_content(e.thumb, "image/jpeg");
-      return;
-    }
     // Only ever a path the index holds, by row number: nothing else on disk is reachable.
-    const std::string path = svc.gallery().abs_path(static_cast<size_t>(row));
-    if (!file_exists(path)) throw HttpError(404, "image " + std::to_string(row) + " is no longer on disk");
-    res.set_content(read_file(path), image_type(path));
+    auto [bytes, type] = svc.image(row, full);
+    if (!full) res.set_header("Cache-Control", "max-age=3600");
+    res.set_content(bytes, type);
   }
 
   // What the canvas queries: the first query domain of the drawing kind (strokes on white, as
@@ -231,18 +222,24 @@ struct HttpServer::Impl {
 
   nlohmann::json info() const {
     const ModelInfo& m = svc.model().info();
-    return {{"images", svc.size()},
+    nlohmann::json j{{"images", svc.size()},
             {"domains", svc.model().domains()},
             {"query_domains", m.query_domains},
             {"gallery_domain", m.gallery_domain},
             {"kinds", m.kinds},
             {"draw_domain", draw_domain(m)},
             {"classes", m.classes},
-            {"model", {{"config", m.config}, {"hash", m.hash}}},
-            {"index_type", svc.searcher().index_type()},
+            {"model", {{"config", m.config}, {"hash", m.hash}, {"dir", m.dir}}},
+            {"index_type", svc.index_type()},
             {"max_k", opt.max_k},
             {"max_body", opt.max_body},
             {"max_pixels", kMaxImagePixels}};
+    if (shard) {
+      const GalleryShard& s = *shard->gallery().shard;
+      j["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
+      j["graph"] = !s.start.empty();
+    }
+    return j;
   }
 
   void routes() {
@@ -258,6 +255,11 @@ struct HttpServer::Impl {
     server.Post("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
     server.Get("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
     server.Get(R"(/api/image/(\d+))", [this](const httplib::Request& q, httplib::Response& r) { image(q, r); });
+    if (shard) {
+      server.Post("/api/shard", [this](const httplib::Request& q, httplib::Response& r) {
+        r.set_content(shard_reply(*shard, q.body), "application/json");
+      });
+    }
     server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
       json_reply(res, {{"ok", true}, {"images", svc.size()}});
     });
@@ -296,6 +298,10 @@ struct HttpServer::Impl {
         status = e.status, what = e.what();
       } catch (const ImageTooLarge& e) {
         status = 413, what = e.what();
+      } catch (const NotFound& e) {
+        status = 404, what = e.what();
+      } catch (const Unavailable& e) {
+        status = 503, what = e.what();
       } catch (const Error& e) {
         status = 400, what = e.what();
       } catch (const std::exception& e) {
@@ -328,7 +334,7 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(const SearchService& service, const ServeOptions& opt)
+HttpServer::HttpServer(const Retrieval& service, const ServeOptions& opt)
     : impl_(std::make_unique<Impl>(service, opt)) {
   if (opt.workers < 1) fail("--workers: must be at least 1 (got ", opt.workers, ")");
   if (opt.max_k < 1) fail("--max-k: must be at least 1 (got ", opt.max_k, ")");

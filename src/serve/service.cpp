@@ -16,6 +16,15 @@ double ms_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t).count();
 }
 
+const char* image_type(const std::string& path) {
+  std::string ext = path.substr(path.rfind('.') == std::string::npos ? path.size() : path.rfind('.') + 1);
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (ext == "png") return "image/png";
+  if (ext == "bmp") return "image/bmp";
+  if (ext == "webp") return "image/webp";
+  return "image/jpeg";
+}
+
 QueryArrays one_query(const float* post, int64_t c, const float* code, int64_t d) {
   QueryArrays q{Matrix(1, c), Matrix(1, d)};
   std::copy(post, post + c, q.post.data.begin());
@@ -51,43 +60,78 @@ SearchService::SearchService(GalleryIndex gallery, std::unique_ptr<Model> model)
   }
 }
 
-std::string SearchService::query_domain(const std::string& domain) const {
-  const std::string d = domain.empty() ? model_->info().query_domains.at(0) : domain;
+std::string Retrieval::query_domain(const std::string& domain) const {
+  const std::string d = domain.empty() ? model().info().query_domains.at(0) : domain;
   std::string have;
-  for (const auto& m : model_->domains()) {
+  for (const auto& m : model().domains()) {
     if (m == d) return d;
     have += (have.empty() ? "" : ", ") + m;
   }
   fail("domain '", d, "': the model has no encoder for it (it has: ", have, ")");
 }
 
-SearchService::Answer SearchService::search_image(const std::string& bytes, const std::string& domain,
-                                                  int64_t k) const {
-  const std::string d = query_domain(domain);
+Features query_features(const Model& model, std::mutex& cnn, const std::string& bytes, const std::string& domain,
+                        double& cnn_ms) {
   const cv::Mat rgb = decode_rgb(bytes, "query");
   const uint64_t hash = fnv1a(bytes);
+  std::lock_guard<std::mutex> lock(cnn);
+  const auto t = std::chrono::steady_clock::now();  // the pass itself, not the wait for the lock
+  Features f = model.features(domain, {rgb}, {hash});
+  cnn_ms = ms_since(t);
+  return f;
+}
+
+void SearchService::refuse_shard() const {
+  if (gallery_.shard)
+    fail("this server holds shard ", gallery_.shard->index, " of ", gallery_.shard->of,
+         " of an index: search through a front (duet serve --shards URL,URL,...)");
+}
+
+Retrieval::Answer SearchService::answer(const Ranking& r) const {
   Answer a;
-  Features f;
-  {
-    std::lock_guard<std::mutex> lock(cnn_);
-    const auto t = std::chrono::steady_clock::now();  // the pass itself, not the wait for the lock
-    f = model_->features(d, {rgb}, {hash});
-    a.cnn_ms = ms_since(t);
-  }
+  a.unseen = r.unseen;
+  for (const duet::Hit& h : r.hits)
+    a.hits.push_back({h.row, h.score, gallery_.entries[static_cast<size_t>(h.row)].path, class_of(h.row)});
+  return a;
+}
+
+Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain, int64_t k) const {
+  refuse_shard();
+  const std::string d = query_domain(domain);
+  double cnn_ms = 0;
+  Features f = query_features(*model_, cnn_, bytes, d, cnn_ms);
   const auto t = std::chrono::steady_clock::now();
-  a.ranking = searcher_.search(one_query(f.post.row(0), f.post.cols, f.code.row(0), f.code.cols), k)[0];
+  Answer a = answer(searcher_.search(one_query(f.post.row(0), f.post.cols, f.code.row(0), f.code.cols), k)[0]);
+  a.search_ms = ms_since(t);
+  a.cnn_ms = cnn_ms;
+  return a;
+}
+
+Retrieval::Answer SearchService::search_row(int64_t row, int64_t k) const {
+  refuse_shard();
+  if (row < 0 || row >= size()) throw NotFound("image " + std::to_string(row) + " is not in the index");
+  const GalleryArrays& g = gallery_.arrays;
+  auto t = std::chrono::steady_clock::now();
+  Answer a = answer(searcher_.search(one_query(g.post.row(row), g.post.cols, g.code.row(row), g.code.cols), k)[0]);
   a.search_ms = ms_since(t);
   return a;
 }
 
-SearchService::Answer SearchService::search_row(int64_t row, int64_t k) const {
-  if (row < 0 || row >= size()) fail("image ", row, " is not in the index (it has ", size(), ")");
+std::pair<std::string, std::string> SearchService::image(int64_t row, bool full) const {
+  if (row < 0 || row >= size()) throw NotFound("image " + std::to_string(row) + " is not in the index");
+  const GalleryEntry& e = gallery_.entries[static_cast<size_t>(row)];
+  if (!full && !e.thumb.empty()) return {e.thumb, "image/jpeg"};
+  // Only ever a path the index holds, by row number: nothing else on disk is reachable.
+  const std::string path = gallery_.abs_path(static_cast<size_t>(row));
+  if (!file_exists(path)) throw NotFound("image " + std::to_string(row) + " is no longer on disk");
+  return {read_file(path), image_type(path)};
+}
+
+double SearchService::memory_bytes() const {
   const GalleryArrays& g = gallery_.arrays;
-  Answer a;
-  auto t = std::chrono::steady_clock::now();
-  a.ranking = searcher_.search(one_query(g.post.row(row), g.post.cols, g.code.row(row), g.code.cols), k)[0];
-  a.search_ms = ms_since(t);
-  return a;
+  double b = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
+  for (const auto& e : gallery_.entries) b += static_cast<double>(e.thumb.size() + e.path.size());
+  return b;
 }
 
 }  // namespace duet

@@ -1,0 +1,62 @@
+// duet/shards.h — sharded serving: an index split into shards (`duet shard`), each served by its
+// own `duet serve --index SHARD`, and a front (`duet serve --shards URL,URL,...`) that fans each
+// query out to them, merges what they find and answers as one server over the whole gallery.
+//
+// A front runs the query's CNN pass itself, then asks every shard at once (POST /api/shard, JSON),
+// each round within the deadline:
+//   1. "gate"  the unseen-class gate's evidence over the shard's rows (the fused score's gate only);
+//   2. "top"   its best rows by the score before diffusion (as many as the diffusion's shortlist,
+//              or k), their gallery-graph rows, and its score mass: exp(s - top) summed;
+//   3. "rows"  the scores and graph rows of the seeds' neighbours no shard has sent yet;
+//   4. "entries" the paths of the final top k.
+// It then diffuses over the merged shortlist with the whole gallery's mass, exactly as one
+// Searcher over the whole index does (duet/search.h): the same ranking, the scores up to float
+// rounding in the mass. A shard that fails or misses a round's deadline is left out of the rest of
+// the query, and the answer says "partial": true and names it in "missing" (no shard at all: 503). Shards score every one of their rows for each query
+// (the exact path), so a shard should stay within ScaleOptions::exact_limit rows.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "duet/model.h"
+#include "duet/service.h"
+
+namespace duet {
+
+// The shard side: answers one request of the protocol (the body of POST /api/shard) for a
+// service over a shard index. Throws Error for a malformed request.
+std::string shard_reply(const SearchService& shard, const std::string& request);
+
+class ShardFront : public Retrieval {
+ public:
+  // Asks each URL (http://host:port) for its /api/info: together they must serve shards 0..n-1 of
+  // one index, made by one model. model_dir: the model to run queries through ("" = the folder
+  // the shards name). deadline_s: what each round of a query waits for the shards.
+  ShardFront(std::vector<std::string> urls, const std::string& model_dir, int threads, double deadline_s);
+  ~ShardFront() override;
+
+  const Model& model() const override { return *model_; }
+  int64_t size() const override { return total_; }
+  std::string index_type() const override;
+  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const override;
+  Answer search_row(int64_t row, int64_t k) const override;
+  std::pair<std::string, std::string> image(int64_t row, bool full) const override;
+  double memory_bytes() const override { return 0; }
+
+ private:
+  struct Shard;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Model> model_;
+  int64_t total_ = 0;
+  bool graph_ = false;  // the shards carry the gallery graph's rows (the model diffuses)
+  double deadline_s_;
+  mutable std::mutex cnn_;
+  Answer rank(const float* post, int64_t C, const float* code, int64_t D, int64_t k) const;
+  size_t owner(int64_t row) const;  // the shard holding a row of the whole index
+};
+
+}  // namespace duet
