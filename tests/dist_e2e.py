@@ -11,13 +11,14 @@ a cluster seen through a different random linear map per domain.
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+from dist_util import free_port, kill_rank_1
 
 duet = sys.argv[1]
 passed, failed = [], []
@@ -26,12 +27,6 @@ passed, failed = [], []
 def check(name, ok, detail=""):
     print(("PASS " if ok else "FAIL ") + name + (f": {detail}" if detail else ""))
     (passed if ok else failed).append(name)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_emb(path, x, classes, domain):
@@ -90,27 +85,10 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # torchrun's way: one process per rank from the environment. Kill rank 1 mid-training: rank 0
     # must stop with one error line, not hang.
-    port = free_port()
-    long = mapper(100000) + ["-o", f"{tmp}/long.pt"]
-    envs = [{"RANK": str(r), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-             "DUET_DIST_TIMEOUT": "20"} for r in range(2)]
-    procs = [subprocess.Popen([duet] + long, env={**env, **e}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for e in envs]
-    time.sleep(4)
-    alive = procs[0].poll() is None and procs[1].poll() is None
-    procs[1].kill()
-    t0 = time.time()
-    try:
-        _, err0 = procs[0].communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        procs[0].kill()
-        _, err0 = procs[0].communicate()
-        err0 = "HUNG " + err0
-    procs[1].communicate()
-    took = time.time() - t0
+    alive, rc, err0, took = kill_rank_1(duet, mapper(100000) + ["-o", f"{tmp}/long.pt"], env, after=4)
     check("a killed rank makes the other exit with one clear error, not hang",
-          alive and procs[0].returncode == 1 and "another rank stopped" in err0 and "internal error" not in err0
-          and not os.path.exists(f"{tmp}/long.pt"), f"rc={procs[0].returncode} after {took:.1f}s: {err0.strip().splitlines()[-1][-300:] if err0.strip() else ''}")
+          alive and rc == 1 and "another rank stopped" in err0 and "internal error" not in err0
+          and not os.path.exists(f"{tmp}/long.pt"), f"rc={rc} after {took:.1f}s: {err0.strip().splitlines()[-1][-300:] if err0.strip() else ''}")
 
     # A rank that never arrives: the rendezvous gives up after DUET_DIST_TIMEOUT.
     t0 = time.time()

@@ -14,14 +14,13 @@ Usage: dist_pipeline_e2e.py path/to/duet
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
+from dist_util import kill_rank_1
 from e2e import E2E
 
 t = E2E(sys.argv[1])
@@ -35,12 +34,6 @@ def run(args, extra_env=None, timeout=600):
     if r.returncode != 0:
         print(r.stderr[-2000:])
     return r
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -81,27 +74,11 @@ with tempfile.TemporaryDirectory() as tmp:
     t.check("no worker's temporary file is left", not left, str(left))
 
     # torchrun's way, one process per rank; rank 1 killed mid-training.
-    port = free_port()
     long = [a if a != "5" else "100000" for a in enc] + ["-o", f"{tmp}/long.pt"]
-    envs = [{"RANK": str(k), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
-             "DUET_DIST_TIMEOUT": "20"} for k in range(2)]
-    procs = [subprocess.Popen([t.duet] + long, env={**env, **e}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for e in envs]
-    time.sleep(6)
-    alive = procs[0].poll() is None and procs[1].poll() is None
-    procs[1].kill()
-    t0 = time.time()
-    try:
-        _, err0 = procs[0].communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        procs[0].kill()
-        _, err0 = procs[0].communicate()
-        err0 = "HUNG " + err0
-    procs[1].communicate()
+    alive, rc, err0, took = kill_rank_1(t.duet, long, env, after=6)
     t.check("train-encoder: a killed rank makes the other exit with one clear error, not hang",
-            alive and procs[0].returncode == 1 and "another rank stopped" in err0 and "internal error" not in err0
-            and not os.path.exists(f"{tmp}/long.pt"),
-            f"rc={procs[0].returncode} after {time.time() - t0:.1f}s: {err0.strip()[-300:]}")
+            alive and rc == 1 and "another rank stopped" in err0 and "internal error" not in err0
+            and not os.path.exists(f"{tmp}/long.pt"), f"rc={rc} after {took:.1f}s: {err0.strip()[-300:]}")
 
     # duet run --quick on 10 classes, 1 rank and 2.
     metrics = {}
