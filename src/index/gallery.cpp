@@ -2,23 +2,16 @@
 #include "duet/gallery.h"
 
 #include <nlohmann/json.hpp>
-#include <sys/stat.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <set>
-#include <unordered_map>
-
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "duet/error.h"
 #include "duet/fileio.h"
-#include "duet/image.h"
-#include "duet/progress.h"
 
 namespace duet {
 

@@ -13,7 +13,6 @@
 #include <nlohmann/json.hpp>
 
 #include "duet/error.h"
-#include "duet/fileio.h"
 #include "duet/image.h"
 #include "duet/shards.h"
 #include "serve/web_assets.h"
@@ -139,12 +138,14 @@ thread_local bool t_request_started = false;
 struct HttpServer::Impl {
   const Retrieval& svc;
   const SearchService* shard = nullptr;  // set when serving a shard: it answers a front's POST /api/shard
+  bool front = false;                    // a front over shard servers (ShardFront)
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
   Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
     if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard) shard = local;
+    front = dynamic_cast<const ShardFront*>(&s) != nullptr;
   }
 
   nlohmann::json answer_json(const Retrieval::Answer& a, const std::string& domain, double took_ms) const {
@@ -157,7 +158,7 @@ struct HttpServer::Impl {
     nlohmann::json j{{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
                      {"search_ms", a.search_ms}, {"unseen", a.unseen}, {"domain", domain}};
     // A front over shards says when some did not answer in time: the results are then of the others.
-    if (!shard && svc.index_type().rfind("shards", 0) == 0) {
+    if (front) {
       j["partial"] = !a.missing.empty();
       j["missing"] = a.missing;
     }
