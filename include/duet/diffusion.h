@@ -32,11 +32,17 @@ struct DiffusionOptions {
   int shortlist = 1000;
 };
 
+// Above this many items the graph's neighbours are approximate (see GalleryGraph).
+constexpr int64_t kGraphExactLimit = 50000;
+
 class GalleryGraph {
  public:
   // features [n, d]: one row per gallery item; edges weigh max(cos, 0)^3 between k nearest
-  // neighbours. Throws Error when n < 2 or the options are out of range.
-  GalleryGraph(const Matrix& features, const DiffusionOptions& opt);
+  // neighbours. Throws Error when n < 2 or the options are out of range. Up to exact_limit items
+  // the neighbours are exact (all pairs, n^2 d); above it each item's come from the items of the
+  // 8 inverted lists (k-means over sqrt(n) lists) nearest its own list, one matrix product per
+  // list (n (8 n / lists) d): minutes at 1M where all pairs take hours. Deterministic either way.
+  GalleryGraph(const Matrix& features, const DiffusionOptions& opt, int64_t exact_limit = kGraphExactLimit);
 
   // A graph built earlier (a gallery index stores one): the CSR arrays csr_* return, checked.
   GalleryGraph(int64_t n, const DiffusionOptions& opt, std::vector<int64_t> start,

@@ -1,6 +1,8 @@
 // Gallery graph and diffusion re-ranking. See duet/diffusion.h.
 #include "duet/diffusion.h"
 
+#include <cblas.h>
+#include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 
 #include "duet/error.h"
 #include "duet/metrics.h"
+#include "duet/progress.h"
 
 namespace duet {
 
@@ -42,7 +45,76 @@ void GalleryGraph::set_options(const DiffusionOptions& opt) {
   opt_ = opt;
 }
 
-GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) : n_(features.rows), opt_(opt) {
+namespace {
+// The kk nearest rows (inner product of unit rows x) of every row, approximately: k-means (FAISS,
+// fixed seed, trained on evenly spaced rows as the search's IVF is) over sqrt(n) lists; each
+// list's rows against the rows of the kProbe lists nearest its centroid, one matrix product per
+// list. Fills sim / nb [n, kk] best first (-1 where a row has fewer candidates).
+void list_neighbours(const Matrix& x, int64_t kk, float* sim, faiss::Index::idx_t* nb) {
+  constexpr int kProbe = 8;
+  const int64_t n = x.rows, d = x.cols;
+  const int lists = static_cast<int>(std::clamp<double>(std::sqrt(static_cast<double>(n)), 16, 65536));
+  const int64_t want = std::min<int64_t>(n, 64LL * lists), step = std::max<int64_t>(1, n / want);
+  std::vector<float> sample;
+  for (int64_t i = 0; i < n && static_cast<int64_t>(sample.size()) < want * d; i += step)
+    sample.insert(sample.end(), x.row(i), x.row(i) + d);
+  faiss::ClusteringParameters cp;
+  cp.seed = 1234;
+  faiss::Clustering km(static_cast<int>(d), lists, cp);
+  faiss::IndexFlatL2 centroids(d);
+  km.train(static_cast<faiss::Index::idx_t>(sample.size()) / d, sample.data(), centroids);
+  std::vector<faiss::Index::idx_t> own(static_cast<size_t>(n));
+  std::vector<float> dist(static_cast<size_t>(n));
+  centroids.search(n, x.data.data(), 1, dist.data(), own.data());
+  std::vector<std::vector<int64_t>> members(static_cast<size_t>(lists));
+  for (int64_t i = 0; i < n; ++i) members[static_cast<size_t>(own[i])].push_back(i);
+  const int probe = std::min(kProbe, lists);
+  std::vector<faiss::Index::idx_t> near(static_cast<size_t>(lists) * probe);
+  std::vector<float> near_d(near.size());
+  centroids.search(lists, km.centroids.data(), probe, near_d.data(), near.data());
+  std::fill(nb, nb + n * kk, -1);
+  std::fill(sim, sim + n * kk, -INFINITY);
+  std::vector<float> q, c, s;
+  Progress bar("gallery graph", lists);
+  for (int l = 0; l < lists; ++l, bar.tick()) {
+    const auto& rows = members[static_cast<size_t>(l)];
+    if (rows.empty()) continue;
+    std::vector<int64_t> cand;
+    for (int p = 0; p < probe; ++p) {
+      if (near[static_cast<size_t>(l) * probe + p] < 0) continue;
+      const auto& m = members[static_cast<size_t>(near[static_cast<size_t>(l) * probe + p])];
+      cand.insert(cand.end(), m.begin(), m.end());
+    }
+    std::sort(cand.begin(), cand.end());
+    const int64_t nq = static_cast<int64_t>(rows.size()), nc = static_cast<int64_t>(cand.size());
+    q.resize(static_cast<size_t>(nq * d));
+    c.resize(static_cast<size_t>(nc * d));
+    s.resize(static_cast<size_t>(nq * nc));
+    for (int64_t i = 0; i < nq; ++i) std::copy(x.row(rows[i]), x.row(rows[i]) + d, q.data() + i * d);
+    for (int64_t j = 0; j < nc; ++j) std::copy(x.row(cand[j]), x.row(cand[j]) + d, c.data() + j * d);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq), static_cast<int>(nc),
+                static_cast<int>(d), 1.0f, q.data(), static_cast<int>(d), c.data(), static_cast<int>(d), 0.0f,
+                s.data(), static_cast<int>(nc));
+    std::vector<int64_t> order(static_cast<size_t>(nc));
+    for (int64_t i = 0; i < nq; ++i) {
+      const float* si = s.data() + i * nc;
+      std::iota(order.begin(), order.end(), 0);
+      const int64_t m = std::min<int64_t>(kk, nc);
+      std::partial_sort(order.begin(), order.begin() + m, order.end(), [&](int64_t a, int64_t b) {
+        return si[a] > si[b] || (si[a] == si[b] && cand[a] < cand[b]);
+      });
+      for (int64_t j = 0; j < m; ++j) {
+        sim[rows[i] * kk + j] = si[order[j]];
+        nb[rows[i] * kk + j] = cand[order[j]];
+      }
+    }
+  }
+  bar.finish();
+}
+}  // namespace
+
+GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt, int64_t exact_limit)
+    : n_(features.rows), opt_(opt) {
   if (n_ < 2) fail("diffusion: the gallery needs at least 2 items (got ", n_, ")");
   check_options(opt);
   const int64_t d = features.cols;
@@ -51,11 +123,15 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt) 
   const Matrix x = l2_normalized(features);
   // k + 1 nearest by cosine: the first is normally the item itself, dropped below by id.
   const int64_t kk = std::min<int64_t>(opt.k + 1, n_);
-  faiss::IndexFlatIP index(d);
-  index.add(n_, x.data.data());
   std::vector<float> sim(static_cast<size_t>(n_ * kk));
   std::vector<faiss::Index::idx_t> nb(static_cast<size_t>(n_ * kk));
-  index.search(n_, x.data.data(), kk, sim.data(), nb.data());
+  if (n_ <= exact_limit) {
+    faiss::IndexFlatIP index(d);
+    index.add(n_, x.data.data());
+    index.search(n_, x.data.data(), kk, sim.data(), nb.data());
+  } else {
+    list_neighbours(x, kk, sim.data(), nb.data());
+  }
 
   // Symmetric weights: an edge exists when either end has the other among its k nearest.
   std::vector<std::map<int64_t, float>> adj(static_cast<size_t>(n_));
