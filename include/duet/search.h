@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -68,6 +69,26 @@ struct ScaleOptions {
   int candidates = 1000;  // proposals per index
   int mass_sample = 4096; // rows scored to estimate a query's score mass outside its candidates
 };
+
+// Scores some gallery rows for the query at hand (FusedScore::score_rows).
+using RowScorer = std::function<void(const std::vector<int64_t>& rows, float* out)>;
+
+// Rows the shortlist added (seed neighbours that were not among the scored rows) and their
+// final scores.
+struct Added {
+  std::vector<int64_t> rows;
+  std::vector<float> score;
+};
+
+// A query's diffusion over its shortlist (DiffusionOptions::shortlist): the best `shortlist` of
+// the n scored rows (rows sorted; ties by lower row; 0: all of them) and the graph neighbours of
+// the best `seeds`, those not among rows scored by score_more, diffused over the sub-graph they
+// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Writes
+// every row's final score to out [n] (which may be s): the diffused score on the shortlist,
+// blend * p / total (the blend term alone) off it. Searcher's two paths and a front over shards
+// (duet/shards.h) all diffuse through it.
+Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows, const float* s,
+                        size_t n, float top, double total, const RowScorer& score_more, float* out);
 
 class Searcher {
  public:

@@ -48,22 +48,8 @@ std::unique_ptr<faiss::IndexIVFFlat> ivf(const Matrix& m, int lists, faiss::Metr
   index->parallel_mode = 1;  // one query at a time: both cores share its lists
   return index;
 }
-// Scores some gallery rows for the query at hand (FusedScore::score_rows).
-using RowScorer = std::function<void(const std::vector<int64_t>& rows, float* out)>;
+}  // namespace
 
-// Rows the shortlist added (seed neighbours that were not among the scored rows) and their
-// final scores.
-struct Added {
-  std::vector<int64_t> rows;
-  std::vector<float> score;
-};
-
-// A query's diffusion over its shortlist (DiffusionOptions::shortlist): the best `shortlist` of
-// the n scored rows (rows sorted; ties by lower row; 0: all of them) and the graph neighbours of
-// the best `seeds`, those not among rows scored by score_more, diffused over the sub-graph they
-// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Writes
-// every row's final score to out [n] (which may be s): the diffused score on the shortlist,
-// blend * p / total (the blend term alone) off it.
 Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows, const float* s,
                         size_t n, float top, double total, const RowScorer& score_more, float* out) {
   const size_t m = opt.shortlist > 0 ? std::min<size_t>(n, static_cast<size_t>(opt.shortlist)) : n;
@@ -112,7 +98,6 @@ Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, 
   }
   return added;
 }
-}  // namespace
 
 struct Searcher::Ann {
   std::unique_ptr<faiss::Index> q_code, q_post, q_prof;

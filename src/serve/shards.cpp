@@ -15,6 +15,7 @@
 #include "duet/diffusion.h"
 #include "duet/error.h"
 #include "duet/gallery.h"
+#include "duet/search.h"
 
 namespace duet {
 
@@ -23,6 +24,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+Clock::time_point after(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+}
 
 // Best first: higher score, then lower row (the order Searcher::search ranks by).
 void sort_best(std::vector<std::pair<float, int64_t>>& v, size_t keep) {
@@ -180,8 +184,7 @@ ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_d
     }
     json info;
     try {
-      info = s->call("GET", "/api/info", "", Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                                               std::chrono::duration<double>(std::max(deadline_s, 5.0))));
+      info = s->call("GET", "/api/info", "", after(std::max(deadline_s, 5.0)));
     } catch (const Error& e) {
       fail("shard ", u, " does not answer /api/info: ", e.what());
     }
@@ -234,7 +237,7 @@ Retrieval::Answer ShardFront::rank(const float* post, int64_t C, const float* co
   // Every asked shard at once, each round within the deadline; a shard that fails or misses it is
   // left out of the rest of the query.
   auto fan_out = [&](Round& r) {
-    const auto until = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_));
+    const auto until = after(deadline_s_);
     r.reply.assign(ns, json());
     std::vector<std::future<json>> f(ns);
     for (size_t i = 0; i < ns; ++i)
@@ -308,19 +311,16 @@ Retrieval::Answer ShardFront::rank(const float* post, int64_t C, const float* co
   if (!diffuse) {
     for (const auto& [row, s] : score) final_scores.emplace_back(s, row);
   } else {
-    // 3. The shortlist (best `shortlist` of the merged rows; whole: all), its seeds' neighbours
-    // (fetched from their shards where no shard sent them), diffused over the sub-graph they span.
-    std::vector<std::pair<float, int64_t>> order;
-    for (const auto& [row, s] : score) order.emplace_back(s, row);
-    sort_best(order, whole ? order.size() : static_cast<size_t>(ro.diff.shortlist));
-    std::vector<int64_t> nodes;
-    for (const auto& o : order) nodes.push_back(o.second);
+    // 3. The seeds' graph neighbours that no shard sent, from their shards; then the diffusion over
+    // the shortlist as a Searcher runs it (diffuse_shortlist), on the graph the known rows span:
+    // the shortlist and the seeds' neighbours are all among them.
+    std::vector<std::pair<float, int64_t>> seeds;
+    for (const auto& [row, s] : score) seeds.emplace_back(s, row);
+    sort_best(seeds, static_cast<size_t>(ro.diff.seeds));
     std::vector<std::vector<int64_t>> more(ns);
-    for (size_t i = 0; i < order.size() && i < static_cast<size_t>(ro.diff.seeds); ++i)
-      for (int64_t o : adj[order[i].second].first) {
-        nodes.push_back(o);
+    for (const auto& seed : seeds)
+      for (int64_t o : adj[seed.second].first)
         if (!score.count(o)) more[owner(o)].push_back(o);
-      }
     Round r;
     r.request.assign(ns, json());
     for (size_t i = 0; i < ns; ++i) {
@@ -337,38 +337,37 @@ Retrieval::Answer ShardFront::rank(const float* post, int64_t C, const float* co
       for (const json& a : r.reply)
         if (!a.is_null()) take(a);
     }
-    std::sort(nodes.begin(), nodes.end());
-    nodes.erase(std::unique(nodes.begin(), nodes.end()), nodes.end());
-    nodes.erase(std::remove_if(nodes.begin(), nodes.end(), [&](int64_t o) { return !score.count(o); }), nodes.end());
-    // The sub-graph in the nodes' order, each row's edges in the stored order (as rerank_subset
-    // takes them from the whole graph).
-    std::vector<int64_t> start{0}, col;
-    std::vector<float> w, p;
-    for (int64_t g : nodes) {
+    // The known rows in order as rows 0..m-1 of a graph, each with its edges among them in the
+    // stored order (what rerank_subset would take from the whole graph).
+    std::vector<int64_t> rows, start{0}, col;
+    std::vector<float> s, w;
+    for (const auto& [row, v] : score) rows.push_back(row), s.push_back(v);
+    for (int64_t g : rows) {
       const auto& [cols, ws] = adj[g];
       for (size_t e = 0; e < cols.size(); ++e) {
-        auto it = std::lower_bound(nodes.begin(), nodes.end(), cols[e]);
-        if (it == nodes.end() || *it != cols[e]) continue;
-        col.push_back(it - nodes.begin());
+        auto it = std::lower_bound(rows.begin(), rows.end(), cols[e]);
+        if (it == rows.end() || *it != cols[e]) continue;
+        col.push_back(it - rows.begin());
         w.push_back(ws[e]);
       }
       start.push_back(static_cast<int64_t>(col.size()));
-      p.push_back(std::exp(score.at(g) - top));
     }
-    for (const auto& [row, s] : score)
-      final_scores.emplace_back(static_cast<float>(ro.diff.blend * std::exp(s - top) / total), row);
-    if (nodes.size() >= 2) {
-      std::vector<float> out(nodes.size());
-      std::vector<int64_t> all(nodes.size());
-      std::iota(all.begin(), all.end(), 0);
-      GalleryGraph sub(static_cast<int64_t>(nodes.size()), ro.diff, start, col, w);
-      // Whole: the mass is the nodes' own sum, as the whole graph's rerank takes it.
-      sub.rerank_subset(all, p.data(), out.data(), whole ? 0 : total);
-      std::map<int64_t, float> diffused;
-      for (size_t i = 0; i < nodes.size(); ++i) diffused[nodes[i]] = out[i];
-      for (auto& [s, row] : final_scores)
-        if (diffused.count(row)) s = diffused.at(row);
+    // Whole: every row is known, and the mass is summed over them as Searcher::scores sums it.
+    if (whole) {
+      total = 0;
+      for (float v : s) total += std::exp(v - top);
     }
+    std::vector<float> out(rows.size());
+    if (rows.size() >= 2) {
+      std::vector<int64_t> local(rows.size());
+      std::iota(local.begin(), local.end(), 0);
+      const GalleryGraph known(static_cast<int64_t>(rows.size()), ro.diff, start, col, w);
+      diffuse_shortlist(known, ro.diff, local.data(), s.data(), rows.size(), top, total,
+                        [](const std::vector<int64_t>&, float*) {}, out.data());
+    } else {
+      for (size_t i = 0; i < rows.size(); ++i) out[i] = static_cast<float>(ro.diff.blend * std::exp(s[i] - top) / total);
+    }
+    for (size_t i = 0; i < rows.size(); ++i) final_scores.emplace_back(out[i], rows[i]);
   }
   sort_best(final_scores, static_cast<size_t>(k));
 
@@ -406,7 +405,7 @@ Retrieval::Answer ShardFront::search_row(int64_t row, int64_t k) const {
   json f;
   try {
     f = s.call("POST", "/api/shard", json{{"op", "features"}, {"row", row}}.dump(),
-               Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_)));
+               after(deadline_s_));
   } catch (const NotFound&) {
     throw;
   } catch (const Error& e) {
@@ -421,7 +420,7 @@ std::pair<std::string, std::string> ShardFront::image(int64_t row, bool full) co
   std::string bytes, type;
   try {
     s.call("GET", "/api/image/" + std::to_string(row - s.offset) + (full ? "?full=1" : ""), "",
-           Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s_)), &bytes,
+           after(deadline_s_), &bytes,
            &type);
   } catch (const NotFound&) {
     throw;
