@@ -45,30 +45,43 @@ inline Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed)
   fill(n, 2.f, false, s.g.code, s.g.post, &cls);
   fill(nq, 3.f, true, s.q.code, s.q.post, nullptr);
   // Graph: each item linked to 10 random items of its class, weights as the k-NN graph's would
-  // be after symmetric normalisation (degree about 20).
+  // be after symmetric normalisation (degree about 20). Built as CSR from the drawn edges, so 10M
+  // items take a few bytes beyond the graph itself.
   std::vector<std::vector<int64_t>> of(C);
   for (int64_t i = 0; i < n; ++i) of[cls[i]].push_back(i);
-  std::vector<std::vector<int64_t>> adj(static_cast<size_t>(n));
+  std::vector<int64_t> drawn(static_cast<size_t>(n * 10));  // -1: drew itself
+  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0);
   for (int64_t i = 0; i < n; ++i) {
     const auto& same = of[cls[i]];
     for (int e = 0; e < 10; ++e) {
       const int64_t o = same[rng() % same.size()];
-      if (o == i) continue;
-      adj[i].push_back(o);
-      adj[o].push_back(i);
+      drawn[static_cast<size_t>(i * 10 + e)] = o == i ? -1 : o;
+      if (o != i) ++start[i + 1], ++start[o + 1];
     }
   }
-  std::vector<int64_t> start(static_cast<size_t>(n + 1), 0), col;
-  std::vector<float> w;
+  for (int64_t i = 0; i < n; ++i) start[i + 1] += start[i];
+  std::vector<int64_t> col(static_cast<size_t>(start[n])), fill_at(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < n; ++i)
+    for (int e = 0; e < 10; ++e)
+      if (const int64_t o = drawn[static_cast<size_t>(i * 10 + e)]; o >= 0) {
+        col[fill_at[i]++] = o;
+        col[fill_at[o]++] = i;
+      }
+  drawn = {};
+  fill_at = {};
+  // Each row sorted and without repeats, compacted in place.
+  int64_t at = 0;
   for (int64_t i = 0; i < n; ++i) {
-    std::sort(adj[i].begin(), adj[i].end());
-    adj[i].erase(std::unique(adj[i].begin(), adj[i].end()), adj[i].end());
-    for (int64_t o : adj[i]) {
-      col.push_back(o);
-      w.push_back(1.f / 20.f);
-    }
-    start[i + 1] = static_cast<int64_t>(col.size());
+    const auto b = col.begin() + start[i], e = col.begin() + start[i + 1];
+    std::sort(b, e);
+    const auto last = std::unique(b, e);
+    start[i] = at;
+    at = std::copy(b, last, col.begin() + at) - col.begin();
   }
+  start[n] = at;
+  col.resize(static_cast<size_t>(at));
+  col.shrink_to_fit();
+  std::vector<float> w(col.size(), 1.f / 20.f);
   s.graph = std::make_shared<const GalleryGraph>(n, DiffusionOptions{}, std::move(start), std::move(col), std::move(w));
   return s;
 }

@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "duet/error.h"
@@ -119,6 +122,68 @@ TEST(Fusion, UnseenGateSwitchesToProfiles) {
   // with photo 0 alone (0.415).
   EXPECT_FALSE(fs.unseen_among(pq.row(0), {1}));
   EXPECT_TRUE(fs.unseen_among(pq.row(0), {0}));
+}
+
+// A gallery that derives its rows when scored (the compressed tier) gives the stored gallery's
+// numbers: the same sharpened posteriors and profiles bit for bit, the same row scores, and
+// block scores within float rounding. The sharpened row and profile against hand values.
+TEST(Fusion, DerivedRowsAreTheStoredRows) {
+  const std::vector<float> p = {0.5f, 0.3f, 0.2f, 0.0f};
+  std::vector<float> sh(4), pr(4);
+  sharpen_row(p.data(), 4, 2.0, sh.data());
+  EXPECT_NEAR(sh[0], 0.25 / 0.38, 1e-7);
+  EXPECT_NEAR(sh[1], 0.09 / 0.38, 1e-7);
+  EXPECT_EQ(sh[3], 0.f);
+  profile_row(p.data(), 4, pr.data());
+  {
+    std::vector<double> l = {std::log(0.5), std::log(0.3), std::log(0.2), std::log(1e-6)};
+    const double mean = (l[0] + l[1] + l[2] + l[3]) / 4;
+    double n2 = 0;
+    for (double& x : l) n2 += (x -= mean) * x;
+    for (int j = 0; j < 4; ++j) EXPECT_NEAR(pr[j], l[j] / std::sqrt(n2), 1e-6) << j;
+  }
+
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(0.01f, 1.f);
+  const int64_t ng = 300, C = 7, d = 5;
+  Matrix zg(ng, d), pg(ng, C), zq(4, d), pq(4, C);
+  for (Matrix* m : {&zg, &pg, &zq, &pq})
+    for (auto& v : m->data) v = u(rng);
+  for (Matrix* m : {&pg, &pq})
+    for (int64_t i = 0; i < m->rows; ++i) {
+      float z = 0;
+      for (int64_t j = 0; j < C; ++j) z += m->row(i)[j];
+      for (int64_t j = 0; j < C; ++j) m->row(i)[j] /= z;
+    }
+  // Queries 0 and 1, and gallery rows 0 to 9, peaked on one class: the first two queries pass
+  // the gate, the flat ones do not.
+  for (auto [m, n] : {std::pair{&pg, 10}, std::pair{&pq, 2}})
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < C; ++j) m->row(i)[j] = j == i % C ? 0.88f : 0.02f;
+  FusionOptions o;
+  o.unseen_gate = 0.3;  // some queries gated, some not
+  FusedScore stored(zg, pg, exp_neg, o), derived(zg, pg, exp_neg, o, true);
+  std::vector<float> a(ng * C), b(ng * C);
+  stored.sharpened_rows(0, ng, a.data());
+  derived.sharpened_rows(0, ng, b.data());
+  EXPECT_EQ(a, b);
+  stored.profile_rows(0, ng, a.data());
+  derived.profile_rows(0, ng, b.data());
+  EXPECT_EQ(a, b);
+  auto fs = stored.scorer(zq, pq), fd = derived.scorer(zq, pq);
+  EXPECT_EQ(fs.unseen, fd.unseen);
+  const auto ss = score_all(fs, 4, ng), sd = score_all(fd, 4, ng);
+  std::vector<int64_t> all(ng);
+  std::iota(all.begin(), all.end(), 0);
+  for (int64_t q = 0; q < 4; ++q) {
+    std::vector<float> rs(ng), rd(ng);
+    stored.score_rows(zq.row(q), pq.row(q), fs.unseen[q], all, rs.data());
+    derived.score_rows(zq.row(q), pq.row(q), fs.unseen[q], all, rd.data());
+    EXPECT_EQ(rs, rd) << q;
+    for (int64_t j = 0; j < ng; ++j) ASSERT_NEAR(sd[q * ng + j], ss[q * ng + j], 1e-5) << q << " " << j;
+  }
+  EXPECT_NE(std::count(fs.unseen.begin(), fs.unseen.end(), 1), 0);
+  EXPECT_NE(std::count(fs.unseen.begin(), fs.unseen.end(), 0), 0);
 }
 
 TEST(Fusion, ShapeMismatchIsAnError) {

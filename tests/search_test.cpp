@@ -117,59 +117,80 @@ TEST(Searcher, ScoresDoNotDependOnTheQueriesBesideThem) {
   }
 }
 
-// Above the exact limit, search() scores FAISS candidates. Without diffusion the candidates hold
-// nearly all of the exhaustive top ten; with it, the diffusion over the candidates' sub-graph
-// approximates the whole graph's (bench/search_latency measures it at scale).
+// Above the exact limit, search() scores FAISS candidates, from IVF lists of the float rows or,
+// in the compressed tier, of 8-bit rows (its scorer deriving the sharpened posteriors and
+// profiles). Without diffusion the candidates hold nearly all of the exhaustive top ten; with it,
+// the diffusion over the candidates' sub-graph approximates the whole graph's
+// (bench/search_latency measures it at scale).
 TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
   GalleryArrays g = clustered(3000, 10, 4);
   GalleryArrays qa = clustered(30, 10, 5);
-  ScaleOptions small;
-  small.exact_limit = 1000;
-  small.candidates = 200;
-  small.nprobe = 8;
   QueryArrays q{qa.post, qa.code};
-  for (bool diffuse : {false, true}) {
-    RankOptions ro = fused();
-    ro.diffusion = diffuse;
-    Searcher exact(g, ro);
-    Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
-    EXPECT_EQ(ann.index_type(), "ivf54,nprobe8,cand200");  // sqrt(3000) lists
-    auto a = ann.search(q, 10), e = exact.search(q, 10);
-    double hit = 0;
-    for (size_t i = 0; i < a.size(); ++i) {
-      std::set<int64_t> want;
-      for (const auto& h : e[i].hits) want.insert(h.row);
-      for (const auto& h : a[i].hits) hit += want.count(h.row);
+  for (const std::string kind : {"ivf-flat", "ivf-sq8"}) {
+    ScaleOptions small;
+    small.exact_limit = 1000;
+    small.candidates = 200;
+    small.nprobe = 8;
+    small.kind = kind;
+    for (bool diffuse : {false, true}) {
+      RankOptions ro = fused();
+      ro.diffusion = diffuse;
+      Searcher exact(g, ro);
+      Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
+      EXPECT_EQ(ann.index_type(), kind == "ivf-flat" ? "ivf54,flat,nprobe8,cand200" : "ivf54,sq8,nprobe8,cand200");
+      auto a = ann.search(q, 10), e = exact.search(q, 10);
+      double hit = 0;
+      for (size_t i = 0; i < a.size(); ++i) {
+        std::set<int64_t> want;
+        for (const auto& h : e[i].hits) want.insert(h.row);
+        for (const auto& h : a[i].hits) hit += want.count(h.row);
+      }
+      EXPECT_GE(hit / (10.0 * a.size()), diffuse ? 0.75 : 0.9) << kind << " diffusion " << diffuse;
+      EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
     }
-    EXPECT_GE(hit / (10.0 * a.size()), diffuse ? 0.75 : 0.9) << "diffusion " << diffuse;
-    EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
   }
+  // By size: IVF-Flat up to the flat limit, the compressed tier beyond.
+  ScaleOptions sizes;
+  sizes.exact_limit = 100;
+  sizes.flat_limit = 1000;
+  EXPECT_EQ(Searcher::index_type_for(100, sizes), "exact");
+  EXPECT_EQ(Searcher::index_type_for(1000, sizes), "ivf31,flat,nprobe32,cand1000");
+  EXPECT_EQ(Searcher::index_type_for(1001, sizes), "ivf31,sq8,nprobe32,cand1000");
+  sizes.kind = "hnsw";
+  EXPECT_THROW(Searcher::index_type_for(1001, sizes), Error);
 }
 
 // Above the exact limit with every item a candidate, the candidate path is the exhaustive
 // ranking (up to the float rounding of scoring rows one by one), diffusion included: the
-// shortlist is then the same items, and the query's mass needs no estimate.
+// shortlist is then the same items, and the query's mass needs no estimate. So in the compressed
+// tier, whose scorer derives each row's sharpened posterior and profile, and whose exhaustive
+// path (k = 0) scores every row so too.
 TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
   GalleryArrays g = clustered(800, 10, 8);
   GalleryArrays qa = clustered(12, 10, 9);
   QueryArrays q{qa.post, qa.code};
   RankOptions ro = fused();
   ro.diff.shortlist = 100;
-  ScaleOptions every;
-  every.exact_limit = 100;
-  every.candidates = 800;
-  every.lists = 4;
-  every.nprobe = 4;
   Searcher exact(g, ro);
-  Searcher ann(g, ro, exact.graph(), every);
-  ASSERT_EQ(ann.index_type(), "ivf4,nprobe4,cand800");
-  auto a = ann.search(q, 10), e = exact.search(q, 10);
-  for (size_t i = 0; i < a.size(); ++i) {
-    EXPECT_EQ(a[i].unseen, e[i].unseen) << i;
-    ASSERT_EQ(a[i].hits.size(), 10u);
-    for (size_t j = 0; j < 10; ++j) {
-      EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row) << i << " " << j;
-      EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score)) << i << " " << j;
+  for (const std::string kind : {"ivf-flat", "ivf-sq8"}) {
+    ScaleOptions every;
+    every.exact_limit = 100;
+    every.candidates = 800;
+    every.lists = 4;
+    every.nprobe = 4;
+    every.kind = kind;
+    Searcher ann(g, ro, exact.graph(), every);
+    ASSERT_EQ(ann.index_type(), kind == "ivf-flat" ? "ivf4,flat,nprobe4,cand800" : "ivf4,sq8,nprobe4,cand800");
+    for (int64_t k : {10, 0}) {
+      auto a = ann.search(q, k), e = exact.search(q, k);
+      for (size_t i = 0; i < a.size(); ++i) {
+        EXPECT_EQ(a[i].unseen, e[i].unseen) << i;
+        ASSERT_EQ(a[i].hits.size(), k ? 10u : 800u);
+        for (size_t j = 0; j < 10; ++j) {
+          EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row) << kind << " " << k << " " << i << " " << j;
+          EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score)) << i << " " << j;
+        }
+      }
     }
   }
 }

@@ -31,9 +31,13 @@ struct FusionOptions {
   double unseen_profile = 2.0;  // w_c for unseen queries
 };
 
-// Each row p becomes log p minus its mean over the classes (a floor keeps a zero finite): the
-// posterior profile the unseen-class score compares.
-Matrix centred_log(Matrix posteriors);
+// One gallery posterior row p of C classes, transformed as the score reads it: sharpened to
+// p^t / sum(p^t), or the profile: log p minus its mean over the classes (a floor keeps a zero
+// finite) at unit length. The gallery's stored arrays and the rows derived when they are scored
+// come from these same functions, so they agree bit for bit.
+void sharpen_row(const float* p, int64_t C, double t, float* out);
+void profile_row(const float* p, int64_t C, float* out);
+Matrix profiles(const Matrix& posteriors);  // profile_row of each row
 
 struct FusedScorer {
   ScoreBlockFn score;        // scores [q1 - q0, gallery] for queries q0..q1, higher is better
@@ -46,8 +50,11 @@ class FusedScore {
  public:
   // code_g [ng, d]: Phase II codes; post_g [ng, C]: Phase I posteriors; same_prob maps a code
   // distance to p(same class). Throws Error when the shapes disagree or an option is negative.
-  FusedScore(const Matrix& code_g, const Matrix& post_g, std::function<double(double)> same_prob,
-             const FusionOptions& opt);
+  // derive_rows: keep the codes and posteriors alone and derive each row's sharpened posterior
+  // and profile when the row is scored, so a gallery takes half the memory (the compressed tier
+  // of duet/search.h); scorer() then scores every row through score_rows.
+  FusedScore(Matrix code_g, Matrix post_g, std::function<double(double)> same_prob, const FusionOptions& opt,
+             bool derive_rows = false);
   // code_q [nq, d], post_q [nq, C] over the gallery's C classes. The scorer holds its own copies
   // of the queries and shares the gallery side with this object, which it may outlive. unseen
   // (one per query): the gate decided elsewhere (a shard of a larger gallery, duet/shards.h);
@@ -59,8 +66,10 @@ class FusedScore {
   const FusionOptions& options() const { return opt_; }
   const Matrix& codes() const { return *code_p_.g; }
   const Matrix& posteriors() const { return *post_p_.g; }
-  const Matrix& sharpened() const { return *sharp_p_.g; }  // p_p' of the gallery
-  const Matrix& profiles() const { return *profile_p_.g; } // centred log-posteriors, unit length (gate > 0 only)
+  // Rows [i0, i1) of the gallery's sharpened posteriors p_p' and profiles (the gate > 0 only),
+  // stored or derived, into out [(i1 - i0), C].
+  void sharpened_rows(int64_t i0, int64_t i1, float* out) const;
+  void profile_rows(int64_t i0, int64_t i1, float* out) const;
 
   // One query against some gallery rows, by the same formula (computed row by row, in float
   // lanes, not through the block products of scorer(), so it agrees with it up to float
@@ -73,7 +82,8 @@ class FusedScore {
 
  private:
   int64_t ng_ = 0;
-  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // ready for embedding_scorer
+  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_;  // ready for embedding_scorer (no sharp_p_ or
+                                                           // profile_p_ when rows are derived)
   std::function<double(double)> same_prob_;
   FusionOptions opt_;
 };

@@ -63,7 +63,7 @@ struct PreparedGallery {
   std::shared_ptr<const Matrix> g;
   std::shared_ptr<const std::vector<float>> norms;  // ||g_i||^2
 };
-PreparedGallery prepare_gallery(const Matrix& g, Metric metric);
+PreparedGallery prepare_gallery(Matrix g, Metric metric);
 ScoreBlockFn embedding_scorer(const Matrix& q, const PreparedGallery& g);
 
 // Rows scaled to unit length (a zero row stays zero).

@@ -54,18 +54,24 @@ struct Ranking {
   bool unseen = false;    // the unseen-class gate fired for this query
 };
 
-// How search() finds a query's results in a large gallery: up to exact_limit items every item is
-// scored (exactly the benchmark's ranking); above it, FAISS inverted-file indexes (IVF-Flat) over
-// the codes, the sharpened posteriors and the posterior profiles each propose `candidates` items,
-// their union is scored exactly, and the diffusion's shortlist (DiffusionOptions::shortlist) is
-// taken from it instead of from the whole gallery, the blend term normalised by the query's score
-// mass over the whole gallery (estimated from a fixed sample of rows outside the candidates).
-// So the two paths differ only where the candidates miss an item the exhaustive scoring would
-// have put on the shortlist; bench/search_latency measures the recall of that.
+// How search() finds a query's results in a large gallery. Up to exact_limit items every item is
+// scored (exactly the benchmark's ranking). Above it, three FAISS indexes, over the codes, the
+// sharpened posteriors and the posterior profiles, each propose `candidates` items; their union
+// is scored exactly (from the float rows), and the diffusion's shortlist
+// (DiffusionOptions::shortlist) is taken from it instead of from the whole gallery, the blend
+// term normalised by the query's score mass over the whole gallery (estimated from a fixed sample
+// of rows outside the candidates). So the paths differ only where the candidates miss an item the
+// exhaustive scoring would have put on the shortlist; bench/search_latency measures the recall
+// of that. The indexes by gallery size (docs/scaling.md has the measurements): IVF lists of the
+// float rows up to flat_limit; beyond it the compressed tier: IVF lists of 8-bit scalar quantised
+// rows (a quarter of the bytes), and the scorer keeps the codes and posteriors alone, deriving the
+// rest of a row when it scores it (FusedScore's derive_rows), about 1.5 KB a photo in all.
 struct ScaleOptions {
   int64_t exact_limit = 50000;
+  int64_t flat_limit = 2000000;
+  std::string kind;       // "ivf-flat" or "ivf-sq8": this kind above the exact limit ("": by size)
   int lists = 0;          // IVF lists (0: about sqrt(n))
-  int nprobe = 32;        // lists visited per query
+  int nprobe = 32;        // IVF lists visited per query
   int candidates = 1000;  // proposals per index
   int mass_sample = 4096; // rows scored to estimate a query's score mass outside its candidates
 };
@@ -92,15 +98,17 @@ Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, 
 
 class Searcher {
  public:
-  // Builds the diffusion graph from gallery.emb when the options ask for one.
-  Searcher(const GalleryArrays& gallery, const RankOptions& opt);
+  // Builds the diffusion graph from gallery.emb when the options ask for one. The searcher keeps
+  // the gallery's codes and posteriors (moved in, or copied).
+  Searcher(GalleryArrays gallery, const RankOptions& opt);
   // With a graph built earlier over the same rows (a gallery index stores one).
-  Searcher(const GalleryArrays& gallery, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph,
+  Searcher(GalleryArrays gallery, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph,
            const ScaleOptions& scale = {});
   ~Searcher();
   Searcher(Searcher&&) noexcept;
+  Searcher& operator=(Searcher&&) noexcept;
 
-  // "exact", or "ivf<lists>,nprobe<p>,cand<c>" above the exact limit.
+  // "exact", or the candidate indexes above the exact limit: "ivf<lists>,flat|sq8,nprobe<p>,cand<c>".
   std::string index_type() const;
   static std::string index_type_for(int64_t n, const ScaleOptions& scale = {});
 

@@ -150,10 +150,10 @@ Matrix l2_normalized(const Matrix& m) {
   return out;
 }
 
-PreparedGallery prepare_gallery(const Matrix& g_in, Metric metric) {
+PreparedGallery prepare_gallery(Matrix g_in, Metric metric) {
   PreparedGallery p;
   p.metric = metric;
-  p.g = std::make_shared<const Matrix>(metric == Metric::Cosine ? l2_normalized(g_in) : g_in);
+  p.g = std::make_shared<const Matrix>(metric == Metric::Cosine ? l2_normalized(g_in) : std::move(g_in));
   p.norms = std::make_shared<const std::vector<float>>(row_norms_sq(*p.g));
   return p;
 }

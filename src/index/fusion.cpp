@@ -2,55 +2,89 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "duet/error.h"
 
 namespace duet {
 
-namespace {
-
-// Each row p becomes p^t / sum(p^t): the softmax of t times the log-posterior.
-Matrix sharpened(Matrix m, double t) {
-  if (t == 1.0) return m;
-  for (int64_t i = 0; i < m.rows; ++i) {
-    float* r = m.row(i);
-    double sum = 0;
-    for (int64_t j = 0; j < m.cols; ++j)
-      sum += r[j] = static_cast<float>(std::pow(std::max(r[j], 0.f), t));
-    if (sum > 0)
-      for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] / sum);
+void sharpen_row(const float* p, int64_t C, double t, float* out) {
+  if (t == 1.0) {
+    std::copy(p, p + C, out);
+    return;
   }
-  return m;
+  // The default t = 2 as a product: pow's own result for a float's square (exact in double), at
+  // a fraction of its cost in the compressed tier, which sharpens every row it scores.
+  double sum = 0;
+  for (int64_t j = 0; j < C; ++j) {
+    const double x = std::max(p[j], 0.f);
+    sum += out[j] = static_cast<float>(t == 2.0 ? x * x : std::pow(x, t));
+  }
+  if (sum > 0)
+    for (int64_t j = 0; j < C; ++j) out[j] = static_cast<float>(out[j] / sum);
 }
 
+void profile_row(const float* p, int64_t C, float* out) {
+  double mean = 0;
+  for (int64_t j = 0; j < C; ++j) mean += out[j] = std::log(std::max(p[j], 1e-6f));
+  mean /= static_cast<double>(C);
+  double norm2 = 0;
+  for (int64_t j = 0; j < C; ++j) {
+    out[j] = static_cast<float>(out[j] - mean);
+    norm2 += static_cast<double>(out[j]) * out[j];
+  }
+  const float n2 = static_cast<float>(norm2);
+  const float inv = n2 > 0 ? 1.0f / std::sqrt(n2) : 1.0f;
+  for (int64_t j = 0; j < C; ++j) out[j] *= inv;
+}
+
+Matrix profiles(const Matrix& post) {
+  Matrix out(post.rows, post.cols);
+  for (int64_t i = 0; i < post.rows; ++i) profile_row(post.row(i), post.cols, out.row(i));
+  return out;
+}
+
+namespace {
+Matrix sharpened(const Matrix& post, double t) {
+  Matrix out(post.rows, post.cols);
+  for (int64_t i = 0; i < post.rows; ++i) sharpen_row(post.row(i), post.cols, t, out.row(i));
+  return out;
+}
 }  // namespace
 
-// Each row p becomes log p minus its mean over the classes. The floor keeps a zero finite.
-Matrix centred_log(Matrix m) {
-  for (int64_t i = 0; i < m.rows; ++i) {
-    float* r = m.row(i);
-    double mean = 0;
-    for (int64_t j = 0; j < m.cols; ++j) mean += r[j] = std::log(std::max(r[j], 1e-6f));
-    mean /= static_cast<double>(m.cols);
-    for (int64_t j = 0; j < m.cols; ++j) r[j] = static_cast<float>(r[j] - mean);
-  }
-  return m;
-}
-
-FusedScore::FusedScore(const Matrix& code_g, const Matrix& post_g,
-                       std::function<double(double)> same_prob, const FusionOptions& opt)
+FusedScore::FusedScore(Matrix code_g, Matrix post_g, std::function<double(double)> same_prob,
+                       const FusionOptions& opt, bool derive_rows)
     : ng_(code_g.rows), same_prob_(std::move(same_prob)), opt_(opt) {
   if (code_g.rows != post_g.rows)
     fail("fusion needs one code and one posterior per gallery item: ", code_g.rows, " codes, ",
          post_g.rows, " posteriors");
   if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
     fail("fusion options must be non-negative (photo power positive)");
-  // The prepared copies are what score_rows reads too: codes and posteriors as they are, the
-  // profiles at unit length (the cosine's).
-  code_p_ = prepare_gallery(code_g, Metric::Euclidean);
-  post_p_ = prepare_gallery(post_g, Metric::Dot);
-  sharp_p_ = prepare_gallery(duet::sharpened(post_g, opt.photo_power), Metric::Dot);
-  if (opt.unseen_gate > 0) profile_p_ = prepare_gallery(centred_log(post_g), Metric::Cosine);
+  // The prepared arrays are what score_rows reads too. The profiles are at unit length already,
+  // so their cosine is their dot product.
+  if (!derive_rows) {
+    sharp_p_ = prepare_gallery(sharpened(post_g, opt.photo_power), Metric::Dot);
+    if (opt.unseen_gate > 0) profile_p_ = prepare_gallery(profiles(post_g), Metric::Dot);
+  }
+  code_p_ = prepare_gallery(std::move(code_g), Metric::Euclidean);
+  post_p_ = prepare_gallery(std::move(post_g), Metric::Dot);
+}
+
+void FusedScore::sharpened_rows(int64_t i0, int64_t i1, float* out) const {
+  const int64_t C = post_p_.g->cols;
+  for (int64_t i = i0; i < i1; ++i, out += C) {
+    if (sharp_p_.g) std::copy(sharp_p_.g->row(i), sharp_p_.g->row(i) + C, out);
+    else sharpen_row(post_p_.g->row(i), C, opt_.photo_power, out);
+  }
+}
+
+void FusedScore::profile_rows(int64_t i0, int64_t i1, float* out) const {
+  if (!(opt_.unseen_gate > 0)) fail("internal: profiles are kept only with the unseen-class gate");
+  const int64_t C = post_p_.g->cols;
+  for (int64_t i = i0; i < i1; ++i, out += C) {
+    if (profile_p_.g) std::copy(profile_p_.g->row(i), profile_p_.g->row(i) + C, out);
+    else profile_row(post_p_.g->row(i), C, out);
+  }
 }
 
 float FusedScore::gate_evidence(const float* post_q) const {
@@ -79,7 +113,22 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const
     if (unseen) f.unseen = *unseen;
     for (int64_t q = 0; q < code_q.rows && ng > 0 && !unseen; ++q)
       f.unseen[q] = gate_evidence(post_q.row(q)) < opt.unseen_gate;
-    profile = embedding_scorer(centred_log(post_q), profile_p_);
+    if (profile_p_.g) profile = embedding_scorer(profiles(post_q), profile_p_);
+  }
+  if (!sharp_p_.g) {
+    // Rows derived when scored: every row through score_rows, a block of rows at a time. The
+    // lambda's copy of this object shares its arrays.
+    f.score = [self = *this, zq = code_q, pq = post_q, unseen = f.unseen](int64_t q0, int64_t q1, float* out) {
+      constexpr int64_t kBlock = 65536;
+      std::vector<int64_t> rows;
+      for (int64_t q = q0; q < q1; ++q)
+        for (int64_t r0 = 0; r0 < self.ng_; r0 += kBlock) {
+          rows.resize(static_cast<size_t>(std::min(kBlock, self.ng_ - r0)));
+          std::iota(rows.begin(), rows.end(), r0);
+          self.score_rows(zq.row(q), pq.row(q), unseen[q], rows, out + (q - q0) * self.ng_ + r0);
+        }
+    };
+    return f;
   }
   auto code = embedding_scorer(code_q, code_p_);  // -||zq - zg||^2
   auto post = embedding_scorer(post_q, sharp_p_);
@@ -144,30 +193,42 @@ bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows)
 
 void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
                             float* out) const {
-  const Matrix &code = *code_p_.g, &sharp = *sharp_p_.g;
+  // Each row's sharpened posterior and profile are read where stored, else derived from its
+  // posterior (the same functions, so the same numbers).
+  const Matrix& code = *code_p_.g;
+  const Matrix& sharp = sharp_p_.g ? *sharp_p_.g : *post_p_.g;
   const int64_t d = code.cols, C = sharp.cols;
-  const bool profile = unseen && profile_p_.g;
-  std::vector<float> lq;  // the query's profile at unit length
-  if (profile) {
-    Matrix one(1, C);
-    std::copy(pq, pq + C, one.data.begin());
-    lq = l2_normalized(centred_log(one)).data;
-  }
+  const bool profile = unseen && opt_.unseen_gate > 0;
+  std::vector<float> lq(profile ? static_cast<size_t>(C) : 0);  // the query's profile
+  if (profile) profile_row(pq, C, lq.data());
   const double wp = unseen ? opt_.unseen_post : 1.0;
   const int64_t m = static_cast<int64_t>(rows.size());
-#pragma omp parallel for schedule(static) if (m >= 2048)
-  for (int64_t r = 0; r < m; ++r) {
-    if (r + static_cast<int64_t>(kAhead) < m) {
-      const int64_t next = rows[static_cast<size_t>(r) + kAhead];
-      prefetch_row(code, next);
-      prefetch_row(sharp, next);
-      if (profile) prefetch_row(*profile_p_.g, next);
+#pragma omp parallel if (m >= 2048)
+  {
+    std::vector<float> sharp_g(static_cast<size_t>(C)), prof_g(static_cast<size_t>(C));
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < m; ++r) {
+      if (r + static_cast<int64_t>(kAhead) < m) {
+        const int64_t next = rows[static_cast<size_t>(r) + kAhead];
+        prefetch_row(code, next);
+        prefetch_row(sharp, next);
+        if (profile && profile_p_.g) prefetch_row(*profile_p_.g, next);
+      }
+      const int64_t g = rows[static_cast<size_t>(r)];
+      const float* sg = sharp.row(g);
+      if (!sharp_p_.g) {
+        sharpen_row(sg, C, opt_.photo_power, sharp_g.data());
+        sg = sharp_g.data();
+      }
+      const double dist = dist2(zq, code.row(g), d), pp = dot(pq, sg, C);
+      double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
+      if (profile) {
+        const float* lg = profile_p_.g ? profile_p_.g->row(g) : prof_g.data();
+        if (!profile_p_.g) profile_row(post_p_.g->row(g), C, prof_g.data());
+        s += opt_.unseen_profile * dot(lq.data(), lg, C);
+      }
+      out[r] = static_cast<float>(s);
     }
-    const int64_t g = rows[static_cast<size_t>(r)];
-    const double dist = dist2(zq, code.row(g), d), pp = dot(pq, sharp.row(g), C);
-    double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
-    if (profile) s += opt_.unseen_profile * dot(lq.data(), profile_p_.g->row(g), C);
-    out[r] = static_cast<float>(s);
   }
 }
 

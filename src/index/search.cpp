@@ -6,8 +6,8 @@
 #include <functional>
 #include <numeric>
 
-#include <faiss/IndexFlat.h>
-#include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVF.h>
+#include <faiss/index_factory.h>
 
 #include "duet/error.h"
 
@@ -31,21 +31,42 @@ int lists_for(int64_t n, const ScaleOptions& s) {
   return s.lists > 0 ? s.lists : static_cast<int>(std::clamp<double>(std::sqrt(static_cast<double>(n)), 16, 65536));
 }
 
-// An IVF-Flat index over the rows of m, trained on an evenly spaced sample (deterministic).
-std::unique_ptr<faiss::IndexIVFFlat> ivf(const Matrix& m, int lists, faiss::MetricType metric, int nprobe,
-                                         std::unique_ptr<faiss::Index>& quantizer) {
-  const int64_t d = m.cols, n = m.rows;
-  if (metric == faiss::METRIC_L2) quantizer = std::make_unique<faiss::IndexFlatL2>(d);
-  else quantizer = std::make_unique<faiss::IndexFlatIP>(d);
-  auto index = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, lists, metric);
+std::string kind_for(int64_t n, const ScaleOptions& s) {
+  if (n <= s.exact_limit) return "exact";
+  if (!s.kind.empty()) {
+    if (s.kind != "ivf-flat" && s.kind != "ivf-sq8") fail("unknown candidate index kind '", s.kind, "' (ivf-flat or ivf-sq8)");
+    return s.kind;
+  }
+  return n <= s.flat_limit ? "ivf-flat" : "ivf-sq8";
+}
+
+// Rows [i0, i1) of the vectors an index holds, into out.
+using RowSource = std::function<void(int64_t i0, int64_t i1, float* out)>;
+
+// An IVF index over n rows of d columns: lists trained on evenly spaced rows (deterministic),
+// rows added a block at a time, so a derived matrix need never exist whole.
+std::unique_ptr<faiss::Index> ivf_index(int64_t n, int64_t d, const RowSource& rows, faiss::MetricType metric,
+                                        const std::string& kind, const ScaleOptions& s) {
+  const int lists = lists_for(n, s);
+  const std::string desc = "IVF" + std::to_string(lists) + (kind == "ivf-sq8" ? ",SQ8" : ",Flat");
+  std::unique_ptr<faiss::Index> index(faiss::index_factory(static_cast<int>(d), desc.c_str(), metric));
   const int64_t want = std::min<int64_t>(n, 64LL * lists), step = std::max<int64_t>(1, n / want);
-  std::vector<float> sample;
-  for (int64_t i = 0; i < n && static_cast<int64_t>(sample.size()) < want * d; i += step)
-    sample.insert(sample.end(), m.row(i), m.row(i) + d);
-  index->train(static_cast<int64_t>(sample.size()) / d, sample.data());
-  index->add(n, m.data.data());
-  index->nprobe = nprobe;
-  index->parallel_mode = 1;  // one query at a time: both cores share its lists
+  std::vector<float> block;
+  for (int64_t i = 0; i < n && static_cast<int64_t>(block.size()) < want * d; i += step) {
+    block.resize(block.size() + static_cast<size_t>(d));
+    rows(i, i + 1, block.data() + block.size() - d);
+  }
+  index->train(static_cast<int64_t>(block.size()) / d, block.data());
+  constexpr int64_t kBlock = 65536;
+  for (int64_t i0 = 0; i0 < n; i0 += kBlock) {
+    const int64_t i1 = std::min(n, i0 + kBlock);
+    block.resize(static_cast<size_t>((i1 - i0) * d));
+    rows(i0, i1, block.data());
+    index->add(i1 - i0, block.data());
+  }
+  auto* ivf = dynamic_cast<faiss::IndexIVF*>(index.get());
+  ivf->nprobe = static_cast<size_t>(s.nprobe);
+  ivf->parallel_mode = 1;  // one query at a time: both cores share its lists
   return index;
 }
 }  // namespace
@@ -100,8 +121,7 @@ Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, 
 }
 
 struct Searcher::Ann {
-  std::unique_ptr<faiss::Index> q_code, q_post, q_prof;
-  std::unique_ptr<faiss::IndexIVFFlat> code, post, prof;  // prof: unit-length centred log-posteriors
+  std::unique_ptr<faiss::Index> code, post, prof;  // prof: unit-length centred log-posteriors
   // Evenly spaced rows, copied out whole: the estimate of a query's score mass outside its
   // candidates, scored each query from these contiguous copies rather than the scattered rows.
   std::vector<int64_t> sample;
@@ -110,51 +130,69 @@ struct Searcher::Ann {
 
 Searcher::~Searcher() = default;
 Searcher::Searcher(Searcher&&) noexcept = default;
+Searcher& Searcher::operator=(Searcher&&) noexcept = default;
 
 std::string Searcher::index_type_for(int64_t n, const ScaleOptions& s) {
-  if (n <= s.exact_limit) return "exact";
-  return "ivf" + std::to_string(lists_for(n, s)) + ",nprobe" + std::to_string(s.nprobe) + ",cand" +
-         std::to_string(s.candidates);
+  const std::string kind = kind_for(n, s), cand = ",cand" + std::to_string(s.candidates);
+  if (kind == "exact") return kind;
+  return "ivf" + std::to_string(lists_for(n, s)) + (kind == "ivf-sq8" ? ",sq8" : ",flat") + ",nprobe" +
+         std::to_string(s.nprobe) + cand;
 }
 std::string Searcher::index_type() const { return ann_ ? index_type_for(n_, scale_) : "exact"; }
 
-Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt)
-    : Searcher(g, opt, opt.fuse && opt.diffusion && g.code.rows >= 2
-                           ? std::make_shared<const GalleryGraph>(g.emb, opt.diff)
-                           : nullptr) {}
+Searcher::Searcher(GalleryArrays g, const RankOptions& opt) {
+  auto graph = opt.fuse && opt.diffusion && g.code.rows >= 2 ? std::make_shared<const GalleryGraph>(g.emb, opt.diff)
+                                                              : nullptr;
+  *this = Searcher(std::move(g), opt, std::move(graph));
+}
 
-Searcher::Searcher(const GalleryArrays& g, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph,
+Searcher::Searcher(GalleryArrays g, const RankOptions& opt, std::shared_ptr<const GalleryGraph> graph,
                    const ScaleOptions& scale)
     : n_(g.code.rows), opt_(opt), graph_(std::move(graph)), scale_(scale) {
   check_gallery(g, opt);
   if (graph_ && graph_->size() != n_)
     fail("the gallery graph has ", graph_->size(), " items but the gallery ", n_);
-  if (opt.fuse) {
-    fused_ = std::make_shared<const FusedScore>(g.code, g.post, same_prob(opt), opt.fusion);
-  } else {
-    code_p_ = prepare_gallery(g.code, Metric::Euclidean);
-  }
-  if (n_ > scale.exact_limit) {
-    ann_ = std::make_unique<Ann>();
-    const int lists = lists_for(n_, scale);
-    ann_->code = ivf(g.code, lists, faiss::METRIC_L2, scale.nprobe, ann_->q_code);
-    if (fused_) {
-      ann_->post = ivf(fused_->sharpened(), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_post);
-      if (opt.fusion.unseen_gate > 0)
-        ann_->prof = ivf(fused_->profiles(), lists, faiss::METRIC_INNER_PRODUCT, scale.nprobe, ann_->q_prof);
-    }
+  const std::string kind = kind_for(n_, scale);
+  // The sample rows of the mass estimate, copied out before the arrays move into the scorer.
+  std::vector<int64_t> sample;
+  Matrix sample_code, sample_post;
+  if (kind != "exact" && opt.fuse) {
     const int64_t m = std::min<int64_t>(n_, scale.mass_sample), step = std::max<int64_t>(1, n_ / m);
-    for (int64_t i = 0; i < n_ && static_cast<int64_t>(ann_->sample.size()) < m; i += step) ann_->sample.push_back(i);
-    if (fused_) {
-      const int64_t ns = static_cast<int64_t>(ann_->sample.size());
-      Matrix code(ns, g.code.cols), post(ns, g.post.cols);
-      for (int64_t i = 0; i < ns; ++i) {
-        std::copy(g.code.row(ann_->sample[i]), g.code.row(ann_->sample[i]) + g.code.cols, code.row(i));
-        std::copy(g.post.row(ann_->sample[i]), g.post.row(ann_->sample[i]) + g.post.cols, post.row(i));
-      }
-      ann_->sample_score = std::make_unique<FusedScore>(code, post, same_prob(opt), opt.fusion);
+    for (int64_t i = 0; i < n_ && static_cast<int64_t>(sample.size()) < m; i += step) sample.push_back(i);
+    const int64_t ns = static_cast<int64_t>(sample.size());
+    sample_code = Matrix(ns, g.code.cols);
+    sample_post = Matrix(ns, g.post.cols);
+    for (int64_t i = 0; i < ns; ++i) {
+      std::copy(g.code.row(sample[i]), g.code.row(sample[i]) + g.code.cols, sample_code.row(i));
+      std::copy(g.post.row(sample[i]), g.post.row(sample[i]) + g.post.cols, sample_post.row(i));
     }
   }
+  // The compressed tier keeps the codes and posteriors alone (duet/fusion.h).
+  const bool derive = kind == "ivf-sq8";
+  if (opt.fuse) {
+    fused_ = std::make_shared<const FusedScore>(std::move(g.code), std::move(g.post), same_prob(opt), opt.fusion,
+                                                derive);
+  } else {
+    code_p_ = prepare_gallery(std::move(g.code), Metric::Euclidean);
+  }
+  if (kind == "exact") return;
+  ann_ = std::make_unique<Ann>();
+  const Matrix& code = fused_ ? fused_->codes() : *code_p_.g;
+  ann_->code = ivf_index(n_, code.cols, [&](int64_t i0, int64_t i1, float* out) {
+    std::copy(code.row(i0), code.row(i1 - 1) + code.cols, out);
+  }, faiss::METRIC_L2, kind, scale);
+  if (!fused_) return;
+  const FusedScore& f = *fused_;
+  const int64_t C = f.posteriors().cols;
+  ann_->post = ivf_index(n_, C, [&](int64_t i0, int64_t i1, float* out) { f.sharpened_rows(i0, i1, out); },
+                         faiss::METRIC_INNER_PRODUCT, kind, scale);
+  if (opt.fusion.unseen_gate > 0)
+    ann_->prof = ivf_index(n_, C, [&](int64_t i0, int64_t i1, float* out) { f.profile_rows(i0, i1, out); },
+                           faiss::METRIC_INNER_PRODUCT, kind, scale);
+  ann_->sample = std::move(sample);
+  // A few thousand rows: stored whole (the same numbers as derived ones, and no derivation per query).
+  ann_->sample_score = std::make_unique<FusedScore>(std::move(sample_code), std::move(sample_post), same_prob(opt),
+                                                    opt.fusion);
 }
 
 Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k) const {
@@ -173,10 +211,9 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
     const int64_t C = fused_->posteriors().cols;
     propose(ann_->post.get(), pq);
     if (ann_->prof) {
-      Matrix one(1, C);
-      std::copy(pq, pq + C, one.data.begin());
-      // The query's profile, as the exhaustive scorer makes it (centred log, unit length).
-      propose(ann_->prof.get(), l2_normalized(centred_log(one)).data.data());
+      std::vector<float> lq(static_cast<size_t>(C));
+      profile_row(pq, C, lq.data());  // the query's profile, as the scorer makes it
+      propose(ann_->prof.get(), lq.data());
     }
   }
   std::sort(cand.begin(), cand.end());
