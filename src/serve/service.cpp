@@ -49,6 +49,10 @@ SearchService::SearchService(GalleryIndex gallery, std::unique_ptr<Model> model)
     : gallery_(std::move(gallery)),
       model_(std::move(model)),
       searcher_(gallery_searcher(gallery_, model_->info().rank)) {
+  // The searcher holds its own graph, and nothing here reads the 1024-d embeddings again: 4 KB a
+  // photo, most of a large index's memory.
+  gallery_.arrays.emb = Matrix();
+  gallery_.graph.reset();
   const auto& names = model_->info().classes;
   const std::set<std::string> known(names.begin(), names.end());
   classes_.reserve(gallery_.entries.size());
@@ -129,7 +133,7 @@ std::pair<std::string, std::string> SearchService::image(int64_t row, bool full)
 
 double SearchService::memory_bytes() const {
   const GalleryArrays& g = gallery_.arrays;
-  double b = 4.0 * static_cast<double>(g.emb.data.size() + g.post.data.size() + g.code.data.size());
+  double b = 4.0 * static_cast<double>(g.post.data.size() + g.code.data.size());
   for (const auto& e : gallery_.entries) b += static_cast<double>(e.thumb.size() + e.path.size());
   return b;
 }
