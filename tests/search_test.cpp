@@ -195,6 +195,74 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
   }
 }
 
+// A shard's part of a query (duet/shards.h): up to the exact limit, its best rows, best score
+// and score mass are those of the scores before diffusion, worked out here from scores(q, false);
+// above it the same from the candidates (every item a candidate: the same numbers up to rounding;
+// 200 a query: the top ten nearly all there, the mass estimated within a few per cent).
+TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
+  GalleryArrays g = clustered(800, 10, 8);
+  GalleryArrays qa = clustered(6, 10, 9);
+  RankOptions ro = fused();
+  Searcher exact(g, ro);
+  ScaleOptions every;
+  every.exact_limit = 100;
+  every.candidates = 800;
+  every.lists = 4;
+  every.nprobe = 4;
+  ScaleOptions some = every;
+  some.candidates = 200;
+  some.lists = 16;
+  Searcher all_cand(g, ro, exact.graph(), every), few_cand(g, ro, exact.graph(), some);
+  std::vector<float> base(800);
+  std::vector<char> unseen;
+  double overlap = 0;
+  for (int64_t i = 0; i < 6; ++i) {
+    QueryArrays q{Matrix(1, 10), Matrix(1, 6)};
+    std::copy(qa.post.row(i), qa.post.row(i) + 10, q.post.data.begin());
+    std::copy(qa.code.row(i), qa.code.row(i) + 6, q.code.data.begin());
+    exact.scores(q, false, &unseen)(0, 1, base.data());
+    const bool u = unseen[0] != 0;
+    std::vector<int64_t> order(800);
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return base[a] > base[b] || (base[a] == base[b] && a < b); });
+    const float top = base[order[0]];
+    double mass = 0;
+    for (float v : base) mass += std::exp(v - top);
+    const float* zq = q.code.row(0);
+    const float* pq = q.post.row(0);
+    Searcher::Part e = exact.best_rows(zq, pq, u, 20), a = all_cand.best_rows(zq, pq, u, 20);
+    ASSERT_EQ(e.rows, std::vector<int64_t>(order.begin(), order.begin() + 20)) << i;
+    EXPECT_EQ(e.top, top);
+    EXPECT_NEAR(e.mass, mass, 1e-9 * mass);
+    EXPECT_EQ(a.rows, e.rows) << i;
+    EXPECT_NEAR(a.mass, mass, 1e-5 * mass);
+    for (size_t j = 0; j < 20; ++j) {
+      EXPECT_EQ(e.score[j], base[e.rows[j]]);
+      EXPECT_NEAR(a.score[j], e.score[j], 1e-5 * std::abs(e.score[j]));
+    }
+    const std::vector<int64_t> pick = {order[700], order[3], 5};
+    const auto er = exact.row_scores(zq, pq, u, pick), ar = all_cand.row_scores(zq, pq, u, pick);
+    for (size_t j = 0; j < pick.size(); ++j) {
+      EXPECT_EQ(er[j], base[pick[j]]);
+      EXPECT_NEAR(ar[j], er[j], 1e-5 * std::abs(er[j]));
+    }
+    float best = 0;
+    for (int64_t r = 0; r < 800; ++r) {
+      float d = 0;
+      for (int c = 0; c < 10; ++c) d += pq[c] * g.post.row(r)[c];
+      best = std::max(best, d);
+    }
+    EXPECT_NEAR(exact.gate_evidence(zq, pq), best, 1e-6);
+    EXPECT_NEAR(all_cand.gate_evidence(zq, pq), best, 1e-6);
+    Searcher::Part f = few_cand.best_rows(zq, pq, u, 10);
+    for (int64_t r : f.rows) overlap += std::count(e.rows.begin(), e.rows.begin() + 10, r);
+    EXPECT_NEAR(f.mass, mass, 0.05 * mass) << i;
+  }
+  EXPECT_GE(overlap / 60, 0.9);
+  EXPECT_THROW(exact.row_scores(qa.code.row(0), qa.post.row(0), false, {800}), Error);
+  EXPECT_THROW(all_cand.row_scores(qa.code.row(0), qa.post.row(0), false, {-1}), Error);
+}
+
 // The diffusion runs over a query's shortlist: its best `shortlist` items and the graph
 // neighbours of its seeds. Built here by hand from the pre-diffusion scores and the graph.
 TEST(Diffusion, ShortlistIsTheBestItemsAndTheSeedsNeighbours) {

@@ -76,8 +76,9 @@ class FusedScore {
   // rounding). unseen: the gate. Rows may repeat and come in any order.
   void score_rows(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
                   float* out) const;
-  // The gate over some rows: true when no row's posterior meets the query's above unseen_gate
-  // (always false when the gate is off).
+  // The gate over some rows: its evidence (max over the rows of p_q . p_g), and true when that is
+  // below unseen_gate (always false when the gate is off).
+  float gate_evidence_among(const float* post_q, const std::vector<int64_t>& rows) const;
   bool unseen_among(const float* post_q, const std::vector<int64_t>& rows) const;
 
  private:

@@ -126,11 +126,22 @@ class Searcher {
   // ranking scores() gives, up to the exact limit; through candidates above it.
   std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
 
-  // A shard's part of one query (duet/shards.h), for a front that merges the shards: the gate's
-  // evidence over these rows (the fused score only), and every row's score before diffusion,
-  // exactly as scores(q, false) gives it, with the gate decided over the whole gallery.
-  float gate_evidence(const float* post_q) const;
-  std::vector<float> base_scores(const float* code_q, const float* post_q, bool unseen) const;
+  // A shard's part of one query (duet/shards.h), for a front that merges the shards, over every
+  // row up to the exact limit (the scores as scores(q, false) gives them) and over the
+  // candidates above it (as search() finds them). The gate's evidence: the largest p_q . p_g (the
+  // fused score only). best_rows: the best `limit` rows by the score before diffusion, with the
+  // gate decided over the whole gallery, their best score and the score mass sum(exp(s - top))
+  // over all rows (outside the candidates estimated, as search() does). row_scores: some rows'.
+  struct Part {
+    std::vector<int64_t> rows;  // best first, ties by lower row
+    std::vector<float> score;
+    float top = 0;
+    double mass = 0;
+  };
+  float gate_evidence(const float* code_q, const float* post_q) const;
+  Part best_rows(const float* code_q, const float* post_q, bool unseen, int64_t limit) const;
+  std::vector<float> row_scores(const float* code_q, const float* post_q, bool unseen,
+                                const std::vector<int64_t>& rows) const;
 
  private:
   int64_t n_ = 0;
@@ -142,6 +153,12 @@ class Searcher {
   struct Ann;  // the FAISS indexes of the candidate path
   std::unique_ptr<Ann> ann_;
   Ranking search_candidates(const float* code_q, const float* post_q, int64_t k) const;
+  std::vector<int64_t> candidates(const float* code_q, const float* post_q) const;  // sorted, distinct
+  void score_some(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
+                  float* out) const;  // the score before diffusion
+  double mass_outside(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& cand,
+                      float top) const;
+  std::vector<float> base_scores(const float* code_q, const float* post_q, bool unseen) const;  // every row
 };
 
 }  // namespace duet

@@ -12,8 +12,9 @@
 // It then diffuses over the merged shortlist with the whole gallery's mass, exactly as one
 // Searcher over the whole index does (duet/search.h): the same ranking, the scores up to float
 // rounding in the mass. A shard that fails or misses a round's deadline is left out of the rest of
-// the query, and the answer says "partial": true and names it in "missing" (no shard at all: 503). Shards score every one of their rows for each query
-// (the exact path), so a shard should stay within ScaleOptions::exact_limit rows.
+// the query, and the answer says "partial": true and names it in "missing" (no shard at all: 503).
+// A shard above ScaleOptions::exact_limit rows answers from its FAISS candidates, as a Searcher
+// over it would (Searcher::best_rows): its best rows, and its mass estimated outside them.
 #pragma once
 
 #include <cstdint>

@@ -180,15 +180,18 @@ inline void prefetch_row(const Matrix& m, int64_t g) {
 }
 }  // namespace
 
-bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows) const {
-  if (!(opt_.unseen_gate > 0)) return false;
+float FusedScore::gate_evidence_among(const float* pq, const std::vector<int64_t>& rows) const {
   const Matrix& post = *post_p_.g;
   float best = 0;
   for (size_t r = 0; r < rows.size(); ++r) {
     if (r + kAhead < rows.size()) prefetch_row(post, rows[r + kAhead]);
     best = std::max(best, dot(pq, post.row(rows[r]), post.cols));
   }
-  return best < opt_.unseen_gate;
+  return best;
+}
+
+bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows) const {
+  return opt_.unseen_gate > 0 && gate_evidence_among(pq, rows) < opt_.unseen_gate;
 }
 
 void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,

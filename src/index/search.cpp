@@ -195,7 +195,7 @@ Searcher::Searcher(GalleryArrays g, const RankOptions& opt, std::shared_ptr<cons
                                                     opt.fusion);
 }
 
-Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k) const {
+std::vector<int64_t> Searcher::candidates(const float* zq, const float* pq) const {
   const int c = scale_.candidates;
   std::vector<int64_t> cand;
   std::vector<float> dist(static_cast<size_t>(c));
@@ -206,7 +206,6 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
       if (id >= 0) cand.push_back(id);
   };
   propose(ann_->code.get(), zq);
-  Ranking r;
   if (fused_) {
     const int64_t C = fused_->posteriors().cols;
     propose(ann_->post.get(), pq);
@@ -218,44 +217,61 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
   }
   std::sort(cand.begin(), cand.end());
   cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-  std::vector<float> s(cand.size());
+  return cand;
+}
+
+void Searcher::score_some(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
+                          float* out) const {
   if (fused_) {
-    r.unseen = fused_->unseen_among(pq, cand);
-    fused_->score_rows(zq, pq, r.unseen, cand, s.data());
-    if (graph_) {
-      const float top = *std::max_element(s.begin(), s.end());
-      double total = 0;
-      for (float v : s) total += std::exp(v - top);
-      // The blend term divides by the query's score mass over the whole gallery (as the
-      // exhaustive ranking does); the candidates hold its peak, and the rest is estimated from the
-      // evenly spaced sample rows outside them.
-      std::vector<int64_t> rest;  // positions in the sample
-      for (size_t i = 0; i < ann_->sample.size(); ++i)
-        if (!std::binary_search(cand.begin(), cand.end(), ann_->sample[i])) rest.push_back(static_cast<int64_t>(i));
-      if (!rest.empty()) {
-        std::vector<float> rs(rest.size());
-        ann_->sample_score->score_rows(zq, pq, r.unseen, rest, rs.data());
-        double tail = 0;
-        for (float v : rs) tail += std::exp(std::min(0.f, v - top));
-        total += tail * static_cast<double>(n_ - static_cast<int64_t>(cand.size())) / static_cast<double>(rest.size());
-      }
-      // The candidates stand in for the gallery: the shortlist is their best.
-      const bool unseen = r.unseen;
-      Added added = diffuse_shortlist(
-          *graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
-          [&](const std::vector<int64_t>& rows, float* out) { fused_->score_rows(zq, pq, unseen, rows, out); },
-          s.data());
-      cand.insert(cand.end(), added.rows.begin(), added.rows.end());
-      s.insert(s.end(), added.score.begin(), added.score.end());
-    }
-  } else {
-    for (size_t i = 0; i < cand.size(); ++i) {
-      const Matrix& code = *code_p_.g;
-      const float* zg = code.row(cand[i]);
-      double d = 0;
-      for (int64_t j = 0; j < code.cols; ++j) d += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
-      s[i] = static_cast<float>(-d);
-    }
+    fused_->score_rows(zq, pq, unseen, rows, out);
+    return;
+  }
+  const Matrix& code = *code_p_.g;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const float* zg = code.row(rows[i]);
+    double d = 0;
+    for (int64_t j = 0; j < code.cols; ++j) d += static_cast<double>(zq[j] - zg[j]) * (zq[j] - zg[j]);
+    out[i] = static_cast<float>(-d);
+  }
+}
+
+double Searcher::mass_outside(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& cand,
+                              float top) const {
+  // The candidates hold the peak of the query's score mass; the rest is estimated from the evenly
+  // spaced sample rows outside them.
+  if (!fused_) return 0;
+  std::vector<int64_t> rest;  // positions in the sample
+  for (size_t i = 0; i < ann_->sample.size(); ++i)
+    if (!std::binary_search(cand.begin(), cand.end(), ann_->sample[i])) rest.push_back(static_cast<int64_t>(i));
+  if (rest.empty()) return 0;
+  std::vector<float> rs(rest.size());
+  ann_->sample_score->score_rows(zq, pq, unseen, rest, rs.data());
+  double tail = 0;
+  for (float v : rs) tail += std::exp(std::min(0.f, v - top));
+  return tail * static_cast<double>(n_ - static_cast<int64_t>(cand.size())) / static_cast<double>(rest.size());
+}
+
+Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k) const {
+  std::vector<int64_t> cand = candidates(zq, pq);
+  Ranking r;
+  r.unseen = fused_ && fused_->unseen_among(pq, cand);
+  std::vector<float> s(cand.size());
+  score_some(zq, pq, r.unseen, cand, s.data());
+  if (fused_ && graph_) {
+    // The blend term divides by the query's score mass over the whole gallery (as the
+    // exhaustive ranking does).
+    const float top = *std::max_element(s.begin(), s.end());
+    double total = 0;
+    for (float v : s) total += std::exp(v - top);
+    total += mass_outside(zq, pq, r.unseen, cand, top);
+    // The candidates stand in for the gallery: the shortlist is their best.
+    const bool unseen = r.unseen;
+    Added added = diffuse_shortlist(
+        *graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
+        [&](const std::vector<int64_t>& rows, float* out) { fused_->score_rows(zq, pq, unseen, rows, out); },
+        s.data());
+    cand.insert(cand.end(), added.rows.begin(), added.rows.end());
+    s.insert(s.end(), added.score.begin(), added.score.end());
   }
   std::vector<size_t> order(cand.size());
   std::iota(order.begin(), order.end(), 0);
@@ -309,9 +325,10 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
   };
 }
 
-float Searcher::gate_evidence(const float* post_q) const {
+float Searcher::gate_evidence(const float* code_q, const float* post_q) const {
   if (!fused_) fail("internal: the gate belongs to the fused score");
-  return fused_->gate_evidence(post_q);
+  if (!ann_) return fused_->gate_evidence(post_q);
+  return fused_->gate_evidence_among(post_q, candidates(code_q, post_q));
 }
 
 std::vector<float> Searcher::base_scores(const float* code_q, const float* post_q, bool unseen) const {
@@ -325,6 +342,50 @@ std::vector<float> Searcher::base_scores(const float* code_q, const float* post_
     fused_->scorer(q.code, q.post, &gate).score(0, 1, out.data());
   } else {
     embedding_scorer(q.code, code_p_)(0, 1, out.data());
+  }
+  return out;
+}
+
+Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, bool unseen, int64_t limit) const {
+  Part p;
+  std::vector<int64_t> rows;
+  std::vector<float> s;
+  if (ann_) {
+    rows = candidates(code_q, post_q);
+    s.resize(rows.size());
+    score_some(code_q, post_q, unseen, rows, s.data());
+  } else {
+    s = base_scores(code_q, post_q, unseen);
+    rows.resize(s.size());
+    std::iota(rows.begin(), rows.end(), 0);
+  }
+  // The score mass as search() sums it: exp in float, summed in double.
+  p.top = *std::max_element(s.begin(), s.end());
+  for (float v : s) p.mass += std::exp(v - p.top);
+  if (ann_) p.mass += mass_outside(code_q, post_q, unseen, rows, p.top);
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t kk = std::min<size_t>(order.size(), static_cast<size_t>(std::max<int64_t>(limit, 0)));
+  std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](size_t a, size_t b) {
+    return s[a] > s[b] || (s[a] == s[b] && rows[a] < rows[b]);
+  });
+  for (size_t i = 0; i < kk; ++i) {
+    p.rows.push_back(rows[order[i]]);
+    p.score.push_back(s[order[i]]);
+  }
+  return p;
+}
+
+std::vector<float> Searcher::row_scores(const float* code_q, const float* post_q, bool unseen,
+                                        const std::vector<int64_t>& rows) const {
+  for (int64_t r : rows)
+    if (r < 0 || r >= n_) fail("row ", r, " is not in the gallery (", n_, " rows)");
+  std::vector<float> out(rows.size());
+  if (ann_) {
+    score_some(code_q, post_q, unseen, rows, out.data());
+  } else {
+    const std::vector<float> all = base_scores(code_q, post_q, unseen);  // as best_rows scores them
+    for (size_t i = 0; i < rows.size(); ++i) out[i] = all[static_cast<size_t>(rows[i])];
   }
   return out;
 }

@@ -64,32 +64,30 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
     const std::string op = q.at("op").get<std::string>();
     if (op == "gate") {
       if (!fused) fail("shard request: the gate belongs to the fused score");
-      a["max"] = searcher.gate_evidence(floats("post", C).data());
+      a["max"] = searcher.gate_evidence(floats("code", D).data(), floats("post", C).data());
     } else if (op == "top" || op == "rows") {
       const auto code = floats("code", D);
       const auto post = fused ? floats("post", C) : std::vector<float>();
-      const std::vector<float> s = searcher.base_scores(code.data(), post.data(), q.at("unseen").get<bool>());
-      std::vector<int64_t> pick;
+      const bool unseen = q.at("unseen").get<bool>();
+      std::vector<int64_t> pick;  // local rows
+      std::vector<float> s;
       if (op == "top") {
         const int64_t limit = std::clamp<int64_t>(q.at("limit").get<int64_t>(), 0, n);
-        std::vector<std::pair<float, int64_t>> best;
-        for (int64_t r = 0; r < n; ++r) best.emplace_back(s[r], r);
-        sort_best(best, static_cast<size_t>(limit));
-        for (const auto& b : best) pick.push_back(b.second);
-        // The score mass, as the whole gallery's is summed (search.cpp): exp in float, summed in double.
-        const float top = *std::max_element(s.begin(), s.end());
-        double mass = 0;
-        for (float v : s) mass += std::exp(v - top);
-        a["top"] = top;
-        a["mass"] = mass;
+        Searcher::Part part = searcher.best_rows(code.data(), post.data(), unseen, limit);
+        pick = std::move(part.rows);
+        s = std::move(part.score);
+        a["top"] = part.top;
+        a["mass"] = part.mass;
       } else {
         for (int64_t row : q.at("rows").get<std::vector<int64_t>>()) pick.push_back(local(row));
+        s = searcher.row_scores(code.data(), post.data(), unseen, pick);
       }
       json rows = json::array(), scores = json::array(), adj = json::array();
       const bool graph = q.value("graph", false) && !sh.start.empty();
-      for (int64_t r : pick) {
+      for (size_t i = 0; i < pick.size(); ++i) {
+        const int64_t r = pick[i];
         rows.push_back(sh.offset + r);
-        scores.push_back(s[r]);
+        scores.push_back(s[i]);
         if (!graph) continue;
         const auto b = sh.start[r], e = sh.start[r + 1];
         adj.push_back({std::vector<int64_t>(sh.col.begin() + b, sh.col.begin() + e),
