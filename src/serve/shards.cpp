@@ -9,6 +9,7 @@
 #include <future>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -120,6 +121,7 @@ struct ShardFront::Shard {
   int port = 0;
   int index = 0;
   int64_t offset = 0, rows = 0;
+  std::string type;  // its own index_type
 
   // One request within `until`; throws Error with the reason when the shard does not answer well.
   json call(const std::string& method, const std::string& path, const std::string& body,
@@ -192,6 +194,7 @@ ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_d
     s->index = sh.at("index").get<int>();
     s->offset = sh.at("offset").get<int64_t>();
     s->rows = info.at("images").get<int64_t>();
+    s->type = info.value("index_type", "?");
     const int64_t total = sh.at("total").get<int64_t>();
     const std::string h = info.at("model").at("hash").get<std::string>();
     if (by_index.empty()) {
@@ -218,7 +221,14 @@ ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_d
     fail("the shards were made with model ", hash, " but ", model_->info().dir, " is ", model_->info().hash);
 }
 
-std::string ShardFront::index_type() const { return "shards" + std::to_string(shards_.size()) + ",exact"; }
+std::string ShardFront::index_type() const {
+  // "shards<n>," and the shards' own kinds (one when they agree): "shards2,exact".
+  std::set<std::string> kinds;
+  for (const auto& s : shards_) kinds.insert(s->type);
+  std::string out = "shards" + std::to_string(shards_.size());
+  for (const auto& k : kinds) out += "," + k;
+  return out;
+}
 
 size_t ShardFront::owner(int64_t row) const {
   for (size_t i = 0; i < shards_.size(); ++i)
