@@ -2,6 +2,7 @@
 // constructed data.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -379,6 +380,21 @@ TEST(GalleryFile, RoundTripAndDamage) {
   EXPECT_NE(message(flipped).find("damaged"), std::string::npos);
   EXPECT_NE(message("DUETGAL1").find("not a duet gallery index"), std::string::npos);
   EXPECT_NE(message(bytes + "zz").find("trailing"), std::string::npos);
+
+  // The file is written and read blob by blob, the thumbnails piece by piece (0 to 11 bytes each,
+  // so their checksum's 8-byte words straddle entries): the same bytes as in memory, and a flipped
+  // bit anywhere in a blob (the embeddings, a thumbnail in the middle of a word) is found.
+  EXPECT_EQ(bytes, gallery_bytes(g));
+  EXPECT_EQ(parse_gallery(bytes, "mem").entries[7].thumb, "xxxxxxx");
+  std::string emb_flip = bytes;
+  const size_t header = 16 + [&] { uint64_t len; std::memcpy(&len, bytes.data() + 8, 8); return len; }();
+  emb_flip[header + 5] ^= 4;
+  EXPECT_NE(message(emb_flip).find("emb fails its checksum"), std::string::npos) << message(emb_flip);
+  for (size_t back : {1, 13, 30, 61}) {
+    std::string thumb_flip = bytes;
+    thumb_flip[bytes.size() - back] ^= 1;
+    EXPECT_NE(message(thumb_flip).find("thumbs fails its checksum"), std::string::npos) << back;
+  }
 }
 
 TEST(ScanImages, RecursiveHiddenSkippedLinksOnce) {

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <set>
@@ -22,31 +23,37 @@ namespace fs = std::filesystem;
 
 constexpr char kMagic[8] = {'D', 'U', 'E', 'T', 'G', 'A', 'L', '1'};
 
-// FNV-1a over 64-bit words (then the tail bytes): a checksum fast enough for gigabytes.
-uint64_t checksum(const char* p, size_t n) {
-  uint64_t h = 1469598103934665603ull;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    h = (h ^ w) * 1099511628211ull;
+// FNV-1a over 64-bit words (then the tail bytes): a checksum fast enough for gigabytes. Fed in
+// pieces (a blob straight from its vector, the thumbnails entry by entry), it gives what it gives
+// over the pieces joined.
+class Checksum {
+ public:
+  void add(const char* p, size_t n) {
+    while (n > 0 && pending_ > 0) {  // complete the word a previous piece began
+      word_[pending_++] = *p++, --n;
+      if (pending_ == 8) mix(word_), pending_ = 0;
+    }
+    for (; n >= 8; p += 8, n -= 8) mix(p);
+    for (; n > 0; --n) word_[pending_++] = *p++;
   }
-  for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
-}
+  uint64_t value() const {
+    uint64_t h = h_;
+    for (size_t i = 0; i < pending_; ++i) h = (h ^ static_cast<unsigned char>(word_[i])) * 1099511628211ull;
+    return h;
+  }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+  char word_[8] = {};
+  size_t pending_ = 0;
+  void mix(const char* p) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h_ = (h_ ^ w) * 1099511628211ull;
+  }
+};
 
 uint64_t from_hex(const std::string& s) { return std::stoull(s, nullptr, 16); }
-
-template <typename T>
-std::string bytes_of(const std::vector<T>& v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
-}
-template <typename T>
-std::vector<T> vector_of(const std::string& b) {
-  std::vector<T> v(b.size() / sizeof(T));
-  std::memcpy(v.data(), b.data(), v.size() * sizeof(T));
-  return v;
-}
 
 bool is_image_name(const std::string& name) {
   const auto dot = name.find_last_of('.');
@@ -59,7 +66,26 @@ bool is_image_name(const std::string& name) {
 
 }  // namespace
 
-std::string gallery_bytes(const GalleryIndex& g) {
+namespace {
+
+// A blob of the file: its name and its pieces (memory the index owns, written as it is).
+struct Blob {
+  std::string name;
+  std::vector<std::pair<const char*, size_t>> pieces;
+  size_t bytes() const {
+    size_t n = 0;
+    for (const auto& p : pieces) n += p.second;
+    return n;
+  }
+};
+template <typename T>
+Blob blob_of(const std::string& name, const std::vector<T>& v) {
+  return {name, {{reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T)}}};
+}
+
+// Writes the file through `out` (a string, or the temporary file of write_gallery) straight from
+// the index's arrays: a 1M-photo index (about 10 GB) is never copied whole in memory.
+void emit_gallery(const GalleryIndex& g, const std::function<void(const char*, size_t)>& out) {
   const int64_t n = static_cast<int64_t>(g.entries.size());
   json h;
   h["format"] = kGalleryFormat;
@@ -70,59 +96,73 @@ std::string gallery_bytes(const GalleryIndex& g) {
   h["domain"] = g.domain;
   h["index_type"] = g.index_type;
   h["rows"] = n;
-  std::vector<std::pair<std::string, std::string>> blobs;
-  std::string thumbs;
+  std::vector<Blob> blobs;
+  Blob thumbs{"thumbs", {}};
   json entries = json::array();
+  size_t thumb_at = 0;
   for (const auto& e : g.entries) {
-    entries.push_back({e.path, e.bytes, e.mtime_ns, hex64(e.hash), thumbs.size(), e.thumb.size()});
-    thumbs += e.thumb;
+    entries.push_back({e.path, e.bytes, e.mtime_ns, hex64(e.hash), thumb_at, e.thumb.size()});
+    thumbs.pieces.emplace_back(e.thumb.data(), e.thumb.size());
+    thumb_at += e.thumb.size();
   }
-  h["entries"] = entries;  // [path, bytes, mtime_ns, hash, thumb offset, thumb bytes]
+  h["entries"] = std::move(entries);  // [path, bytes, mtime_ns, hash, thumb offset, thumb bytes]
   auto matrix = [&](const char* name, const Matrix& m) {
     if (m.rows != n) fail("internal: ", name, " has ", m.rows, " rows for ", n, " entries");
     h["dims"][name] = m.cols;
-    blobs.emplace_back(name, bytes_of(m.data));
+    blobs.push_back(blob_of(name, m.data));
   };
   matrix("emb", g.arrays.emb);
   matrix("post", g.arrays.post);
   matrix("code", g.arrays.code);
   if (g.graph) {
     h["graph"] = {{"edges", g.graph->csr_col().size()}};
-    blobs.emplace_back("graph_start", bytes_of(g.graph->csr_start()));
-    blobs.emplace_back("graph_col", bytes_of(g.graph->csr_col()));
-    blobs.emplace_back("graph_w", bytes_of(g.graph->csr_weight()));
+    blobs.push_back(blob_of("graph_start", g.graph->csr_start()));
+    blobs.push_back(blob_of("graph_col", g.graph->csr_col()));
+    blobs.push_back(blob_of("graph_w", g.graph->csr_weight()));
   }
   if (g.shard) {
     const GalleryShard& s = *g.shard;
     h["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
-    blobs.emplace_back("shard_start", bytes_of(s.start));
-    blobs.emplace_back("shard_col", bytes_of(s.col));
-    blobs.emplace_back("shard_w", bytes_of(s.w));
+    blobs.push_back(blob_of("shard_start", s.start));
+    blobs.push_back(blob_of("shard_col", s.col));
+    blobs.push_back(blob_of("shard_w", s.w));
   }
-  blobs.emplace_back("thumbs", std::move(thumbs));
+  blobs.push_back(std::move(thumbs));
   size_t off = 0;
-  for (const auto& [name, b] : blobs) {
-    h["blobs"].push_back({{"name", name}, {"offset", off}, {"bytes", b.size()}, {"checksum", hex64(checksum(b.data(), b.size()))}});
-    off += b.size();
+  for (const auto& b : blobs) {
+    Checksum c;
+    for (const auto& [p, len] : b.pieces) c.add(p, len);
+    h["blobs"].push_back({{"name", b.name}, {"offset", off}, {"bytes", b.bytes()}, {"checksum", hex64(c.value())}});
+    off += b.bytes();
   }
   const std::string head = h.dump();
   const uint64_t len = head.size();
-  std::string out(kMagic, sizeof kMagic);
-  out.append(reinterpret_cast<const char*>(&len), sizeof len);
-  out += head;
-  for (const auto& [name, b] : blobs) out += b;
-  return out;
+  out(kMagic, sizeof kMagic);
+  out(reinterpret_cast<const char*>(&len), sizeof len);
+  out(head.data(), head.size());
+  for (const auto& b : blobs)
+    for (const auto& [p, len] : b.pieces) out(p, len);
 }
 
-GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
-  if (all.size() < 16 || std::memcmp(all.data(), kMagic, 8) != 0)
-    fail(path, ": not a duet gallery index (build one with `duet index`)");
+// Reads `n` bytes at `off` of the file (or of bytes in memory) into `out`; the caller has checked
+// that they are there.
+using ReadAt = std::function<void(uint64_t off, size_t n, char* out)>;
+
+// The index from its bytes, each blob read once into the array that keeps it and checked against
+// its checksum there.
+GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& path) {
+  char start[16];
+  if (size < 16) fail(path, ": not a duet gallery index (build one with `duet index`)");
+  read(0, 16, start);
+  if (std::memcmp(start, kMagic, 8) != 0) fail(path, ": not a duet gallery index (build one with `duet index`)");
   uint64_t len = 0;
-  std::memcpy(&len, all.data() + 8, 8);
-  if (len > all.size() - 16) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
+  std::memcpy(&len, start + 8, 8);
+  if (len > size - 16) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
+  std::string head(len, '\0');
+  read(16, len, head.data());
   GalleryIndex g;
   try {
-    const json h = json::parse(all.substr(16, len));
+    const json h = json::parse(head);
     if (h.at("format").get<std::string>() != kGalleryFormat)
       fail(path, ": a gallery index in format ", h.at("format").get<std::string>(), "; this duet reads ", kGalleryFormat,
            " (rebuild it with `duet index`)");
@@ -132,50 +172,76 @@ GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
     g.domain = h.at("domain").get<std::string>();
     g.index_type = h.at("index_type").get<std::string>();
     const int64_t n = h.at("rows").get<int64_t>();
-    const size_t data = 16 + len;
-    std::map<std::string, std::string> blob;
-    size_t total = 0;
+    if (n < 0) fail(path, ": damaged gallery index header (", n, " rows)");
+    const uint64_t data = 16 + len;
+    struct Span {
+      uint64_t off = 0, bytes = 0;
+      std::string checksum;
+    };
+    std::map<std::string, Span> blob;
+    uint64_t total = 0;
     for (const auto& b : h.at("blobs")) {
-      const size_t off = b.at("offset").get<size_t>(), bytes = b.at("bytes").get<size_t>();
-      if (off != total || data + off + bytes > all.size())
-        fail(path, ": truncated gallery index (rebuild it with `duet index`)");
-      if (hex64(checksum(all.data() + data + off, bytes)) != b.at("checksum").get<std::string>())
-        fail(path, ": damaged gallery index (", b.at("name").get<std::string>(), " fails its checksum; rebuild it)");
-      blob[b.at("name").get<std::string>()] = all.substr(data + off, bytes);
+      const uint64_t off = b.at("offset").get<uint64_t>(), bytes = b.at("bytes").get<uint64_t>();
+      if (off != total || bytes > size - data - off) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
+      blob[b.at("name").get<std::string>()] = {data + off, bytes, b.at("checksum").get<std::string>()};
       total += bytes;
     }
-    if (data + total != all.size()) fail(path, ": gallery index has trailing bytes (damaged; rebuild it)");
+    if (data + total != size) fail(path, ": gallery index has trailing bytes (damaged; rebuild it)");
+    auto check = [&](const std::string& name, const Checksum& c) {
+      if (hex64(c.value()) != blob.at(name).checksum)
+        fail(path, ": damaged gallery index (", name, " fails its checksum; rebuild it)");
+    };
+    auto array = [&](const std::string& name, auto& v) {
+      const Span& b = blob.at(name);
+      using T = typename std::decay_t<decltype(v)>::value_type;
+      if (b.bytes % sizeof(T) != 0) fail(path, ": ", name, " has the wrong size (damaged index)");
+      v.resize(b.bytes / sizeof(T));
+      read(b.off, b.bytes, reinterpret_cast<char*>(v.data()));
+      Checksum c;
+      c.add(reinterpret_cast<const char*>(v.data()), b.bytes);
+      check(name, c);
+    };
     auto matrix = [&](const char* name) {
       Matrix m;
       m.rows = n;
       m.cols = h.at("dims").at(name).get<int64_t>();
-      const std::string& b = blob.at(name);
-      if (b.size() != static_cast<size_t>(n * m.cols) * sizeof(float))
+      if (m.cols < 0 || blob.at(name).bytes != static_cast<uint64_t>(n * m.cols) * sizeof(float))
         fail(path, ": ", name, " has the wrong size (damaged index)");
-      m.data = vector_of<float>(b);
+      array(name, m.data);
       return m;
     };
     g.arrays.emb = matrix("emb");
     g.arrays.post = matrix("post");
     g.arrays.code = matrix("code");
-    const std::string& thumbs = blob.at("thumbs");
+    // The thumbnails lie in entry order, one after another: each read into its entry.
+    const Span& thumbs = blob.at("thumbs");
+    Checksum tc;
+    uint64_t thumb_at = 0;
     for (const auto& e : h.at("entries")) {
       GalleryEntry x;
       x.path = e.at(0).get<std::string>();
       x.bytes = e.at(1).get<int64_t>();
       x.mtime_ns = e.at(2).get<int64_t>();
       x.hash = from_hex(e.at(3).get<std::string>());
-      const size_t off = e.at(4).get<size_t>(), bytes = e.at(5).get<size_t>();
-      if (off + bytes > thumbs.size()) fail(path, ": thumbnail out of range (damaged index)");
-      x.thumb = thumbs.substr(off, bytes);
+      const uint64_t off = e.at(4).get<uint64_t>(), bytes = e.at(5).get<uint64_t>();
+      if (off != thumb_at || bytes > thumbs.bytes - off) fail(path, ": thumbnail out of range (damaged index)");
+      x.thumb.resize(bytes);
+      read(thumbs.off + off, bytes, x.thumb.data());
+      tc.add(x.thumb.data(), bytes);
+      thumb_at += bytes;
       g.entries.push_back(std::move(x));
     }
+    if (thumb_at != thumbs.bytes) fail(path, ": thumbnail out of range (damaged index)");
+    check("thumbs", tc);
     if (static_cast<int64_t>(g.entries.size()) != n) fail(path, ": ", g.entries.size(), " entries for ", n, " rows");
     if (h.contains("graph")) {
+      std::vector<int64_t> start, col;
+      std::vector<float> w;
+      array("graph_start", start);
+      array("graph_col", col);
+      array("graph_w", w);
       DiffusionOptions o;  // only the CSR matters here; gallery_searcher sets the model's options
-      g.graph = std::make_shared<const GalleryGraph>(n, o, vector_of<int64_t>(blob.at("graph_start")),
-                                                     vector_of<int64_t>(blob.at("graph_col")),
-                                                     vector_of<float>(blob.at("graph_w")));
+      g.graph = std::make_shared<const GalleryGraph>(n, o, std::move(start), std::move(col), std::move(w));
     }
     if (h.contains("shard")) {
       const json& j = h.at("shard");
@@ -184,9 +250,9 @@ GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
       s.of = j.at("of").get<int>();
       s.offset = j.at("offset").get<int64_t>();
       s.total = j.at("total").get<int64_t>();
-      s.start = vector_of<int64_t>(blob.at("shard_start"));
-      s.col = vector_of<int64_t>(blob.at("shard_col"));
-      s.w = vector_of<float>(blob.at("shard_w"));
+      array("shard_start", s.start);
+      array("shard_col", s.col);
+      array("shard_w", s.w);
       bool ok = s.of >= 1 && s.index >= 0 && s.index < s.of && s.offset >= 0 && s.offset + n <= s.total &&
                 (s.start.empty() || (s.start.size() == static_cast<size_t>(n + 1) && s.start.front() == 0 &&
                                      s.start.back() == static_cast<int64_t>(s.col.size()))) &&
@@ -204,15 +270,36 @@ GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
   return g;
 }
 
+}  // namespace
+
+std::string gallery_bytes(const GalleryIndex& g) {
+  std::string out;
+  emit_gallery(g, [&](const char* p, size_t n) { out.append(p, n); });
+  return out;
+}
+
+GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
+  return parse_index(all.size(), [&](uint64_t off, size_t n, char* out) { std::memcpy(out, all.data() + off, n); },
+                     path);
+}
+
 void write_gallery(const std::string& path, const GalleryIndex& g) {
   AtomicFile f(path);
-  f.write(gallery_bytes(g));
+  emit_gallery(g, [&](const char* p, size_t n) { f.write(p, n); });
   f.commit();
 }
 
 GalleryIndex read_gallery(const std::string& path) {
   if (!file_exists(path)) fail(path, ": no such gallery index (build one with `duet index`)");
-  return parse_gallery(read_file(path), path);
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail(path, ": cannot open the gallery index");
+  f.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(f.tellg());
+  // Blob by blob from the file into the arrays that keep them.
+  return parse_index(size, [&](uint64_t off, size_t n, char* out) {
+    f.seekg(static_cast<std::streamoff>(off));
+    if (!f.read(out, static_cast<std::streamsize>(n))) fail(path, ": cannot read the gallery index (", n, " bytes at ", off, ")");
+  }, path);
 }
 
 GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
@@ -252,8 +339,10 @@ GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
 }
 
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
+  // The searcher keeps copies of the posteriors and codes, not of the 1024-d embeddings.
+  GalleryArrays rows{Matrix(), g.arrays.post, g.arrays.code};
   // A shard's rows are scored for a front that diffuses over the whole graph (duet/shards.h).
-  if (g.shard) return Searcher(g.arrays, rank, nullptr);
+  if (g.shard) return Searcher(std::move(rows), rank, nullptr);
   std::shared_ptr<const GalleryGraph> graph;
   if (rank.fuse && rank.diffusion && g.graph) {
     auto copy = std::make_shared<GalleryGraph>(*g.graph);
@@ -262,7 +351,7 @@ Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
   } else if (rank.fuse && rank.diffusion && g.arrays.code.rows >= 2) {
     graph = std::make_shared<const GalleryGraph>(g.arrays.emb, rank.diff);
   }
-  return Searcher(g.arrays, rank, graph);
+  return Searcher(std::move(rows), rank, graph);
 }
 
 std::vector<std::string> scan_images(const std::string& root) {
