@@ -69,6 +69,18 @@ std::unique_ptr<faiss::Index> ivf_index(int64_t n, int64_t d, const RowSource& r
   ivf->parallel_mode = 1;  // one query at a time: both cores share its lists
   return index;
 }
+// Positions of the best k of the scored rows (rows[i] scored s[i]; k <= 0: none), best first:
+// higher score, then lower row, the order every ranking here uses.
+std::vector<size_t> best_first(const std::vector<int64_t>& rows, const std::vector<float>& s, int64_t k) {
+  std::vector<size_t> order(rows.size());
+  std::iota(order.begin(), order.end(), 0);
+  const size_t kk = std::min<size_t>(order.size(), static_cast<size_t>(std::max<int64_t>(k, 0)));
+  std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](size_t a, size_t b) {
+    return s[a] > s[b] || (s[a] == s[b] && rows[a] < rows[b]);
+  });
+  order.resize(kk);
+  return order;
+}
 }  // namespace
 
 Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows, const float* s,
@@ -273,13 +285,7 @@ Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k)
     cand.insert(cand.end(), added.rows.begin(), added.rows.end());
     s.insert(s.end(), added.score.begin(), added.score.end());
   }
-  std::vector<size_t> order(cand.size());
-  std::iota(order.begin(), order.end(), 0);
-  const size_t kk = std::min<size_t>(order.size(), static_cast<size_t>(k));
-  std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](size_t a, size_t b) {
-    return s[a] > s[b] || (s[a] == s[b] && cand[a] < cand[b]);
-  });
-  for (size_t i = 0; i < kk; ++i) r.hits.push_back({cand[order[i]], s[order[i]]});
+  for (size_t i : best_first(cand, s, k)) r.hits.push_back({cand[i], s[i]});
   return r;
 }
 
@@ -363,15 +369,9 @@ Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, boo
   p.top = *std::max_element(s.begin(), s.end());
   for (float v : s) p.mass += std::exp(v - p.top);
   if (ann_) p.mass += mass_outside(code_q, post_q, unseen, rows, p.top);
-  std::vector<size_t> order(rows.size());
-  std::iota(order.begin(), order.end(), 0);
-  const size_t kk = std::min<size_t>(order.size(), static_cast<size_t>(std::max<int64_t>(limit, 0)));
-  std::partial_sort(order.begin(), order.begin() + kk, order.end(), [&](size_t a, size_t b) {
-    return s[a] > s[b] || (s[a] == s[b] && rows[a] < rows[b]);
-  });
-  for (size_t i = 0; i < kk; ++i) {
-    p.rows.push_back(rows[order[i]]);
-    p.score.push_back(s[order[i]]);
+  for (size_t i : best_first(rows, s, limit)) {
+    p.rows.push_back(rows[i]);
+    p.score.push_back(s[i]);
   }
   return p;
 }
