@@ -231,7 +231,7 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
     for (float v : base) mass += std::exp(v - top);
     const float* zq = q.code.row(0);
     const float* pq = q.post.row(0);
-    Searcher::Part e = exact.best_rows(zq, pq, u, 20), a = all_cand.best_rows(zq, pq, u, 20);
+    Searcher::Part e = exact.best_rows(zq, pq, nullptr, u, 20), a = all_cand.best_rows(zq, pq, nullptr, u, 20);
     ASSERT_EQ(e.rows, std::vector<int64_t>(order.begin(), order.begin() + 20)) << i;
     EXPECT_EQ(e.top, top);
     EXPECT_NEAR(e.mass, mass, 1e-9 * mass);
@@ -242,7 +242,7 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
       EXPECT_NEAR(a.score[j], e.score[j], 1e-5 * std::abs(e.score[j]));
     }
     const std::vector<int64_t> pick = {order[700], order[3], 5};
-    const auto er = exact.row_scores(zq, pq, u, pick), ar = all_cand.row_scores(zq, pq, u, pick);
+    const auto er = exact.row_scores(zq, pq, nullptr, u, pick), ar = all_cand.row_scores(zq, pq, nullptr, u, pick);
     for (size_t j = 0; j < pick.size(); ++j) {
       EXPECT_EQ(er[j], base[pick[j]]);
       EXPECT_NEAR(ar[j], er[j], 1e-5 * std::abs(er[j]));
@@ -253,15 +253,15 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
       for (int c = 0; c < 10; ++c) d += pq[c] * g.post.row(r)[c];
       best = std::max(best, d);
     }
-    EXPECT_NEAR(exact.gate_evidence(zq, pq), best, 1e-6);
-    EXPECT_NEAR(all_cand.gate_evidence(zq, pq), best, 1e-6);
-    Searcher::Part f = few_cand.best_rows(zq, pq, u, 10);
+    EXPECT_NEAR(exact.gate_evidence(zq, pq, nullptr), best, 1e-6);
+    EXPECT_NEAR(all_cand.gate_evidence(zq, pq, nullptr), best, 1e-6);
+    Searcher::Part f = few_cand.best_rows(zq, pq, nullptr, u, 10);
     for (int64_t r : f.rows) overlap += std::count(e.rows.begin(), e.rows.begin() + 10, r);
     EXPECT_NEAR(f.mass, mass, 0.05 * mass) << i;
   }
   EXPECT_GE(overlap / 60, 0.9);
-  EXPECT_THROW(exact.row_scores(qa.code.row(0), qa.post.row(0), false, {800}), Error);
-  EXPECT_THROW(all_cand.row_scores(qa.code.row(0), qa.post.row(0), false, {-1}), Error);
+  EXPECT_THROW(exact.row_scores(qa.code.row(0), qa.post.row(0), nullptr, false, {800}), Error);
+  EXPECT_THROW(all_cand.row_scores(qa.code.row(0), qa.post.row(0), nullptr, false, {-1}), Error);
 }
 
 // The diffusion runs over a query's shortlist: its best `shortlist` items and the graph

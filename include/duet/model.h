@@ -5,6 +5,8 @@
 //                            diffusion, Phase II calibration), file list
 //   <dir>/<domain>.<m>.pt    Phase I encoder m of each domain (m = 0, 1 for the default ensemble)
 //   <dir>/mapper.pt          Phase II
+//   <dir>/bridge.pt          the map of each domain into the gallery's frozen features (duet/bridge.h;
+//                            the default config's, absent in others)
 //   <dir>/backbone.<ext>     the ImageNet backbone the encoders' frozen stages come from
 //
 // `duet run` writes one per split (<out>/<split>/model/); `duet index` and `duet search` read it.
@@ -34,6 +36,7 @@ struct ModelSpec {
   std::string gallery_domain;                               // mapped by the gallery branch
   std::map<std::string, std::vector<std::string>> encoders; // domain -> member encoder files
   std::string mapper;                                       // mapper file
+  std::string bridge;                                       // bridge file ("": none)
   RankOptions rank;
   std::string training = "{}";                              // JSON: the data it learnt from
 };
@@ -47,6 +50,7 @@ struct ModelInfo {
   std::map<std::string, std::vector<std::string>> encoders;  // domain -> files in dir
   std::map<std::string, std::string> kinds;                 // domain -> "drawing" | "image"
   std::string mapper, backbone;
+  std::string bridge;  // "" when the model has none
   RankOptions rank;
   std::string json;  // the manifest as written
 };
@@ -62,6 +66,7 @@ struct Features {
   Matrix emb;   // [n, hidden] member 0's embedding, averaged over its test-time views
   Matrix post;  // [n, C] class posteriors, averaged over the members
   Matrix code;  // [n, code] the domain's Phase II branch applied to emb
+  Matrix bridge;  // [n, F] the bridge's unit rows (duet/bridge.h; 0 columns: the model has none)
 };
 
 class Model {

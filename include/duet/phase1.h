@@ -16,6 +16,7 @@
 
 #include "duet/dataset.h"
 #include "duet/domain.h"
+#include "duet/embeddings.h"
 #include "duet/encoder.h"
 #include "duet/ledger.h"
 
@@ -64,6 +65,12 @@ struct EncoderTrainResult {
 EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt,
                                  const std::string& out_file, const std::string& emb_out = "");
 
+// The frozen backbone's pooled features of every sample of `domain` (both splits, rows in
+// train_encoder's order), the mean over the first `tta_views` of the views train_encoder caches
+// with these options: the ImageNet features the encoder started from (duet/bridge.h). Read from
+// the trunk cache (built when missing), so it costs the top stages' passes only.
+Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt);
+
 // "runs/x/sketch.npy" -> "runs/x/sketch.probs.npy"
 std::string posteriors_path_for(const std::string& emb_path);
 
@@ -75,9 +82,11 @@ class PhaseOneEncoder : public Encoder {
   virtual const std::string& arch() const = 0;
   // The backbone weights its frozen stages load ("default": the arch's file in $DUET_SHARED).
   virtual const std::string& weights() const = 0;
-  // x [n, 3, S, S] -> emb [n, dim()] and class logits [n, C] (either nullptr: not wanted); one
-  // image at a time, so a row does not depend on which images share its call.
-  virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits) = 0;
+  // x [n, 3, S, S] -> emb [n, dim()], class logits [n, C] and the frozen backbone's pooled
+  // features [n, frozen_dim()] (any nullptr: not wanted); one image at a time, so a row does not
+  // depend on which images share its call.
+  virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits, float* frozen = nullptr) = 0;
+  virtual int64_t frozen_dim() const = 0;
 };
 // weights: the backbone file to load the frozen stages from instead of the recorded one (a model
 // folder carries its own copy).

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/bridge.h"
 #include "duet/diffusion.h"
 #include "duet/domain.h"
 #include "duet/fusion.h"
@@ -41,6 +42,8 @@ struct RunOptions {
   bool diffusion = true;                                  // default config: re-rank over the gallery graph
   DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)
   FusionOptions fusion_opt;                               // default config's pair score (retrieval only)
+  std::string graph = "embedding";                        // the diffusion graph's space (retrieval only)
+  BridgeOptions bridge_opt;                               // default config's bridge (duet/bridge.h)
   bool json = false;                                      // print metrics JSON instead of the table
 };
 

@@ -29,6 +29,7 @@ struct RankOptions {
   FusionOptions fusion;
   bool diffusion = true;   // re-rank over the gallery graph (fused score only)
   DiffusionOptions diff;
+  std::string graph = "embedding";  // the graph's space: "embedding" (Phase I), "bridge", or "both"
   double prob_a = 0, prob_b = 1;  // Phase II calibration: p(same | d) = sigmoid(a - b d)
 };
 
@@ -37,12 +38,19 @@ struct GalleryArrays {
   Matrix emb;   // [n, hidden] Phase I embeddings (the diffusion graph's space)
   Matrix post;  // [n, C] Phase I class posteriors
   Matrix code;  // [n, code] Phase II codes
+  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; may be empty when the score does not weigh them)
 };
 
 struct QueryArrays {
   Matrix post;  // [nq, C]
   Matrix code;  // [nq, code]
+  Matrix bridge;  // [nq, F]
 };
+
+// The diffusion graph of a gallery as the options ask for it (null: no diffusion, or fewer than
+// two items), over RankOptions::graph: the Phase I embeddings, the bridge rows, or both at unit
+// length side by side (each half weighing the same).
+std::shared_ptr<const GalleryGraph> gallery_graph(const GalleryArrays& g, const RankOptions& opt);
 
 struct Hit {
   int64_t row = 0;  // gallery row
@@ -138,10 +146,12 @@ class Searcher {
     float top = 0;
     double mass = 0;
   };
-  float gate_evidence(const float* code_q, const float* post_q) const;
-  Part best_rows(const float* code_q, const float* post_q, bool unseen, int64_t limit) const;
-  std::vector<float> row_scores(const float* code_q, const float* post_q, bool unseen,
+  // bridge_q: the query's bridge row (null when the score does not weigh it).
+  float gate_evidence(const float* code_q, const float* post_q, const float* bridge_q) const;
+  Part best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen, int64_t limit) const;
+  std::vector<float> row_scores(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
                                 const std::vector<int64_t>& rows) const;
+  bool uses_bridge() const { return fused_ && fused_->bridge_rows(); }
 
  private:
   int64_t n_ = 0;
@@ -152,13 +162,16 @@ class Searcher {
   ScaleOptions scale_;
   struct Ann;  // the FAISS indexes of the candidate path
   std::unique_ptr<Ann> ann_;
-  Ranking search_candidates(const float* code_q, const float* post_q, int64_t k) const;
-  std::vector<int64_t> candidates(const float* code_q, const float* post_q) const;  // sorted, distinct
-  void score_some(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
+  // One query's rows (bridge null when unused).
+  struct Q {
+    const float *code, *post, *bridge;
+  };
+  Ranking search_candidates(const Q& q, int64_t k) const;
+  std::vector<int64_t> candidates(const Q& q) const;  // sorted, distinct
+  void score_some(const Q& q, bool unseen, const std::vector<int64_t>& rows,
                   float* out) const;  // the score before diffusion
-  double mass_outside(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& cand,
-                      float top) const;
-  std::vector<float> base_scores(const float* code_q, const float* post_q, bool unseen) const;  // every row
+  double mass_outside(const Q& q, bool unseen, const std::vector<int64_t>& cand, float top) const;
+  std::vector<float> base_scores(const Q& q, bool unseen) const;  // every row
 };
 
 }  // namespace duet

@@ -56,7 +56,8 @@ class ShardFront : public Retrieval {
   bool graph_ = false;  // the shards carry the gallery graph's rows (the model diffuses)
   double deadline_s_;
   mutable std::mutex cnn_;
-  Answer rank(const float* post, int64_t C, const float* code, int64_t D, int64_t k) const;
+  // One query's posterior, code and bridge row (empty when the model has none).
+  Answer rank(const std::vector<float>& pq, const std::vector<float>& zq, const std::vector<float>& bq, int64_t k) const;
   size_t owner(int64_t row) const;  // the shard holding a row of the whole index
 };
 

@@ -111,6 +111,19 @@ void register_run(CLI::App& app) {
   g->add_option("--unseen-profile", o->fusion_opt.unseen_profile,
                 "unseen queries: weight of the posterior-profile cosine")
       ->capture_default_str()->check(non_negative);
+  g->add_option("--bridge", o->fusion_opt.bridge,
+                "seen-class queries: weight of the bridge cosine (the query mapped into the gallery's frozen "
+                "ImageNet features)")
+      ->capture_default_str()->check(non_negative);
+  g->add_option("--unseen-bridge", o->fusion_opt.unseen_bridge, "unseen queries: weight of the bridge cosine")
+      ->capture_default_str()->check(non_negative);
+  g->add_option("--bridge-ridge", o->bridge_opt.ridge, "the bridge's ridge regularisation (refits the bridge)")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  g->add_option("--bridge-source", o->bridge_opt.source_weight,
+                "the bridge's target: this much of the source photo, the rest its class mean (refits the bridge)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  g->add_option("--graph", o->graph, "the diffusion graph's space: embedding (Phase I), bridge, or both")
+      ->capture_default_str()->check(CLI::IsMember({"embedding", "bridge", "both"}));
   g->add_flag("!--no-diffusion", o->diffusion, "rank by the fused score alone");
   g->add_option("--diffusion-k", o->diffusion_opt.k, "graph neighbours per photo")->capture_default_str()->check(positive);
   g->add_option("--diffusion-alpha", o->diffusion_opt.alpha, "propagation strength in [0, 1)")

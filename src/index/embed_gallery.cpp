@@ -151,12 +151,14 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
       part.arrays.emb = Matrix(0, f0.emb.cols);
       part.arrays.post = Matrix(0, f0.post.cols);
       part.arrays.code = Matrix(0, f0.code.cols);
+      part.arrays.bridge = Matrix(0, f0.bridge.cols);
       for (size_t p = 0; p < rows.size(); ++p) {
         if (where[p].first == SIZE_MAX) continue;
         const Features& f = done[where[p].first];
         const int64_t k = static_cast<int64_t>(where[p].second);
         part.entries.push_back(rows[p].e);
-        for (auto [from, to] : {std::pair{&f.emb, &part.arrays.emb}, {&f.post, &part.arrays.post}, {&f.code, &part.arrays.code}}) {
+        for (auto [from, to] : {std::pair{&f.emb, &part.arrays.emb}, {&f.post, &part.arrays.post},
+                                {&f.code, &part.arrays.code}, {&f.bridge, &part.arrays.bridge}}) {
           to->data.insert(to->data.end(), from->row(k), from->row(k) + from->cols);
           ++to->rows;
         }
@@ -175,12 +177,14 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
   int64_t n = 0;
   for (const auto& r : rows) n += r.ok;
   const Matrix* pe = previous ? &previous->arrays.emb : nullptr;
-  int64_t D = 0, C = 0, Z = 0;
-  if (!done.empty()) D = done[0].emb.cols, C = done[0].post.cols, Z = done[0].code.cols;
-  else if (previous) D = pe->cols, C = previous->arrays.post.cols, Z = previous->arrays.code.cols;
+  int64_t D = 0, C = 0, Z = 0, B = 0;
+  if (!done.empty()) D = done[0].emb.cols, C = done[0].post.cols, Z = done[0].code.cols, B = done[0].bridge.cols;
+  else if (previous)
+    D = pe->cols, C = previous->arrays.post.cols, Z = previous->arrays.code.cols, B = previous->arrays.bridge.cols;
   g.arrays.emb = Matrix(n, D);
   g.arrays.post = Matrix(n, C);
   g.arrays.code = Matrix(n, Z);
+  g.arrays.bridge = Matrix(n, B);
   int64_t i = 0;
   for (size_t p = 0; p < rows.size(); ++p) {
     Row& r = rows[p];
@@ -189,11 +193,13 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
       copy_row(previous->arrays.emb, r.prev, g.arrays.emb, i);
       copy_row(previous->arrays.post, r.prev, g.arrays.post, i);
       copy_row(previous->arrays.code, r.prev, g.arrays.code, i);
+      copy_row(previous->arrays.bridge, r.prev, g.arrays.bridge, i);
     } else {
       const Features& f = done[where[p].first];
       copy_row(f.emb, static_cast<int64_t>(where[p].second), g.arrays.emb, i);
       copy_row(f.post, static_cast<int64_t>(where[p].second), g.arrays.post, i);
       copy_row(f.code, static_cast<int64_t>(where[p].second), g.arrays.code, i);
+      copy_row(f.bridge, static_cast<int64_t>(where[p].second), g.arrays.bridge, i);
     }
     g.entries.push_back(std::move(r.e));
     ++i;
@@ -207,7 +213,8 @@ GalleryIndex concat_galleries(const std::vector<GalleryIndex>& parts) {
   for (size_t p = 1; p < parts.size(); ++p) {
     const GalleryIndex& o = parts[p];
     g.entries.insert(g.entries.end(), o.entries.begin(), o.entries.end());
-    for (auto [from, to] : {std::pair{&o.arrays.emb, &g.arrays.emb}, {&o.arrays.post, &g.arrays.post}, {&o.arrays.code, &g.arrays.code}}) {
+    for (auto [from, to] : {std::pair{&o.arrays.emb, &g.arrays.emb}, {&o.arrays.post, &g.arrays.post},
+                            {&o.arrays.code, &g.arrays.code}, {&o.arrays.bridge, &g.arrays.bridge}}) {
       if (from->rows == 0) continue;
       if (to->rows == 0) to->cols = from->cols;
       to->data.insert(to->data.end(), from->data.begin(), from->data.end());
@@ -258,7 +265,7 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
   }
   const int64_t n = static_cast<int64_t>(g.entries.size());
   const RankOptions& rank = model.info().rank;
-  if (rank.fuse && rank.diffusion && n >= 2) g.graph = std::make_shared<const GalleryGraph>(g.arrays.emb, rank.diff);
+  g.graph = gallery_graph(g.arrays, rank);
   g.index_type = Searcher::index_type_for(n);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (report) *report = rep;
@@ -319,7 +326,7 @@ Features embed_files(const Model& model, const std::string& domain, const std::v
     std::vector<uint64_t> hashes(e - b);
     for (size_t i = b; i < e; ++i) imgs.push_back(load_rgb(files[i], &hashes[i - b]));
     Features f = model.features(domain, imgs, hashes);
-    for (auto [from, to] : {std::pair{&f.emb, &all.emb}, {&f.post, &all.post}, {&f.code, &all.code}}) {
+    for (auto [from, to] : {std::pair{&f.emb, &all.emb}, {&f.post, &all.post}, {&f.code, &all.code}, {&f.bridge, &all.bridge}}) {
       to->cols = from->cols;
       to->rows += from->rows;
       to->data.insert(to->data.end(), from->data.begin(), from->data.end());
@@ -327,7 +334,7 @@ Features embed_files(const Model& model, const std::string& domain, const std::v
     bar.tick(static_cast<int64_t>(e - b));
   }
   bar.finish();
-  for (Matrix* m : {&all.emb, &all.post, &all.code}) *m = dist::gather_rows(*m, static_cast<int64_t>(files.size()));
+  for (Matrix* m : {&all.emb, &all.post, &all.code, &all.bridge}) *m = dist::gather_rows(*m, static_cast<int64_t>(files.size()));
   return all;
 }
 

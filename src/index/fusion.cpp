@@ -53,13 +53,20 @@ Matrix sharpened(const Matrix& post, double t) {
 }  // namespace
 
 FusedScore::FusedScore(Matrix code_g, Matrix post_g, std::function<double(double)> same_prob,
-                       const FusionOptions& opt, bool derive_rows)
+                       const FusionOptions& opt, bool derive_rows, Matrix bridge_g)
     : ng_(code_g.rows), same_prob_(std::move(same_prob)), opt_(opt) {
   if (code_g.rows != post_g.rows)
     fail("fusion needs one code and one posterior per gallery item: ", code_g.rows, " codes, ",
          post_g.rows, " posteriors");
-  if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0)
+  if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0 ||
+      opt.bridge < 0 || opt.unseen_bridge < 0)
     fail("fusion options must be non-negative (photo power positive)");
+  if (opt.uses_bridge()) {
+    if (bridge_g.rows != code_g.rows || bridge_g.cols < 1)
+      fail("the bridge term needs one bridge row per gallery item: ", bridge_g.rows, " rows of ", bridge_g.cols,
+           " for ", code_g.rows, " items (a model without a bridge cannot weigh it)");
+    bridge_p_ = prepare_gallery(std::move(bridge_g), Metric::Dot);
+  }
   // The prepared arrays are what score_rows reads too. The profiles are at unit length already,
   // so their cosine is their dot product.
   if (!derive_rows) {
@@ -96,13 +103,17 @@ float FusedScore::gate_evidence(const float* post_q) const {
   return ng_ > 0 ? *std::max_element(row.begin(), row.end()) : 0.f;
 }
 
-FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen) const {
+FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen,
+                               const Matrix& bridge_q) const {
   if (code_q.rows != post_q.rows)
     fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ", post_q.rows,
          " posteriors");
   if (post_q.cols != post_p_.g->cols)
     fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ", post_p_.g->cols,
          "; both encoders must be trained on the same classes");
+  if (bridge_p_.g && (bridge_q.rows != code_q.rows || bridge_q.cols != bridge_p_.g->cols))
+    fail("the bridge term needs one ", bridge_p_.g->cols, "-d bridge row per query: ", bridge_q.rows, " rows of ",
+         bridge_q.cols, " for ", code_q.rows, " queries");
   const int64_t ng = ng_;
   const FusionOptions opt = opt_;
   FusedScorer f;
@@ -118,29 +129,37 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const
   if (!sharp_p_.g) {
     // Rows derived when scored: every row through score_rows, a block of rows at a time. The
     // lambda's copy of this object shares its arrays.
-    f.score = [self = *this, zq = code_q, pq = post_q, unseen = f.unseen](int64_t q0, int64_t q1, float* out) {
+    f.score = [self = *this, zq = code_q, pq = post_q, bq = bridge_q, unseen = f.unseen](int64_t q0, int64_t q1,
+                                                                                          float* out) {
       constexpr int64_t kBlock = 65536;
       std::vector<int64_t> rows;
       for (int64_t q = q0; q < q1; ++q)
         for (int64_t r0 = 0; r0 < self.ng_; r0 += kBlock) {
           rows.resize(static_cast<size_t>(std::min(kBlock, self.ng_ - r0)));
           std::iota(rows.begin(), rows.end(), r0);
-          self.score_rows(zq.row(q), pq.row(q), unseen[q], rows, out + (q - q0) * self.ng_ + r0);
+          self.score_rows(zq.row(q), pq.row(q), unseen[q], rows, out + (q - q0) * self.ng_ + r0,
+                          self.bridge_p_.g ? bq.row(q) : nullptr);
         }
     };
     return f;
   }
   auto code = embedding_scorer(code_q, code_p_);  // -||zq - zg||^2
   auto post = embedding_scorer(post_q, sharp_p_);
-  f.score = [code, post, profile, same_prob = same_prob_, unseen = f.unseen, opt, ng](
+  ScoreBlockFn bridge;
+  if (bridge_p_.g) bridge = embedding_scorer(bridge_q, bridge_p_);
+  f.score = [code, post, profile, bridge, same_prob = same_prob_, unseen = f.unseen, opt, ng](
                 int64_t q0, int64_t q1, float* out) {
     const size_t n = static_cast<size_t>((q1 - q0) * ng);
-    std::vector<float> pp(n), prof;
+    std::vector<float> pp(n), prof, br;
     code(q0, q1, out);
     post(q0, q1, pp.data());
     if (profile) {
       prof.resize(n);
       profile(q0, q1, prof.data());
+    }
+    if (bridge) {
+      br.resize(n);
+      bridge(q0, q1, br.data());
     }
     for (int64_t q = q0; q < q1; ++q) {
       const bool u = unseen[q];
@@ -150,6 +169,7 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const
         const double p_code = same_prob(std::sqrt(std::max(0.f, -out[i])));
         double s = std::log(std::max(p_code, 1e-30)) + wp * std::log(std::max(pp[i], 1e-30f));
         if (u) s += opt.unseen_profile * prof[i];
+        if (bridge) s += (u ? opt.unseen_bridge : opt.bridge) * br[i];
         out[i] = static_cast<float>(s);
       }
     }
@@ -195,7 +215,7 @@ bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows)
 }
 
 void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
-                            float* out) const {
+                            float* out, const float* bq) const {
   // Each row's sharpened posterior and profile are read where stored, else derived from its
   // posterior (the same functions, so the same numbers).
   const Matrix& code = *code_p_.g;
@@ -205,6 +225,9 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
   std::vector<float> lq(profile ? static_cast<size_t>(C) : 0);  // the query's profile
   if (profile) profile_row(pq, C, lq.data());
   const double wp = unseen ? opt_.unseen_post : 1.0;
+  const Matrix* bridge = bridge_p_.g.get();
+  if (bridge && !bq) fail("internal: the bridge term needs the query's bridge row");
+  const double wb = unseen ? opt_.unseen_bridge : opt_.bridge;
   const int64_t m = static_cast<int64_t>(rows.size());
 #pragma omp parallel if (m >= 2048)
   {
@@ -216,6 +239,7 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
         prefetch_row(code, next);
         prefetch_row(sharp, next);
         if (profile && profile_p_.g) prefetch_row(*profile_p_.g, next);
+        if (bridge) prefetch_row(*bridge, next);
       }
       const int64_t g = rows[static_cast<size_t>(r)];
       const float* sg = sharp.row(g);
@@ -230,6 +254,7 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
         if (!profile_p_.g) profile_row(post_p_.g->row(g), C, prof_g.data());
         s += opt_.unseen_profile * dot(lq.data(), lg, C);
       }
+      if (bridge) s += wb * dot(bq, bridge->row(g), bridge->cols);
       out[r] = static_cast<float>(s);
     }
   }
@@ -237,12 +262,13 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
 
 FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
                          std::function<double(double)> same_prob, const Matrix& post_q,
-                         const Matrix& post_g, const FusionOptions& opt) {
+                         const Matrix& post_g, const FusionOptions& opt, const Matrix& bridge_q,
+                         const Matrix& bridge_g) {
   if (code_q.rows != post_q.rows || code_g.rows != post_g.rows)
     fail("fusion needs one code and one posterior per item: ", code_q.rows, " query codes, ",
          post_q.rows, " query posteriors, ", code_g.rows, " gallery codes, ", post_g.rows,
          " gallery posteriors");
-  return FusedScore(code_g, post_g, std::move(same_prob), opt).scorer(code_q, post_q);
+  return FusedScore(code_g, post_g, std::move(same_prob), opt, false, bridge_g).scorer(code_q, post_q, nullptr, bridge_q);
 }
 
 }  // namespace duet

@@ -114,6 +114,7 @@ void emit_gallery(const GalleryIndex& g, const std::function<void(const char*, s
   matrix("emb", g.arrays.emb);
   matrix("post", g.arrays.post);
   matrix("code", g.arrays.code);
+  if (g.arrays.bridge.cols > 0) matrix("bridge", g.arrays.bridge);
   if (g.graph) {
     h["graph"] = {{"edges", g.graph->csr_col().size()}};
     blobs.push_back(blob_of("graph_start", g.graph->csr_start()));
@@ -213,6 +214,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     g.arrays.emb = matrix("emb");
     g.arrays.post = matrix("post");
     g.arrays.code = matrix("code");
+    // Indexes of models without a bridge have none.
+    g.arrays.bridge = h.at("dims").contains("bridge") ? matrix("bridge") : Matrix(n, 0);
     // The thumbnails lie in entry order, one after another: each read into its entry.
     const Span& thumbs = blob.at("thumbs");
     Checksum tc;
@@ -315,7 +318,8 @@ GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
   s.domain = g.domain;
   s.index_type = g.index_type;
   s.entries.assign(g.entries.begin() + b, g.entries.begin() + e);
-  for (auto [from, to] : {std::pair{&g.arrays.emb, &s.arrays.emb}, {&g.arrays.post, &s.arrays.post}, {&g.arrays.code, &s.arrays.code}}) {
+  for (auto [from, to] : {std::pair{&g.arrays.emb, &s.arrays.emb}, {&g.arrays.post, &s.arrays.post},
+                          {&g.arrays.code, &s.arrays.code}, {&g.arrays.bridge, &s.arrays.bridge}}) {
     *to = Matrix(e - b, from->cols);
     std::copy(from->row(b), from->row(b) + (e - b) * from->cols, to->data.begin());
   }
@@ -339,8 +343,10 @@ GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
 }
 
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
-  // The searcher keeps copies of the posteriors and codes, not of the 1024-d embeddings.
-  GalleryArrays rows{Matrix(), g.arrays.post, g.arrays.code};
+  // The searcher keeps copies of the posteriors, codes and (when its score weighs them) bridge
+  // rows, not of the 1024-d embeddings.
+  GalleryArrays rows{Matrix(), g.arrays.post, g.arrays.code,
+                     rank.fuse && rank.fusion.uses_bridge() ? g.arrays.bridge : Matrix()};
   // A shard's rows are scored for a front that diffuses over the whole graph (duet/shards.h).
   if (g.shard) return Searcher(std::move(rows), rank, nullptr);
   std::shared_ptr<const GalleryGraph> graph;
@@ -348,8 +354,8 @@ Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
     auto copy = std::make_shared<GalleryGraph>(*g.graph);
     copy->set_options(rank.diff);
     graph = copy;
-  } else if (rank.fuse && rank.diffusion && g.arrays.code.rows >= 2) {
-    graph = std::make_shared<const GalleryGraph>(g.arrays.emb, rank.diff);
+  } else {
+    graph = gallery_graph(g.arrays, rank);
   }
   return Searcher(std::move(rows), rank, graph);
 }

@@ -132,8 +132,27 @@ Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, 
   return added;
 }
 
+std::shared_ptr<const GalleryGraph> gallery_graph(const GalleryArrays& g, const RankOptions& opt) {
+  if (!opt.fuse || !opt.diffusion || g.code.rows < 2) return nullptr;
+  if (opt.graph == "embedding") return std::make_shared<const GalleryGraph>(g.emb, opt.diff);
+  if (opt.graph != "bridge" && opt.graph != "both")
+    fail("unknown graph space '", opt.graph, "' (embedding, bridge or both)");
+  if (g.bridge.rows != g.code.rows || g.bridge.cols < 1)
+    fail("a graph over bridge rows needs them (", g.bridge.rows, " x ", g.bridge.cols, " for ", g.code.rows,
+         " items): a model without a bridge builds its graph over the embeddings");
+  if (opt.graph == "bridge") return std::make_shared<const GalleryGraph>(g.bridge, opt.diff);
+  const Matrix e = l2_normalized(g.emb);
+  Matrix both(g.code.rows, e.cols + g.bridge.cols);
+  for (int64_t i = 0; i < both.rows; ++i) {
+    std::copy(e.row(i), e.row(i) + e.cols, both.row(i));
+    std::copy(g.bridge.row(i), g.bridge.row(i) + g.bridge.cols, both.row(i) + e.cols);
+  }
+  return std::make_shared<const GalleryGraph>(both, opt.diff);
+}
+
 struct Searcher::Ann {
   std::unique_ptr<faiss::Index> code, post, prof;  // prof: unit-length centred log-posteriors
+  std::unique_ptr<faiss::Index> bridge;             // the bridge rows, when the score weighs them
   // Evenly spaced rows, copied out whole: the estimate of a query's score mass outside its
   // candidates, scored each query from these contiguous copies rather than the scattered rows.
   std::vector<int64_t> sample;
@@ -153,8 +172,7 @@ std::string Searcher::index_type_for(int64_t n, const ScaleOptions& s) {
 std::string Searcher::index_type() const { return ann_ ? index_type_for(n_, scale_) : "exact"; }
 
 Searcher::Searcher(GalleryArrays g, const RankOptions& opt) {
-  auto graph = opt.fuse && opt.diffusion && g.code.rows >= 2 ? std::make_shared<const GalleryGraph>(g.emb, opt.diff)
-                                                              : nullptr;
+  auto graph = gallery_graph(g, opt);
   *this = Searcher(std::move(g), opt, std::move(graph));
 }
 
@@ -167,23 +185,27 @@ Searcher::Searcher(GalleryArrays g, const RankOptions& opt, std::shared_ptr<cons
   const std::string kind = kind_for(n_, scale);
   // The sample rows of the mass estimate, copied out before the arrays move into the scorer.
   std::vector<int64_t> sample;
-  Matrix sample_code, sample_post;
+  Matrix sample_code, sample_post, sample_bridge;
+  const bool bridge = opt.fuse && opt.fusion.uses_bridge();
   if (kind != "exact" && opt.fuse) {
     const int64_t m = std::min<int64_t>(n_, scale.mass_sample), step = std::max<int64_t>(1, n_ / m);
     for (int64_t i = 0; i < n_ && static_cast<int64_t>(sample.size()) < m; i += step) sample.push_back(i);
     const int64_t ns = static_cast<int64_t>(sample.size());
     sample_code = Matrix(ns, g.code.cols);
     sample_post = Matrix(ns, g.post.cols);
+    sample_bridge = Matrix(bridge ? ns : 0, g.bridge.cols);
     for (int64_t i = 0; i < ns; ++i) {
       std::copy(g.code.row(sample[i]), g.code.row(sample[i]) + g.code.cols, sample_code.row(i));
       std::copy(g.post.row(sample[i]), g.post.row(sample[i]) + g.post.cols, sample_post.row(i));
+      if (bridge && g.bridge.rows == n_)
+        std::copy(g.bridge.row(sample[i]), g.bridge.row(sample[i]) + g.bridge.cols, sample_bridge.row(i));
     }
   }
   // The compressed tier keeps the codes and posteriors alone (duet/fusion.h).
   const bool derive = kind == "ivf-sq8";
   if (opt.fuse) {
     fused_ = std::make_shared<const FusedScore>(std::move(g.code), std::move(g.post), same_prob(opt), opt.fusion,
-                                                derive);
+                                                derive, bridge ? std::move(g.bridge) : Matrix());
   } else {
     code_p_ = prepare_gallery(std::move(g.code), Metric::Euclidean);
   }
@@ -201,13 +223,18 @@ Searcher::Searcher(GalleryArrays g, const RankOptions& opt, std::shared_ptr<cons
   if (opt.fusion.unseen_gate > 0)
     ann_->prof = ivf_index(n_, C, [&](int64_t i0, int64_t i1, float* out) { f.profile_rows(i0, i1, out); },
                            faiss::METRIC_INNER_PRODUCT, kind, scale);
+  if (const Matrix* b = f.bridge_rows())
+    ann_->bridge = ivf_index(n_, b->cols, [&](int64_t i0, int64_t i1, float* out) {
+      std::copy(b->row(i0), b->row(i1 - 1) + b->cols, out);
+    }, faiss::METRIC_INNER_PRODUCT, kind, scale);
   ann_->sample = std::move(sample);
   // A few thousand rows: stored whole (the same numbers as derived ones, and no derivation per query).
   ann_->sample_score = std::make_unique<FusedScore>(std::move(sample_code), std::move(sample_post), same_prob(opt),
-                                                    opt.fusion);
+                                                    opt.fusion, false, std::move(sample_bridge));
 }
 
-std::vector<int64_t> Searcher::candidates(const float* zq, const float* pq) const {
+std::vector<int64_t> Searcher::candidates(const Q& q) const {
+  const float *zq = q.code, *pq = q.post;
   const int c = scale_.candidates;
   std::vector<int64_t> cand;
   std::vector<float> dist(static_cast<size_t>(c));
@@ -226,16 +253,17 @@ std::vector<int64_t> Searcher::candidates(const float* zq, const float* pq) cons
       profile_row(pq, C, lq.data());  // the query's profile, as the scorer makes it
       propose(ann_->prof.get(), lq.data());
     }
+    if (ann_->bridge) propose(ann_->bridge.get(), q.bridge);
   }
   std::sort(cand.begin(), cand.end());
   cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
   return cand;
 }
 
-void Searcher::score_some(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
-                          float* out) const {
+void Searcher::score_some(const Q& q, bool unseen, const std::vector<int64_t>& rows, float* out) const {
+  const float* zq = q.code;
   if (fused_) {
-    fused_->score_rows(zq, pq, unseen, rows, out);
+    fused_->score_rows(zq, q.post, unseen, rows, out, q.bridge);
     return;
   }
   const Matrix& code = *code_p_.g;
@@ -247,8 +275,7 @@ void Searcher::score_some(const float* zq, const float* pq, bool unseen, const s
   }
 }
 
-double Searcher::mass_outside(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& cand,
-                              float top) const {
+double Searcher::mass_outside(const Q& q, bool unseen, const std::vector<int64_t>& cand, float top) const {
   // The candidates hold the peak of the query's score mass; the rest is estimated from the evenly
   // spaced sample rows outside them.
   if (!fused_) return 0;
@@ -257,30 +284,30 @@ double Searcher::mass_outside(const float* zq, const float* pq, bool unseen, con
     if (!std::binary_search(cand.begin(), cand.end(), ann_->sample[i])) rest.push_back(static_cast<int64_t>(i));
   if (rest.empty()) return 0;
   std::vector<float> rs(rest.size());
-  ann_->sample_score->score_rows(zq, pq, unseen, rest, rs.data());
+  ann_->sample_score->score_rows(q.code, q.post, unseen, rest, rs.data(), q.bridge);
   double tail = 0;
   for (float v : rs) tail += std::exp(std::min(0.f, v - top));
   return tail * static_cast<double>(n_ - static_cast<int64_t>(cand.size())) / static_cast<double>(rest.size());
 }
 
-Ranking Searcher::search_candidates(const float* zq, const float* pq, int64_t k) const {
-  std::vector<int64_t> cand = candidates(zq, pq);
+Ranking Searcher::search_candidates(const Q& q, int64_t k) const {
+  std::vector<int64_t> cand = candidates(q);
   Ranking r;
-  r.unseen = fused_ && fused_->unseen_among(pq, cand);
+  r.unseen = fused_ && fused_->unseen_among(q.post, cand);
   std::vector<float> s(cand.size());
-  score_some(zq, pq, r.unseen, cand, s.data());
+  score_some(q, r.unseen, cand, s.data());
   if (fused_ && graph_) {
     // The blend term divides by the query's score mass over the whole gallery (as the
     // exhaustive ranking does).
     const float top = *std::max_element(s.begin(), s.end());
     double total = 0;
     for (float v : s) total += std::exp(v - top);
-    total += mass_outside(zq, pq, r.unseen, cand, top);
+    total += mass_outside(q, r.unseen, cand, top);
     // The candidates stand in for the gallery: the shortlist is their best.
     const bool unseen = r.unseen;
     Added added = diffuse_shortlist(
         *graph_, opt_.diff, cand.data(), s.data(), cand.size(), top, total,
-        [&](const std::vector<int64_t>& rows, float* out) { fused_->score_rows(zq, pq, unseen, rows, out); },
+        [&](const std::vector<int64_t>& rows, float* out) { fused_->score_rows(q.code, q.post, unseen, rows, out, q.bridge); },
         s.data());
     cand.insert(cand.end(), added.rows.begin(), added.rows.end());
     s.insert(s.end(), added.score.begin(), added.score.end());
@@ -295,7 +322,7 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
     fail("query codes are ", q.code.cols, "-d but gallery codes ", code_p_.g->cols, "-d");
   ScoreBlockFn base;
   if (fused_) {
-    FusedScorer f = fused_->scorer(q.code, q.post);
+    FusedScorer f = fused_->scorer(q.code, q.post, nullptr, q.bridge);
     if (unseen) *unseen = f.unseen;
     base = f.score;
   } else {
@@ -331,44 +358,49 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
   };
 }
 
-float Searcher::gate_evidence(const float* code_q, const float* post_q) const {
+float Searcher::gate_evidence(const float* code_q, const float* post_q, const float* bridge_q) const {
   if (!fused_) fail("internal: the gate belongs to the fused score");
   if (!ann_) return fused_->gate_evidence(post_q);
-  return fused_->gate_evidence_among(post_q, candidates(code_q, post_q));
+  return fused_->gate_evidence_among(post_q, candidates({code_q, post_q, bridge_q}));
 }
 
-std::vector<float> Searcher::base_scores(const float* code_q, const float* post_q, bool unseen) const {
+std::vector<float> Searcher::base_scores(const Q& in, bool unseen) const {
   const int64_t d = fused_ ? fused_->codes().cols : code_p_.g->cols;
-  QueryArrays q{Matrix(1, fused_ ? fused_->posteriors().cols : 0), Matrix(1, d)};
-  std::copy(code_q, code_q + d, q.code.data.begin());
+  const Matrix* b = uses_bridge() ? fused_->bridge_rows() : nullptr;
+  QueryArrays q{Matrix(1, fused_ ? fused_->posteriors().cols : 0), Matrix(1, d), Matrix(b ? 1 : 0, b ? b->cols : 0)};
+  std::copy(in.code, in.code + d, q.code.data.begin());
+  if (b) std::copy(in.bridge, in.bridge + b->cols, q.bridge.data.begin());
   std::vector<float> out(static_cast<size_t>(n_));
   if (fused_) {
-    std::copy(post_q, post_q + q.post.cols, q.post.data.begin());
+    std::copy(in.post, in.post + q.post.cols, q.post.data.begin());
     const std::vector<char> gate{static_cast<char>(unseen)};
-    fused_->scorer(q.code, q.post, &gate).score(0, 1, out.data());
+    fused_->scorer(q.code, q.post, &gate, q.bridge).score(0, 1, out.data());
   } else {
     embedding_scorer(q.code, code_p_)(0, 1, out.data());
   }
   return out;
 }
 
-Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, bool unseen, int64_t limit) const {
+Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
+                                   int64_t limit) const {
+  if (uses_bridge() && !bridge_q) fail("the query has no bridge row, and this model's score weighs one");
+  const Q q{code_q, post_q, bridge_q};
   Part p;
   std::vector<int64_t> rows;
   std::vector<float> s;
   if (ann_) {
-    rows = candidates(code_q, post_q);
+    rows = candidates(q);
     s.resize(rows.size());
-    score_some(code_q, post_q, unseen, rows, s.data());
+    score_some(q, unseen, rows, s.data());
   } else {
-    s = base_scores(code_q, post_q, unseen);
+    s = base_scores(q, unseen);
     rows.resize(s.size());
     std::iota(rows.begin(), rows.end(), 0);
   }
   // The score mass as search() sums it: exp in float, summed in double.
   p.top = *std::max_element(s.begin(), s.end());
   for (float v : s) p.mass += std::exp(v - p.top);
-  if (ann_) p.mass += mass_outside(code_q, post_q, unseen, rows, p.top);
+  if (ann_) p.mass += mass_outside(q, unseen, rows, p.top);
   for (size_t i : best_first(rows, s, limit)) {
     p.rows.push_back(rows[i]);
     p.score.push_back(s[i]);
@@ -376,15 +408,17 @@ Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, boo
   return p;
 }
 
-std::vector<float> Searcher::row_scores(const float* code_q, const float* post_q, bool unseen,
+std::vector<float> Searcher::row_scores(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
                                         const std::vector<int64_t>& rows) const {
   for (int64_t r : rows)
     if (r < 0 || r >= n_) fail("row ", r, " is not in the gallery (", n_, " rows)");
+  if (uses_bridge() && !bridge_q) fail("the query has no bridge row, and this model's score weighs one");
+  const Q q{code_q, post_q, bridge_q};
   std::vector<float> out(rows.size());
   if (ann_) {
-    score_some(code_q, post_q, unseen, rows, out.data());
+    score_some(q, unseen, rows, out.data());
   } else {
-    const std::vector<float> all = base_scores(code_q, post_q, unseen);  // as best_rows scores them
+    const std::vector<float> all = base_scores(q, unseen);  // as best_rows scores them
     for (size_t i = 0; i < rows.size(); ++i) out[i] = all[static_cast<size_t>(rows[i])];
   }
   return out;
@@ -393,9 +427,13 @@ std::vector<float> Searcher::row_scores(const float* code_q, const float* post_q
 std::vector<Ranking> Searcher::search(const QueryArrays& q, int64_t k) const {
   const int64_t nq = q.code.rows, ng = n_;
   const int64_t kk = k <= 0 || k > ng ? ng : k;
+  if (uses_bridge() && (q.bridge.rows != nq || q.bridge.cols != fused_->bridge_rows()->cols))
+    fail("the queries need ", fused_->bridge_rows()->cols, "-d bridge rows (this model's score weighs them)");
   if (ann_ && kk <= scale_.candidates) {
     std::vector<Ranking> out;
-    for (int64_t i = 0; i < nq; ++i) out.push_back(search_candidates(q.code.row(i), fused_ ? q.post.row(i) : nullptr, kk));
+    for (int64_t i = 0; i < nq; ++i)
+      out.push_back(search_candidates({q.code.row(i), fused_ ? q.post.row(i) : nullptr,
+                                       uses_bridge() ? q.bridge.row(i) : nullptr}, kk));
     return out;
   }
   std::vector<char> unseen;

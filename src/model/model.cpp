@@ -10,6 +10,7 @@
 #include <filesystem>
 
 #include "duet/augment.h"
+#include "duet/bridge.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
@@ -29,7 +30,10 @@ json rank_to_json(const RankOptions& r) {
           {"fusion", {{"photo_power", r.fusion.photo_power},
                       {"unseen_gate", r.fusion.unseen_gate},
                       {"unseen_post", r.fusion.unseen_post},
-                      {"unseen_profile", r.fusion.unseen_profile}}},
+                      {"unseen_profile", r.fusion.unseen_profile},
+                      {"bridge", r.fusion.bridge},
+                      {"unseen_bridge", r.fusion.unseen_bridge}}},
+          {"graph", r.graph},
           {"diffusion", r.diffusion},
           {"diffusion_options", {{"k", r.diff.k}, {"alpha", r.diff.alpha}, {"seeds", r.diff.seeds},
                                  {"blend", r.diff.blend}, {"shortlist", r.diff.shortlist}}},
@@ -45,6 +49,10 @@ RankOptions rank_from_json(const json& j) {
   r.fusion.unseen_gate = f.at("unseen_gate").get<double>();
   r.fusion.unseen_post = f.at("unseen_post").get<double>();
   r.fusion.unseen_profile = f.at("unseen_profile").get<double>();
+  // Models written before the bridge existed have neither its weights nor a graph space.
+  r.fusion.bridge = f.value("bridge", 0.0);
+  r.fusion.unseen_bridge = f.value("unseen_bridge", 0.0);
+  r.graph = j.value("graph", std::string("embedding"));
   r.diffusion = j.at("diffusion").get<bool>();
   const json& d = j.at("diffusion_options");
   r.diff.k = d.at("k").get<int>();
@@ -122,6 +130,10 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
   m["encoders"] = enc;
   copy_into(spec.mapper, tmp, "mapper.pt", files);
   m["mapper"] = "mapper.pt";
+  if (!spec.bridge.empty()) {
+    copy_into(spec.bridge, tmp, "bridge.pt", files);
+    m["bridge"] = "bridge.pt";
+  }
   m["rank"] = rank_to_json(spec.rank);
   m["files"] = files;
   m["hash"] = model_hash(m);
@@ -163,6 +175,7 @@ ModelInfo read_model_info(const std::string& dir) {
     info.encoders = m.at("encoders").get<std::map<std::string, std::vector<std::string>>>();
     info.kinds = m.at("kinds").get<std::map<std::string, std::string>>();
     info.mapper = m.at("mapper").get<std::string>();
+    info.bridge = m.value("bridge", std::string());
     info.backbone = m.at("backbone").at("file").get<std::string>();
     info.rank = rank_from_json(m.at("rank"));
     for (const auto& [name, f] : m.at("files").items()) {
@@ -208,6 +221,18 @@ class FolderModel : public Model {
       for (const auto& e : list)
         if (e->dim() != mapper_->in_dim())
           fail(info_.dir, ": ", domain, " embeddings are ", e->dim(), "-d but the mapper takes ", mapper_->in_dim());
+    if (!info_.bridge.empty()) {
+      bridge_ = open_bridge(info_.dir + "/" + info_.bridge);
+      if (bridge_->gallery_domain() != info_.gallery_domain)
+        fail(info_.dir, ": the bridge's gallery domain is ", bridge_->gallery_domain(), ", the manifest's ",
+             info_.gallery_domain);
+      for (const auto& [domain, list] : enc_) {
+        const auto bd = bridge_->domains();
+        if (std::find(bd.begin(), bd.end(), domain) == bd.end()) fail(info_.dir, ": the bridge has no map for ", domain);
+        if (list[0]->frozen_dim() != bridge_->dim())
+          fail(info_.dir, ": the bridge takes ", bridge_->dim(), "-d features, the backbone gives ", list[0]->frozen_dim());
+      }
+    }
   }
 
   const ModelInfo& info() const override { return info_; }
@@ -229,8 +254,9 @@ class FolderModel : public Model {
     if (images.size() != hashes.size()) fail("internal: one content hash per image");
     const auto& members = it->second;
     const int64_t n = static_cast<int64_t>(images.size()), C = static_cast<int64_t>(info_.classes.size());
-    const int64_t D = members[0]->dim();
+    const int64_t D = members[0]->dim(), F = bridge_ ? members[0]->frozen_dim() : 0;
     Features f;
+    Matrix frozen(n, F);
     f.emb = Matrix(n, D);
     f.post = Matrix(n, C);
     for (size_t m = 0; m < members.size(); ++m) {
@@ -243,16 +269,24 @@ class FolderModel : public Model {
         view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
       }
       std::vector<float> emb(m == 0 ? static_cast<size_t>(n * views * D) : 0), logits(static_cast<size_t>(n * views * C));
-      e.encode_logits(n * views, x.data(), emb.empty() ? nullptr : emb.data(), logits.data());
+      std::vector<float> fz(m == 0 ? static_cast<size_t>(n * views * F) : 0);
+      e.encode_logits(n * views, x.data(), emb.empty() ? nullptr : emb.data(), logits.data(),
+                      fz.empty() ? nullptr : fz.data());
       // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
       // softmax of the mean logits, averaged over members.
       for (int64_t i = 0; i < n; ++i) {
-        if (m == 0)
+        if (m == 0) {
           for (int64_t j = 0; j < D; ++j) {
             float s = 0;
             for (int v = 0; v < views; ++v) s += emb[(i * views + v) * D + j];
             f.emb.row(i)[j] = s / static_cast<float>(views);
           }
+          for (int64_t j = 0; j < F; ++j) {
+            float s = 0;
+            for (int v = 0; v < views; ++v) s += fz[(i * views + v) * F + j];
+            frozen.row(i)[j] = s / static_cast<float>(views);
+          }
+        }
         std::vector<double> l(static_cast<size_t>(C), 0.0);
         for (int v = 0; v < views; ++v)
           for (int64_t c = 0; c < C; ++c) l[c] += logits[(i * views + v) * C + c] / static_cast<double>(views);
@@ -271,6 +305,7 @@ class FolderModel : public Model {
       Matrix c = mapper_->map(domain, one);
       std::copy(c.data.begin(), c.data.end(), f.code.row(i));
     }
+    f.bridge = bridge_ ? bridge_->map(domain, frozen, f.emb) : Matrix(n, 0);
     return f;
   }
 
@@ -278,6 +313,7 @@ class FolderModel : public Model {
   ModelInfo info_;
   std::map<std::string, std::vector<std::unique_ptr<PhaseOneEncoder>>> enc_;
   std::unique_ptr<Mapper> mapper_;
+  std::unique_ptr<Bridge> bridge_;
 };
 
 }  // namespace

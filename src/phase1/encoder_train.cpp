@@ -106,6 +106,7 @@ std::string ivalue_str(torch::serialize::InputArchive& ar, const char* key, cons
 struct LoadedEncoder {
   EncoderMeta meta;
   std::shared_ptr<BackboneNetImpl> net;
+  std::shared_ptr<BackboneNetImpl> frozen;  // the backbone as loaded: its top stages' frozen features
   Head head{nullptr};
 };
 
@@ -139,8 +140,11 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
   e.meta.tta_views = static_cast<int>(v.toInt());
   ar.read("seed", v);
   e.meta.seed = static_cast<uint64_t>(v.toInt());
-  e.net = open_backbone_net(e.meta.arch, !weights_override.empty() ? weights_override
-                                         : e.meta.weights == "default" ? "" : e.meta.weights);
+  const std::string weights = !weights_override.empty() ? weights_override
+                              : e.meta.weights == "default" ? "" : e.meta.weights;
+  e.net = open_backbone_net(e.meta.arch, weights);
+  e.frozen = open_backbone_net(e.meta.arch, weights);
+  e.frozen->eval();
   torch::NoGradGuard ng;
   auto top = e.net->parameters_from(e.meta.split);
   for (size_t i = 0; i < top.size(); ++i) {
@@ -175,14 +179,22 @@ class TrainedEncoder : public PhaseOneEncoder {
   const std::string& arch() const override { return e_.meta.arch; }
   const std::string& weights() const override { return e_.meta.weights; }
   const std::vector<std::string>& classes() const override { return e_.meta.classes; }
-  void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr); }
-  void encode_logits(int64_t n, const float* x, float* emb, float* logits) override {
-    const int S = e_.net->input_size;
-    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size());
+  void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr, nullptr); }
+  int64_t frozen_dim() const override { return e_.net->feature_dim; }
+  void encode_logits(int64_t n, const float* x, float* emb, float* logits, float* frozen) override {
+    const int S = e_.net->input_size, top = e_.net->num_stages(), split = e_.meta.split;
+    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size()), F = frozen_dim();
     for_each_image(n, workers_, [&](int64_t i) {
       auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
                     .contiguous(torch::MemoryFormat::ChannelsLast);
-      auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(in, 0, e_.net->num_stages()))).contiguous();
+      // The lower stages are the backbone's own in both: computed once.
+      auto trunk = e_.net->run_stages(in, 0, split);
+      if (frozen) {
+        auto f = e_.frozen->pool(e_.frozen->run_stages(trunk, split, top)).contiguous();
+        std::copy(f.data_ptr<float>(), f.data_ptr<float>() + F, frozen + i * F);
+      }
+      if (!emb && !logits) return;
+      auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(trunk, split, top))).contiguous();
       if (emb) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb + i * D);
       if (!logits) return;
       auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
@@ -450,6 +462,39 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   l.flops = work.flops;
   res.ledger = l;
   return res;
+}
+
+Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt) {
+  if (opt.tta_views < 1 || opt.tta_views > opt.views)
+    fail("--tta-views must be between 1 and --views (", opt.views, "); got ", opt.tta_views);
+  set_threads(opt.backbone.threads);
+  auto all = d.select(domain);
+  if (all.empty()) fail("no ", domain, " samples in the dataset (domains: ", join(d.domains(), ','), ")");
+  const DomainKind kind = opt.kind ? *opt.kind : decide_kinds(d, {domain}, {}).at(domain);
+  auto net = open_backbone_net(opt.backbone.arch, opt.backbone.weights);
+  const std::string weights_id = opt.backbone.weights.empty() ? "default" : opt.backbone.weights;
+  const int S_total = net->num_stages();
+  const int split = S_total - std::clamp(opt.finetune_stages, 0, S_total - 1);  // as train_encoder splits
+  net->eval();
+  Ledger work;
+  TrunkCache cache = build_trunk_cache(*net, weights_id, d, all, split, opt.views, opt.seed, opt.frame, kind,
+                                       opt.cache_dir, resolve_threads(opt.backbone.threads), work);
+  torch::NoGradGuard ng;
+  const int64_t n = static_cast<int64_t>(all.size());
+  auto sum = torch::zeros({n, net->feature_dim});
+  for (int v = 0; v < opt.tta_views; ++v)
+    for (int64_t i = 0; i < n; i += 64) {
+      const int64_t j = std::min<int64_t>(n, i + 64);
+      sum.slice(0, i, j) += net->pool(net->run_stages(cache.act[v].slice(0, i, j), split, S_total));
+    }
+  sum /= opt.tta_views;
+  Embeddings e;
+  e.x = Matrix(n, net->feature_dim);
+  std::copy(sum.data_ptr<float>(), sum.data_ptr<float>() + sum.numel(), e.x.data.begin());
+  for (const auto& s : all) e.rows.push_back({s.path, s.cls, s.domain});
+  e.meta["source"] = "frozen:" + net->arch + ":" + weights_id;
+  e.meta["domain"] = domain;
+  return e;
 }
 
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights) {

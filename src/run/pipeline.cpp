@@ -46,6 +46,9 @@ struct Config {
   FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
+  bool bridge = false;           // fit the bridge into the gallery's frozen features (duet/bridge.h)
+  BridgeOptions bridge_opt;
+  std::string graph = "embedding";
   std::string describe;
 };
 
@@ -89,6 +92,9 @@ Config make_config(const RunOptions& o) {
     c.fusion = o.fusion_opt;
     c.diffusion = o.diffusion;
     c.diff = o.diffusion_opt;
+    c.bridge = true;
+    c.bridge_opt = o.bridge_opt;
+    c.graph = o.graph;
     c.describe =
         "default: framed drawings, 4 views, label smoothing, 4-view TTA, 2 encoders per domain, "
         "triplet + hard negatives, posterior fusion with an unseen-class gate, gallery diffusion";
@@ -189,6 +195,7 @@ struct Trained {
   std::map<std::string, Embeddings> post;
   std::vector<json> member_acc;
   json phase2;
+  json bridge;  // null without one
 };
 
 // Phase I for every domain (each alone) and member, then Phase II on d's train samples, into dir;
@@ -199,18 +206,22 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   // Member 0 writes to dir, member m (seed + m) to dir/member<m>: the same training as a run with
   // that seed.
   Trained t;
+  auto encoder_options = [&](int m, const std::string& domain) {
+    EncoderTrainOptions eo = cfg.enc;
+    // Member m is the run at seed s+m, views included (members on member 0's views lost 0.011
+    // on category-val: docs/experiments.md).
+    eo.seed += static_cast<uint64_t>(m);
+    eo.cache_dir = o.out + "/cache";
+    eo.kind = kinds.at(domain);
+    eo.frame = cfg.frame_drawings && kinds.at(domain) == DomainKind::Drawing;
+    return eo;
+  };
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
     make_dirs(mdir);
     json acc;
     for (const std::string& domain : doms.all()) {
-      EncoderTrainOptions eo = cfg.enc;
-      // Member m is the run at seed s+m, views included (members on member 0's views lost 0.011
-      // on category-val: docs/experiments.md).
-      eo.seed += static_cast<uint64_t>(m);
-      eo.cache_dir = o.out + "/cache";
-      eo.kind = kinds.at(domain);
-      eo.frame = cfg.frame_drawings && kinds.at(domain) == DomainKind::Drawing;
+      const EncoderTrainOptions eo = encoder_options(m, domain);
       std::ostringstream k;
       k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
         << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
@@ -270,6 +281,42 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     return json::parse(train_mapper(queries, train_rows(doms.gallery), cfg.map, mapper_file).to_json());
   });
 
+  // The bridge into the gallery's frozen features (duet/bridge.h), from member 0's views: the
+  // frozen features come out of its trunk cache, the query embeddings from its rows.
+  std::string bridge_file;
+  if (cfg.bridge) {
+    bridge_file = dir + "/bridge.pt";
+    std::ostringstream bk;
+    for (const auto& domain : doms.all()) bk << domain << ":" << t.phase1[domain].dump() << "|";
+    bk << doms.gallery << "|" << cfg.bridge_opt.ridge << "|" << cfg.bridge_opt.source_weight;
+    t.bridge = stamped(dir, "bridge", hash_hex(bk.str()), {bridge_file}, [&] {
+      std::map<std::string, std::string> instance_of;
+      for (const auto& s : d.samples) instance_of[s.path] = s.instance;
+      auto side = [&](const std::string& domain, bool with_emb) {
+        Embeddings fz = frozen_features(d, domain, encoder_options(0, domain));
+        Embeddings e;
+        if (with_emb) {
+          e = read_embeddings(dir + "/" + domain + ".npy");
+          bool same = e.rows.size() == fz.rows.size();
+          for (size_t i = 0; same && i < e.rows.size(); ++i) same = e.rows[i].path == fz.rows[i].path;
+          if (!same) fail(dir, ": the ", domain, " embeddings do not line up with its trunk cache; delete ", dir);
+        }
+        std::vector<size_t> r;
+        for (size_t i = 0; i < fz.rows.size(); ++i)
+          if (train_paths.count(fz.rows[i].path)) r.push_back(i);
+        BridgeRows b;
+        b.frozen = take_rows(fz, r);
+        if (with_emb) b.emb = take_rows(e, r).x;
+        return b;
+      };
+      std::map<std::string, BridgeRows> queries;
+      for (const auto& q : doms.query)
+        if (q != doms.gallery) queries[q] = side(q, true);
+      return json::parse(train_bridge(doms.gallery, side(doms.gallery, false), queries, instance_of, cfg.bridge_opt,
+                                      bridge_file).to_json());
+    });
+  }
+
   // The model folder: what `duet index` and `duet search` use, and what the metrics use.
   ModelSpec spec;
   spec.config = o.config;
@@ -280,6 +327,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
       spec.encoders[domain].push_back((m == 0 ? dir : dir + "/member" + std::to_string(m)) + "/" + domain +
                                       "_encoder.pt");
   spec.mapper = mapper_file;
+  spec.bridge = bridge_file;
+  spec.rank.graph = cfg.graph;
   spec.rank.fuse = cfg.fuse_posteriors;
   spec.rank.fusion = cfg.fusion;
   spec.rank.diffusion = cfg.fuse_posteriors && cfg.diffusion;
@@ -363,9 +412,6 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     }
   GalleryOptions go;
   go.thumb = 0;
-  // Data-parallel ranks embed their shares of the gallery and of each query domain's images;
-  // rank 0 gets them all and scores alone.
-  GalleryIndex gallery = embed_gallery(*model, doms.gallery, d.root, gpaths, go);
   struct QueryImages {
     std::vector<std::string> files, cls;
     Features f;
@@ -379,9 +425,49 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
         q.cls.push_back(s.cls);
       }
     if (q.files.empty()) fail(tsv, ": no test ", qd, " images to query with");
-    q.f = embed_files(*model, qd, q.files);
   }
-  if (!dist::leader()) return json();
+  // The test images' features depend on the model's trained files alone, not on its rank
+  // options: they are kept beside the run as index files (test-<domain>.idx), so a run that
+  // changes only retrieval settings re-scores without a CNN pass. Data-parallel ranks embed their
+  // shares of the gallery and of each query domain's images; rank 0 gets them all and scores alone.
+  GalleryIndex gallery;
+  {
+    const std::string files = json::parse(model->info().json).at("files").dump();
+    auto idx = [&](const std::string& domain) { return dir + "/test-" + domain + ".idx"; };
+    std::vector<std::string> outputs{idx(doms.gallery)};
+    for (const auto& qd : doms.query) outputs.push_back(idx(qd));
+    bool embedded = false;
+    stamped(dir, "test-features", hash_hex(files + "|" + split_key), outputs, [&] {
+      embedded = true;
+      gallery = embed_gallery(*model, doms.gallery, d.root, gpaths, go);
+      for (auto& [qd, q] : qs) q.f = embed_files(*model, qd, q.files);
+      if (dist::leader()) {
+        GalleryIndex g = gallery;
+        g.graph.reset();  // built at scoring time, with the run's graph options
+        write_gallery(idx(doms.gallery), g);
+        for (const auto& [qd, q] : qs) {
+          GalleryIndex gq;
+          gq.domain = qd;
+          gq.model_hash = model->info().hash;
+          for (const auto& f : q.files) gq.entries.push_back(GalleryEntry{f});
+          gq.arrays = {q.f.emb, q.f.post, q.f.code, q.f.bridge};
+          write_gallery(idx(qd), gq);
+        }
+      }
+      return json{{"gallery", gpaths.size()}};
+    });
+    if (!dist::leader()) return json();
+    if (!embedded) {
+      gallery = read_gallery(idx(doms.gallery));
+      for (auto& [qd, q] : qs) {
+        GalleryIndex gq = read_gallery(idx(qd));
+        if (gq.entries.size() != q.files.size()) fail(idx(qd), ": stale; delete it");
+        q.f = Features{std::move(gq.arrays.emb), std::move(gq.arrays.post), std::move(gq.arrays.code),
+                       std::move(gq.arrays.bridge)};
+      }
+    }
+    gallery.graph.reset();
+  }
   if (gallery.entries.size() != gpaths.size()) fail(tsv, ": some test ", doms.gallery, " images could not be read");
   for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
   Searcher searcher = gallery_searcher(gallery, model->info().rank);
@@ -389,11 +475,15 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     out["fusion"] = {{"photo_power", cfg.fusion.photo_power},
                      {"unseen_gate", cfg.fusion.unseen_gate},
                      {"unseen_post", cfg.fusion.unseen_post},
-                     {"unseen_profile", cfg.fusion.unseen_profile}};
+                     {"unseen_profile", cfg.fusion.unseen_profile},
+                     {"bridge", cfg.fusion.bridge},
+                     {"unseen_bridge", cfg.fusion.unseen_bridge},
+                     {"bridge_ridge", cfg.bridge_opt.ridge},
+                     {"bridge_source", cfg.bridge_opt.source_weight}};
   }
   if (searcher.graph())
     out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend},
-                         {"shortlist", cfg.diff.shortlist}};
+                         {"shortlist", cfg.diff.shortlist}, {"graph", cfg.graph}};
   // What the report shows beyond the metrics (duet/report.h): curves, per-class AP, examples.
   json detail = {{"root", std::filesystem::absolute(d.root).lexically_normal().string()},
                  {"test", json::object()}, {"by_query", json::object()}};
@@ -402,7 +492,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   for (const auto& qd : doms.query) {
     const std::vector<std::string>&qfiles = qs[qd].files, &ql = qs[qd].cls;
     const Features& qf = qs[qd].f;
-    const QueryArrays queries{qf.post, qf.code};
+    const QueryArrays queries{qf.post, qf.code, qf.bridge};
     std::vector<int> qi, gi;
     label_ids(ql, gl, qi, gi);
     EvalOptions eo;
@@ -425,11 +515,11 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     json dq = json::parse(retrieval_detail(ranks, ql, ng));
     const std::vector<int64_t> ex = example_queries(ranks);
     QueryArrays sub{Matrix(static_cast<int64_t>(ex.size()), queries.post.cols),
-                    Matrix(static_cast<int64_t>(ex.size()), queries.code.cols)};
-    for (size_t i = 0; i < ex.size(); ++i) {
-      std::copy(queries.post.row(ex[i]), queries.post.row(ex[i]) + queries.post.cols, sub.post.row(i));
-      std::copy(queries.code.row(ex[i]), queries.code.row(ex[i]) + queries.code.cols, sub.code.row(i));
-    }
+                    Matrix(static_cast<int64_t>(ex.size()), queries.code.cols),
+                    Matrix(static_cast<int64_t>(ex.size()), queries.bridge.cols)};
+    for (size_t i = 0; i < ex.size(); ++i)
+      for (auto [from, to] : {std::pair{&queries.post, &sub.post}, {&queries.code, &sub.code}, {&queries.bridge, &sub.bridge}})
+        std::copy(from->row(ex[i]), from->row(ex[i]) + from->cols, to->row(static_cast<int64_t>(i)));
     const auto top = searcher.search(sub, 10);
     const char* labels[] = {"best", "median", "worst"};
     dq["examples"] = json::array();
@@ -461,6 +551,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   }
   out["phase1_members"] = t.member_acc;
   out["phase2"] = {{"ledger", t.phase2["ledger"]}, {"final_loss", t.phase2["epoch_loss"].back()}};
+  if (!t.bridge.is_null()) out["bridge"] = t.bridge;
   out["model"] = {{"dir", dir + "/model"}, {"hash", model->info().hash}};
   return out;
 }

@@ -25,10 +25,12 @@ const char* image_type(const std::string& path) {
   return "image/jpeg";
 }
 
-QueryArrays one_query(const float* post, int64_t c, const float* code, int64_t d) {
-  QueryArrays q{Matrix(1, c), Matrix(1, d)};
-  std::copy(post, post + c, q.post.data.begin());
-  std::copy(code, code + d, q.code.data.begin());
+// Row r of post, code and bridge (which may have no columns) as one query.
+QueryArrays one_query(const Matrix& post, const Matrix& code, const Matrix& bridge, int64_t r) {
+  QueryArrays q{Matrix(1, post.cols), Matrix(1, code.cols), Matrix(1, bridge.cols)};
+  std::copy(post.row(r), post.row(r) + post.cols, q.post.data.begin());
+  std::copy(code.row(r), code.row(r) + code.cols, q.code.data.begin());
+  std::copy(bridge.row(r), bridge.row(r) + bridge.cols, q.bridge.data.begin());
   return q;
 }
 }  // namespace
@@ -105,7 +107,7 @@ Retrieval::Answer SearchService::search_image(const std::string& bytes, const st
   double cnn_ms = 0;
   Features f = query_features(*model_, cnn_, bytes, d, cnn_ms);
   const auto t = std::chrono::steady_clock::now();
-  Answer a = answer(searcher_.search(one_query(f.post.row(0), f.post.cols, f.code.row(0), f.code.cols), k)[0]);
+  Answer a = answer(searcher_.search(one_query(f.post, f.code, f.bridge, 0), k)[0]);
   a.search_ms = ms_since(t);
   a.cnn_ms = cnn_ms;
   return a;
@@ -116,7 +118,7 @@ Retrieval::Answer SearchService::search_row(int64_t row, int64_t k) const {
   if (row < 0 || row >= size()) throw NotFound("image " + std::to_string(row) + " is not in the index");
   const GalleryArrays& g = gallery_.arrays;
   auto t = std::chrono::steady_clock::now();
-  Answer a = answer(searcher_.search(one_query(g.post.row(row), g.post.cols, g.code.row(row), g.code.cols), k)[0]);
+  Answer a = answer(searcher_.search(one_query(g.post, g.code, g.bridge, row), k)[0]);
   a.search_ms = ms_since(t);
   return a;
 }
@@ -133,7 +135,7 @@ std::pair<std::string, std::string> SearchService::image(int64_t row, bool full)
 
 double SearchService::memory_bytes() const {
   const GalleryArrays& g = gallery_.arrays;
-  double b = 4.0 * static_cast<double>(g.post.data.size() + g.code.data.size());
+  double b = 4.0 * static_cast<double>(g.post.data.size() + g.code.data.size() + g.bridge.data.size());
   for (const auto& e : gallery_.entries) b += static_cast<double>(e.thumb.size() + e.path.size());
   return b;
 }

@@ -50,7 +50,8 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
   const GalleryShard& sh = *g.shard;
   const Searcher& searcher = svc.searcher();
   const bool fused = searcher.options().fuse;
-  const int64_t n = svc.size(), C = g.arrays.post.cols, D = g.arrays.code.cols;
+  const int64_t n = svc.size(), C = g.arrays.post.cols, D = g.arrays.code.cols, B = g.arrays.bridge.cols;
+  const bool bridged = searcher.uses_bridge();
   json a;
   try {
     auto floats = [&](const char* key, int64_t want) {
@@ -65,23 +66,27 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
     const std::string op = q.at("op").get<std::string>();
     if (op == "gate") {
       if (!fused) fail("shard request: the gate belongs to the fused score");
-      a["max"] = searcher.gate_evidence(floats("code", D).data(), floats("post", C).data());
+      const auto bridge = bridged ? floats("bridge", B) : std::vector<float>();
+      a["max"] = searcher.gate_evidence(floats("code", D).data(), floats("post", C).data(),
+                                        bridged ? bridge.data() : nullptr);
     } else if (op == "top" || op == "rows") {
       const auto code = floats("code", D);
       const auto post = fused ? floats("post", C) : std::vector<float>();
+      const auto bridge = bridged ? floats("bridge", B) : std::vector<float>();
+      const float* bq = bridged ? bridge.data() : nullptr;
       const bool unseen = q.at("unseen").get<bool>();
       std::vector<int64_t> pick;  // local rows
       std::vector<float> s;
       if (op == "top") {
         const int64_t limit = std::clamp<int64_t>(q.at("limit").get<int64_t>(), 0, n);
-        Searcher::Part part = searcher.best_rows(code.data(), post.data(), unseen, limit);
+        Searcher::Part part = searcher.best_rows(code.data(), post.data(), bq, unseen, limit);
         pick = std::move(part.rows);
         s = std::move(part.score);
         a["top"] = part.top;
         a["mass"] = part.mass;
       } else {
         for (int64_t row : q.at("rows").get<std::vector<int64_t>>()) pick.push_back(local(row));
-        s = searcher.row_scores(code.data(), post.data(), unseen, pick);
+        s = searcher.row_scores(code.data(), post.data(), bq, unseen, pick);
       }
       json rows = json::array(), scores = json::array(), adj = json::array();
       const bool graph = q.value("graph", false) && !sh.start.empty();
@@ -107,6 +112,7 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
       const int64_t r = local(q.at("row").get<int64_t>());
       a["post"] = std::vector<float>(g.arrays.post.row(r), g.arrays.post.row(r) + C);
       a["code"] = std::vector<float>(g.arrays.code.row(r), g.arrays.code.row(r) + D);
+      a["bridge"] = std::vector<float>(g.arrays.bridge.row(r), g.arrays.bridge.row(r) + B);
     } else {
       fail("shard request: unknown op '", op, "' (gate, top, rows, entries, features)");
     }
@@ -236,7 +242,8 @@ size_t ShardFront::owner(int64_t row) const {
   throw NotFound("image " + std::to_string(row) + " is not in the index");
 }
 
-Retrieval::Answer ShardFront::rank(const float* post, int64_t C, const float* code, int64_t D, int64_t k) const {
+Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vector<float>& zq,
+                                   const std::vector<float>& bq, int64_t k) const {
   const auto t0 = Clock::now();
   const RankOptions& ro = model_->info().rank;
   const size_t ns = shards_.size();
@@ -263,9 +270,9 @@ Retrieval::Answer ShardFront::rank(const float* post, int64_t C, const float* co
     if (std::all_of(down.begin(), down.end(), [](char d) { return d; }))
       throw Unavailable("no shard answered: " + ans.missing.at(0));
   };
-  const std::vector<float> zq(code, code + D), pq(post, post + C);
   json query = {{"code", zq}};
   if (ro.fuse) query["post"] = pq;
+  if (ro.fuse && ro.fusion.uses_bridge()) query["bridge"] = bq;
 
   // 1. The gate over the whole gallery: the largest evidence of any shard.
   bool unseen = false;
@@ -403,7 +410,8 @@ Retrieval::Answer ShardFront::search_image(const std::string& bytes, const std::
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
   Features f = query_features(*model_, cnn_, bytes, d, cnn_ms);
-  Answer a = rank(f.post.row(0), f.post.cols, f.code.row(0), f.code.cols, k);
+  auto row0 = [](const Matrix& m) { return std::vector<float>(m.row(0), m.row(0) + m.cols); };
+  Answer a = rank(row0(f.post), row0(f.code), row0(f.bridge), k);
   a.cnn_ms = cnn_ms;
   return a;
 }
@@ -419,8 +427,8 @@ Retrieval::Answer ShardFront::search_row(int64_t row, int64_t k) const {
   } catch (const Error& e) {
     throw Unavailable("image " + std::to_string(row) + " is on shard " + s.url + ", which does not answer: " + e.what());
   }
-  const auto post = f.at("post").get<std::vector<float>>(), code = f.at("code").get<std::vector<float>>();
-  return rank(post.data(), static_cast<int64_t>(post.size()), code.data(), static_cast<int64_t>(code.size()), k);
+  return rank(f.at("post").get<std::vector<float>>(), f.at("code").get<std::vector<float>>(),
+              f.value("bridge", std::vector<float>()), k);
 }
 
 std::pair<std::string, std::string> ShardFront::image(int64_t row, bool full) const {

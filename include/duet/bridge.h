@@ -1,0 +1,83 @@
+// duet/bridge.h — the bridge: every domain's images as points in one space the backbone already
+// had before any training, the gallery domain's frozen ImageNet features.
+//
+// Phase I encoders learn the train classes; what they learn says little about a class no train
+// image showed. The frozen backbone's pooled features of gallery images group such classes well
+// (docs/experiments.md), so the bridge ranks a gallery by them, and maps each query domain into
+// them with a closed-form ridge regression fitted on the train images:
+//
+//   gallery row   g = unit(f - mu_g)                 f: frozen features, mu_g: their train mean
+//   query row     b = unit([unit(a - mu_q), unit(e)] W + c)   a: the query's frozen features,
+//                                                                 e: its Phase I embedding
+//   target of a train query image: s g_src + (1 - s) mean_class(g), where g_src is the gallery
+//   image it was made from (Sample::instance; none: the class mean alone).
+//
+// A gallery-domain query is its own g. The fused score adds w b . g (duet/fusion.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "duet/embeddings.h"
+
+namespace duet {
+
+constexpr const char* kBridgeFormat = "duet-bridge-v1";
+
+struct BridgeOptions {
+  double ridge = 10;          // lambda of the ridge regression
+  double source_weight = 0.5; // s above
+};
+
+// One domain's train rows: frozen features [n, F] and (query domains) Phase I embeddings [n, D],
+// row i of both the manifest row rows[i] of `frozen`.
+struct BridgeRows {
+  Embeddings frozen;
+  Matrix emb;
+};
+
+struct BridgeTrainResult {
+  int64_t gallery_rows = 0;
+  std::map<std::string, int64_t> query_rows, with_source;  // per query domain
+  double seconds = 0;
+  std::string to_json() const;
+};
+
+// Fits the map of each query domain into the gallery domain's space and writes it to out_file
+// (atomically). instance_of: each image path's instance (duet/dataset.h). Throws Error when a
+// side has no rows or the widths disagree.
+BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
+                               const std::map<std::string, BridgeRows>& queries,
+                               const std::map<std::string, std::string>& instance_of, const BridgeOptions& opt,
+                               const std::string& out_file);
+
+class Bridge {
+ public:
+  Bridge(std::string gallery_domain, Matrix mu_gallery);
+  // A query domain's map: mu_q [1, F], W [F + D, F], c [1, F].
+  void add_query(const std::string& domain, Matrix mu, Matrix w, Matrix c);
+
+  const std::string& gallery_domain() const { return gallery_; }
+  int64_t dim() const { return mu_g_.cols; }  // F
+  std::vector<std::string> domains() const;   // the gallery's, then the query domains'
+  // frozen [n, F] and emb [n, D] of `domain` -> [n, F] unit rows (emb unused for the gallery's).
+  Matrix map(const std::string& domain, const Matrix& frozen, const Matrix& emb) const;
+
+  void save(const std::string& file) const;
+
+ private:
+  struct Query {
+    Matrix mu, w, c;
+  };
+  std::string gallery_;
+  Matrix mu_g_;
+  std::map<std::string, Query> q_;
+};
+
+// Reads a bridge file; Error naming it when it is missing, damaged or of another format.
+std::unique_ptr<Bridge> open_bridge(const std::string& file);
+
+}  // namespace duet
