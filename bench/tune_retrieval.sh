@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # bench/tune_retrieval.sh — chooses the default config's retrieval settings without touching test
-# data: the fused score's unseen-class gate (--sweep fusion) or the diffusion re-ranking
-# (--sweep diffusion). Carves a validation split from the train part of each Sketchy split
-# (`duet split --from`: held-out photo instances for category, held-out train classes for
-# zeroshot21), trains the default pipeline on it, then sweeps that family's flags over the finished
-# runs (each point only re-scores: a few seconds), every other setting at duet's default. Prints
-# the best points by the mean map_all of both validation splits, the choice (the best mean among
-# points that lower neither split against the reference: fusion without the gate, or no diffusion;
-# retrieval must not cost seen classes what it gains on unseen ones) and duet's defaults; writes
-# every point as JSON. Finished runs under OUT are reused.
+# data: the fused score's unseen-class gate (--sweep fusion), the diffusion re-ranking
+# (--sweep diffusion), or the bridge's weights and the graph's space (--sweep bridge). Carves a
+# validation split from the train part of each Sketchy split (`duet split --from`: held-out photo
+# instances for category, held-out train classes for zeroshot21), trains the default pipeline on
+# it, then sweeps that family's flags over the finished runs (each point only re-scores: a few
+# seconds, since a run keeps its test images' features), every other setting at duet's default.
+# Prints the best points by the mean map_all of both validation splits, the choice (the best mean
+# among points that lower neither split against the reference: fusion without the gate, no
+# diffusion, or no bridge; retrieval must not cost seen classes what it gains on unseen ones) and
+# duet's defaults; writes every point as JSON. Finished runs under OUT are reused.
 #
-#   bench/tune_retrieval.sh --sweep fusion|diffusion [--duet build/duet] [--out runs/val] [--json FILE]
+#   bench/tune_retrieval.sh --sweep fusion|diffusion|bridge [--duet build/duet] [--out runs/val] [--json FILE]
 set -euo pipefail
 duet=build/duet out=runs/val json="" sweep=""
 while [ $# -gt 0 ]; do
@@ -43,7 +44,14 @@ case "$sweep" in
         done
       done
     done ;;
-  *) echo "tune_retrieval.sh: --sweep fusion or --sweep diffusion (try --help)" >&2; exit 2 ;;
+  bridge)
+    reference="--bridge 0 --unseen-bridge 0 --graph embedding"
+    for graph in embedding both bridge; do
+      for seen in 0 1 2 4; do
+        for unseen in 0 2 4 8; do points+=("--bridge $seen --unseen-bridge $unseen --graph $graph"); done
+      done
+    done ;;
+  *) echo "tune_retrieval.sh: --sweep fusion, diffusion or bridge (try --help)" >&2; exit 2 ;;
 esac
 json=${json:-tune_$sweep.json}
 data=${DUET_DATA:-${DUET_SHARED:-../shared}/data/sketchy-subset}

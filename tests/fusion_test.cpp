@@ -195,3 +195,37 @@ TEST(Fusion, ShapeMismatchIsAnError) {
   bad.photo_power = 0;
   EXPECT_THROW(fused_scorer(zq, zg, exp_neg, p2, p2, bad), Error);
 }
+
+TEST(Fusion, BridgeCosineAddsItsWeighedTerm) {
+  // The same pair as above, plus bridge rows: the score gains w * b_q . g_p, with the seen weight
+  // for a query the gate passes and the unseen weight for one it stops.
+  Matrix zq = rows({{0, 0}}), zg = rows({{3, 4}, {0, 0}});
+  Matrix pq = rows({{0.8f, 0.2f}}), pg = rows({{0.6f, 0.4f}, {0.5f, 0.5f}});
+  Matrix bq = rows({{0.6f, 0.8f}}), bg = rows({{1, 0}, {0, 1}});
+  FusionOptions o = plain();
+  o.bridge = 2;
+  o.unseen_bridge = 5;
+  auto s = score_all(fused_scorer(zq, zg, exp_neg, pq, pg, o, bq, bg), 1, 2);
+  EXPECT_NEAR(s[0], -5 + std::log(0.8 * 0.6 + 0.2 * 0.4) + 2 * 0.6, 1e-5);
+  EXPECT_NEAR(s[1], std::log(0.5) + 2 * 0.8, 1e-5);
+  // A gate above every dot (best 0.56): unseen, so w_p = 0, the profile at 2 and the bridge at 5.
+  o.unseen_gate = 0.9;
+  o.unseen_post = 0;
+  o.unseen_profile = 2;
+  s = score_all(fused_scorer(zq, zg, exp_neg, pq, pg, o, bq, bg), 1, 2);
+  EXPECT_NEAR(s[0], -5 + 2 * profile_cos({0.8, 0.2}, {0.6, 0.4}) + 5 * 0.6, 1e-5);
+  EXPECT_NEAR(s[1], 0 + 2 * 0.0 + 5 * 0.8, 1e-5);  // a flat posterior has no profile
+  // score_rows agrees, stored or derived rows alike.
+  for (bool derive : {false, true}) {
+    FusedScore fs(zg, pg, exp_neg, o, derive, bg);
+    std::vector<float> r(2);
+    fs.score_rows(zq.row(0), pq.row(0), true, {0, 1}, r.data(), bq.row(0));
+    EXPECT_NEAR(r[0], s[0], 1e-5);
+    EXPECT_NEAR(r[1], s[1], 1e-5);
+  }
+  // Weights without bridge rows, or rows of the wrong width, are refused.
+  EXPECT_THROW(fused_scorer(zq, zg, exp_neg, pq, pg, o), Error);
+  EXPECT_THROW(fused_scorer(zq, zg, exp_neg, pq, pg, o, rows({{1, 0, 0}}), bg), Error);
+  o.bridge = -1;
+  EXPECT_THROW(fused_scorer(zq, zg, exp_neg, pq, pg, o, bq, bg), Error);
+}

@@ -461,5 +461,65 @@ TEST(Image, OversizedAndTruncatedAreRefused) {
   EXPECT_EQ(h1, fnv1a(whole));
 }
 
+
+// With the bridge term on, the gallery's bridge rows are scored and indexed too: the candidate
+// path still finds the exhaustive top ten, the graph can be built over them, and queries or
+// galleries without them are refused.
+TEST(Searcher, BridgeRowsAreScoredIndexedAndGraphed) {
+  auto with_bridge = [](GalleryArrays g) {
+    g.bridge = l2_normalized(g.emb);
+    return g;
+  };
+  GalleryArrays g = with_bridge(clustered(3000, 10, 4));
+  GalleryArrays qa = with_bridge(clustered(30, 10, 5));
+  QueryArrays q{qa.post, qa.code, qa.bridge};
+  RankOptions ro = fused();
+  ro.fusion.bridge = 2;
+  ro.fusion.unseen_bridge = 4;
+  ro.diffusion = false;
+  // The term moves the scores by exactly w b_q . g_p.
+  RankOptions off = ro;
+  off.fusion.bridge = off.fusion.unseen_bridge = 0;
+  std::vector<char> unseen;
+  std::vector<float> s_on(3000), s_off(3000);
+  Searcher(g, ro).scores(q, false, &unseen)(0, 1, s_on.data());
+  Searcher(g, off).scores(q, false)(0, 1, s_off.data());
+  for (int64_t j = 0; j < 3000; j += 97) {
+    double dot = 0;
+    for (int64_t c = 0; c < g.bridge.cols; ++c) dot += q.bridge.row(0)[c] * g.bridge.row(j)[c];
+    EXPECT_NEAR(s_on[j] - s_off[j], (unseen[0] ? 4 : 2) * dot, 1e-4);
+  }
+  ScaleOptions small;
+  small.exact_limit = 1000;
+  small.candidates = 200;
+  small.nprobe = 8;
+  Searcher exact(g, ro), ann(g, ro, nullptr, small);
+  auto a = ann.search(q, 10), e = exact.search(q, 10);
+  double hit = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::set<int64_t> want;
+    for (const auto& h : e[i].hits) want.insert(h.row);
+    for (const auto& h : a[i].hits) hit += want.count(h.row);
+  }
+  EXPECT_GE(hit / (10.0 * a.size()), 0.9);
+  // Graphs over the bridge rows, and over both spaces side by side.
+  ro.diffusion = true;
+  for (const std::string space : {"bridge", "both"}) {
+    ro.graph = space;
+    auto graph = gallery_graph(g, ro);
+    ASSERT_TRUE(graph);
+    EXPECT_EQ(graph->size(), 3000);
+  }
+  ro.graph = "pixels";
+  EXPECT_THROW(gallery_graph(g, ro), Error);
+  ro.graph = "bridge";
+  GalleryArrays none = clustered(50, 5, 6);
+  EXPECT_THROW(gallery_graph(none, ro), Error);
+  // No bridge rows where the score weighs them.
+  EXPECT_THROW(Searcher(none, ro), Error);
+  QueryArrays bare{qa.post, qa.code};
+  EXPECT_THROW(exact.search(bare, 10), Error);
+}
+
 }  // namespace
 }  // namespace duet
