@@ -52,9 +52,10 @@ double rss_bytes() {
 
 // Query i alone, as `duet search` sends one.
 QueryArrays query(const QueryArrays& q, int64_t i) {
-  QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols)};
+  QueryArrays one{Matrix(1, q.post.cols), Matrix(1, q.code.cols), Matrix(1, q.bridge.cols)};
   std::copy(q.post.row(i), q.post.row(i) + q.post.cols, one.post.data.begin());
   std::copy(q.code.row(i), q.code.row(i) + q.code.cols, one.code.data.begin());
+  std::copy(q.bridge.row(i), q.bridge.row(i) + q.bridge.cols, one.bridge.data.begin());
   return one;
 }
 
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
       auto m = Model::open(model_dir.empty() ? g.model_dir : model_dir);
       RankOptions own = m->info().rank;  // the real row ranks as its model does
       adjust(own);
-      QueryArrays q{g.arrays.post, g.arrays.code};
+      QueryArrays q{g.arrays.post, g.arrays.code, g.arrays.bridge};
       out["rows"].push_back(row("real", std::move(g.arrays), g.graph, q, recall_queries, own, scale));
     }
     for (int64_t n : sizes) {

@@ -47,8 +47,8 @@ case "$sweep" in
   bridge)
     reference="--bridge 0 --unseen-bridge 0 --graph embedding"
     for graph in embedding both bridge; do
-      for seen in 0 1 2 4; do
-        for unseen in 0 2 4 8; do points+=("--bridge $seen --unseen-bridge $unseen --graph $graph"); done
+      for seen in 0 1 3; do
+        for unseen in 0 3 6; do points+=("--bridge $seen --unseen-bridge $unseen --graph $graph"); done
       done
     done ;;
   *) echo "tune_retrieval.sh: --sweep fusion, diffusion or bridge (try --help)" >&2; exit 2 ;;

@@ -115,6 +115,30 @@ with tempfile.TemporaryDirectory() as tmp:
     check("a photo query finds itself, only its own class ranked above it",
           at and all(p.split("/")[-2] == classes[0] for p in res[:at[0]]), r.stdout[:300])
 
+    # The bridge (opt-in): the same run with its term weighed and the graph over both spaces
+    # re-uses both phases, writes the bridge into the model folder and its rows into the index,
+    # and `duet search` still ranks exactly as the run measured.
+    r = run(["run", "--quick", "--max-classes", str(len(classes)), "--split", "category", "--out", out, "--json",
+             "--bridge", "1", "--unseen-bridge", "3", "--graph", "both"])
+    bm = json.loads(r.stdout)["splits"]["category"]
+    check("a bridged run fits the bridge on the train images and skips both phases",
+          bm["bridge"]["query_rows"]["sketch"] > 0 and bm["diffusion"]["graph"] == "both" and
+          "phase2: up to date, skipped" in r.stderr and
+          os.path.isfile(os.path.join(model, "bridge.pt")), r.stderr[-300:])
+    bidx = os.path.join(tmp, "bridged.idx")
+    run(["-q", "index", "--model", model, "--images", gal, "-o", bidx])
+    r = run(["-q", "search", "--index", bidx, "-k", "all", "--json"] + queries)
+    got, want = mean_ap(r.stdout.strip().split("\n")), bm["retrieval"]["map_all"]
+    check("bridged search parity: CLI rankings give the run's map_all to 1e-6", abs(got - want) < 1e-6 and
+          abs(want - metrics["retrieval"]["map_all"]) > 1e-6, f"{got} vs {want} (unbridged {metrics['retrieval']['map_all']})")
+    r = run(["-q", "search", "--index", idx, "-k", "3", queries[0]], expect_rc=None)
+    check("an index of the earlier model is refused by the new one", r.returncode == 1 and "rebuild it" in r.stderr,
+          r.stderr[-200:])
+    # Back to the default model for the rest.
+    r = run(["run", "--quick", "--max-classes", str(len(classes)), "--split", "category", "--out", out, "--json"])
+    check("the default run again: no bridge in the model", not os.path.exists(os.path.join(model, "bridge.pt")) and
+          json.loads(r.stdout)["splits"]["category"]["retrieval"]["map_all"] == metrics["retrieval"]["map_all"])
+
     # Incremental update on a folder of real files.
     own = os.path.join(tmp, "own")
     shutil.copytree(gal, own, symlinks=False)

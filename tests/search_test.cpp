@@ -360,6 +360,14 @@ TEST(GalleryFile, RoundTripAndDamage) {
   EXPECT_EQ(r.arrays.code.data, g.arrays.code.data);
   EXPECT_EQ(r.arrays.post.data, g.arrays.post.data);
   EXPECT_EQ(r.arrays.emb.data, g.arrays.emb.data);
+  EXPECT_EQ(r.arrays.bridge.rows, 12);  // a model without a bridge: none stored, none read
+  EXPECT_EQ(r.arrays.bridge.cols, 0);
+  {
+    GalleryIndex b = g;
+    b.arrays.bridge = l2_normalized(g.arrays.emb);
+    write_gallery(t / "b.idx", b);
+    EXPECT_EQ(read_gallery(t / "b.idx").arrays.bridge.data, b.arrays.bridge.data);
+  }
   ASSERT_TRUE(r.graph);
   EXPECT_EQ(r.graph->csr_weight(), g.graph->csr_weight());
   EXPECT_EQ(r.abs_path(3), "/photos/c/3.jpg");

@@ -40,7 +40,7 @@ void run_search(const SearchArgs& a) {
   const std::string domain = svc->query_domain(a.domain);
   // Every query is embedded before anything is printed: a bad one fails the command, not half of it.
   Features f = embed_files(svc->model(), domain, a.queries);
-  auto rankings = svc->searcher().search({f.post, f.code}, k);
+  auto rankings = svc->searcher().search({f.post, f.code, f.bridge}, k);
   for (size_t q = 0; q < rankings.size(); ++q) {
     const Ranking& r = rankings[q];
     if (a.json) {
