@@ -27,6 +27,10 @@ struct EncoderTrainOptions {
   int hidden = 1024;            // embedding width
   float dropout = 0.5f;
   double label_smoothing = 0.0;  // cross-entropy target smoothing (regularises small classes)
+  double preserve = 0.0;        // knowledge preservation (SAKE, Liu et al. 2019): weight of a second
+                                // head on the embedding that learns the frozen backbone's ImageNet
+                                // outputs on the same view (KL to its softmax); 0 = off. The second
+                                // head trains beside the encoder and is not kept.
   int frozen_epochs = 30;       // stage 1: head only
   int finetune_epochs = 10;     // stage 2: head + top backbone stages
   int finetune_stages = 3;      // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)

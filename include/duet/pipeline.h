@@ -38,6 +38,7 @@ struct RunOptions {
   std::map<std::string, DomainKind> kinds;                // overrides of detect_kind's rule
   uint64_t seed = 0;
   int threads = 0;
+  double preserve = 0;                                    // Phase I knowledge preservation (duet/phase1.h)
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
   bool diffusion = true;                                  // default config: re-rank over the gallery graph
   DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)

@@ -54,6 +54,10 @@ void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
       ->capture_default_str();
   c->add_option("--weights", o.backbone.weights, "backbone weights (default: $DUET_SHARED/weights)");
   c->add_option("-t,--threads", o.threads, "threads (0 = all cores)")->capture_default_str();
+  c->add_option("--preserve", o.preserve,
+                "Phase I knowledge preservation: weight of a second head that keeps the frozen backbone's "
+                "ImageNet outputs (0 = off; retrains Phase I)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   add_dist_options(c, nproc);
 }
 }  // namespace

@@ -316,6 +316,23 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   };
 
   Head head(net->feature_dim, opt.hidden, static_cast<int>(res.classes.size()));
+  // Knowledge preservation: the frozen backbone's ImageNet distribution of every cached view
+  // ([views, N, K], computed once from the frozen pooled features) and the head that learns it
+  // from the embedding (trained, not saved).
+  if (opt.preserve < 0) fail("--preserve must be non-negative");
+  torch::Tensor teacher;
+  torch::nn::Linear keep{nullptr};
+  if (opt.preserve > 0) {
+    if (net->num_classes < 2) fail("knowledge preservation needs a backbone with an ImageNet classifier");
+    keep = torch::nn::Linear(opt.hidden, net->num_classes);
+  }
+  // The preservation term of some samples: preserve * KL(teacher || softmax(keep(h))), summed.
+  auto preserve_loss = [&](const torch::Tensor& f, const torch::Tensor& idx, const torch::Tensor& v) {
+    auto logq = torch::log_softmax(keep(head->embed(f)), 1);
+    auto t = teacher.index({v, idx});
+    return opt.preserve * (t * (torch::log(t.clamp_min(1e-12)) - logq)).sum();
+  };
+  torch::Tensor extra;  // set by a forward: the preservation term of its share of the minibatch
   // Summed over this rank's share, divided by the whole minibatch: the ranks' gradients add up to
   // the minibatch mean's.
   const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing).reduction(torch::kSum);
@@ -347,7 +364,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
         auto idx = perm.slice(0, b, e);
         auto y = lab.index_select(0, idx);
         auto logits = forward(idx, view.slice(0, b, e), mask.defined() ? mask.slice(0, b - b0, e - b0) : mask);
-        auto loss = torch::nn::functional::cross_entropy(logits, y, ce) / static_cast<double>(e0 - b0);
+        auto loss = torch::nn::functional::cross_entropy(logits, y, ce);
+        if (extra.defined()) loss = loss + extra;
+        extra = torch::Tensor();
+        loss = loss / static_cast<double>(e0 - b0);
         loss.backward();
         loss_sum += loss.item<double>() * (e0 - b0);
         correct += logits.argmax(1).eq(y).sum().item<double>();
@@ -371,12 +391,22 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     auto feats = pooled(cache.views, every_row);
     auto val_feats = feats[0].index_select(0, va);
     work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
-    torch::optim::AdamW optim(head->parameters(), torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
+    if (keep) {
+      torch::NoGradGuard ng;
+      teacher = torch::empty({cache.views, feats.size(1), net->num_classes});
+      for (int v = 0; v < cache.views; ++v) teacher[v].copy_(torch::softmax(net->logits(feats[v]), 1));
+    }
+    auto head_params = head->parameters();
+    if (keep)
+      for (const auto& p : keep->parameters()) head_params.push_back(p);
+    torch::optim::AdamW optim(head_params, torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
     Progress bar(domain + " frozen", opt.frozen_epochs);
     for (int ep = 1; ep <= opt.frozen_epochs; ++ep) {
       head->train();
-      auto r = run_epoch(optim, head->parameters(), [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
-        return head->forward(feats.index({v, idx}), m);
+      auto r = run_epoch(optim, head_params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
+        auto f = feats.index({v, idx});
+        if (keep) extra = preserve_loss(f, idx, v);
+        return head->forward(f, m);
       }, nullptr);
       log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
@@ -390,17 +420,22 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     std::vector<torch::optim::OptimizerParamGroup> groups;
     groups.emplace_back(top, std::make_unique<torch::optim::AdamWOptions>(
                                  torch::optim::AdamWOptions(opt.finetune_lr).weight_decay(opt.weight_decay)));
-    groups.emplace_back(head->parameters(), std::make_unique<torch::optim::AdamWOptions>(
-                                                torch::optim::AdamWOptions(opt.finetune_lr * 3).weight_decay(opt.weight_decay)));
+    auto head_params = head->parameters();
+    if (keep)
+      for (const auto& p : keep->parameters()) head_params.push_back(p);
+    groups.emplace_back(head_params, std::make_unique<torch::optim::AdamWOptions>(
+                                         torch::optim::AdamWOptions(opt.finetune_lr * 3).weight_decay(opt.weight_decay)));
     torch::optim::AdamW optim(groups);
     auto params = top;
-    for (const auto& p : head->parameters()) params.push_back(p);
+    for (const auto& p : head_params) params.push_back(p);
     Progress bar(domain + " finetune", static_cast<int64_t>(opt.finetune_epochs) * res.train_count);
     for (int ep = 1; ep <= opt.finetune_epochs; ++ep) {
       net->train();
       head->train();
       auto r = run_epoch(optim, params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
-        return head->forward(net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)), m);
+        auto f = net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total));
+        if (keep) extra = preserve_loss(f, idx, v);
+        return head->forward(f, m);
       }, &bar);
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;

@@ -55,6 +55,7 @@ struct Config {
 Config make_config(const RunOptions& o) {
   Config c;
   c.enc.seed = c.map.seed = o.seed;
+  c.enc.preserve = o.preserve;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
   if (o.config == "paper") {
@@ -232,6 +233,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << eo.seed << "|"  // training seed, views' seed (keys as before)
         << kind_name(kinds.at(domain))
         << (eo.frame ? "|framed" : "");
+      if (eo.preserve > 0) k << "|preserve" << eo.preserve;  // (without it, keys as before)
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
