@@ -1,5 +1,5 @@
 // The bridge (duet/bridge.h) against values worked out by hand, and its fit on data built so that
-// the answer is known.
+// the answer is known; Phase I's knowledge-preservation term by hand.
 #include "duet/bridge.h"
 
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 
 #include "duet/error.h"
 #include "duet/fileio.h"
+#include "phase1/preserve.h"
 
 using namespace duet;
 
@@ -144,4 +145,17 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   queries["sketch"].emb = Matrix(n - 1, D);
   EXPECT_THROW(train_bridge("photo", gallery, queries, instance_of, opt, f), Error);
   std::remove(f.c_str());
+}
+
+
+TEST(Preserve, KlOfTheTeacherAgainstTheStudentByHand) {
+  // Teacher (0.5, 0.5, 0) and (0.2, 0.3, 0.5); student logits (0, ln 3, 0) -> q = (0.2, 0.6, 0.2)
+  // and (0, 0, 0) -> q = 1/3 each. KL = sum t ln(t / q), a zero entry adding nothing.
+  auto t = torch::tensor({{0.5, 0.5, 0.0}, {0.2, 0.3, 0.5}}, torch::kFloat64);
+  auto l = torch::tensor({{0.0, std::log(3.0), 0.0}, {0.0, 0.0, 0.0}}, torch::kFloat64);
+  const double want = 0.5 * std::log(0.5 / 0.2) + 0.5 * std::log(0.5 / 0.6) +
+                      0.2 * std::log(0.2 * 3) + 0.3 * std::log(0.3 * 3) + 0.5 * std::log(0.5 * 3);
+  EXPECT_NEAR(preservation_kl(t, l).item<double>(), want, 1e-9);
+  // A student that is the teacher has nothing left to learn.
+  EXPECT_NEAR(preservation_kl(t.slice(0, 1, 2), torch::log(t.slice(0, 1, 2))).item<double>(), 0.0, 1e-12);
 }

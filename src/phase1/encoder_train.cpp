@@ -17,6 +17,7 @@
 #include "duet/image.h"
 #include "duet/phase1.h"
 #include "duet/progress.h"
+#include "phase1/preserve.h"
 #include "phase1/trunk_cache.h"
 
 namespace duet {
@@ -328,9 +329,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   }
   // The preservation term of some samples: preserve * KL(teacher || softmax(keep(h))), summed.
   auto preserve_loss = [&](const torch::Tensor& f, const torch::Tensor& idx, const torch::Tensor& v) {
-    auto logq = torch::log_softmax(keep(head->embed(f)), 1);
-    auto t = teacher.index({v, idx});
-    return opt.preserve * (t * (torch::log(t.clamp_min(1e-12)) - logq)).sum();
+    return opt.preserve * preservation_kl(teacher.index({v, idx}), keep(head->embed(f)));
   };
   torch::Tensor extra;  // set by a forward: the preservation term of its share of the minibatch
   // Summed over this rank's share, divided by the whole minibatch: the ranks' gradients add up to
