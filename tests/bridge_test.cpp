@@ -11,18 +11,14 @@
 #include <unistd.h>
 
 #include "duet/error.h"
+#include "test_util.h"
 #include "duet/fileio.h"
 #include "phase1/preserve.h"
 
 using namespace duet;
 
 namespace {
-Matrix rows(std::vector<std::vector<float>> v) {
-  Matrix m(static_cast<int64_t>(v.size()), static_cast<int64_t>(v[0].size()));
-  for (size_t i = 0; i < v.size(); ++i)
-    for (size_t j = 0; j < v[i].size(); ++j) m.row(static_cast<int64_t>(i))[j] = v[i][j];
-  return m;
-}
+using test::rows;
 std::string tmp(const std::string& name) { return "/tmp/duet_bridge_" + std::to_string(::getpid()) + "_" + name; }
 }  // namespace
 

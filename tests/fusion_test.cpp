@@ -10,16 +10,12 @@
 #include <vector>
 
 #include "duet/error.h"
+#include "test_util.h"
 
 using namespace duet;
 
 namespace {
-Matrix rows(std::vector<std::vector<float>> v) {
-  Matrix m(static_cast<int64_t>(v.size()), static_cast<int64_t>(v[0].size()));
-  for (size_t i = 0; i < v.size(); ++i)
-    for (size_t j = 0; j < v[i].size(); ++j) m.row(static_cast<int64_t>(i))[j] = v[i][j];
-  return m;
-}
+using test::rows;
 std::vector<float> score_all(const FusedScorer& f, int64_t nq, int64_t ng) {
   std::vector<float> out(static_cast<size_t>(nq * ng));
   f.score(0, nq, out.data());

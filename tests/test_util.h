@@ -7,7 +7,9 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
+#include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/paths.h"
 
@@ -40,6 +42,14 @@ inline std::string error_of(const std::function<void()>& f) {
   }
   ADD_FAILURE() << "expected duet::Error";
   return "";
+}
+
+// A matrix from its rows, written out: rows({{1, 0}, {0, 1}}).
+inline Matrix rows(const std::vector<std::vector<float>>& v) {
+  Matrix m(static_cast<int64_t>(v.size()), static_cast<int64_t>(v[0].size()));
+  for (size_t i = 0; i < v.size(); ++i)
+    for (size_t j = 0; j < v[i].size(); ++j) m.row(static_cast<int64_t>(i))[j] = v[i][j];
+  return m;
 }
 
 // The shared folder with data/ and weights/, or "" (tests then skip).

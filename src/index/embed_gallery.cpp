@@ -334,7 +334,9 @@ Features embed_files(const Model& model, const std::string& domain, const std::v
     bar.tick(static_cast<int64_t>(e - b));
   }
   bar.finish();
-  for (Matrix* m : {&all.emb, &all.post, &all.code, &all.bridge}) *m = dist::gather_rows(*m, static_cast<int64_t>(files.size()));
+  const int64_t n = static_cast<int64_t>(files.size());
+  for (Matrix* m : {&all.emb, &all.post, &all.code, &all.bridge})
+    *m = m->cols > 0 ? dist::gather_rows(*m, n) : Matrix(n, 0);  // gloo cannot gather empty rows
   return all;
 }
 
