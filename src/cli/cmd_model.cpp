@@ -37,9 +37,11 @@ void print_info(const std::string& dir, bool as_json) {
                 r.fusion.unseen_gate, r.fusion.unseen_post, r.fusion.unseen_profile);
   else
     std::printf("score     Phase II code distance\n");
+  if (!m.bridge.empty())
+    std::printf("bridge    %s (weight %g, unseen %g)\n", m.bridge.c_str(), r.fusion.bridge, r.fusion.unseen_bridge);
   if (r.fuse && r.diffusion)
-    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d\n", r.diff.k, r.diff.alpha, r.diff.seeds,
-                r.diff.blend, r.diff.shortlist);
+    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d, graph over %s\n", r.diff.k, r.diff.alpha,
+                r.diff.seeds, r.diff.blend, r.diff.shortlist, r.graph.c_str());
   else
     std::printf("diffusion off\n");
 }
