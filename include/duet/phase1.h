@@ -87,14 +87,15 @@ class PhaseOneEncoder : public Encoder {
   // The backbone weights its frozen stages load ("default": the arch's file in $DUET_SHARED).
   virtual const std::string& weights() const = 0;
   // x [n, 3, S, S] -> emb [n, dim()], class logits [n, C] and the frozen backbone's pooled
-  // features [n, frozen_dim()] (any nullptr: not wanted); one image at a time, so a row does not
-  // depend on which images share its call.
+  // features [n, frozen_dim()] (any nullptr: not wanted; frozen only from an encoder opened with
+  // frozen_features); one image at a time, so a row does not depend on which images share its call.
   virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits, float* frozen = nullptr) = 0;
   virtual int64_t frozen_dim() const = 0;
 };
 // weights: the backbone file to load the frozen stages from instead of the recorded one (a model
-// folder carries its own copy).
+// folder carries its own copy). frozen_features: also keep the backbone's own top stages, for
+// encode_logits' frozen output (a second copy of them: only when wanted).
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads = 0,
-                                              const std::string& weights = "");
+                                              const std::string& weights = "", bool frozen_features = false);
 
 }  // namespace duet

@@ -166,6 +166,7 @@ class Searcher {
   struct Q {
     const float *code, *post, *bridge;
   };
+  Q query_row(const float* code_q, const float* post_q, const float* bridge_q) const;  // checks the bridge row
   Ranking search_candidates(const Q& q, int64_t k) const;
   std::vector<int64_t> candidates(const Q& q) const;  // sorted, distinct
   void score_some(const Q& q, bool unseen, const std::vector<int64_t>& rows,

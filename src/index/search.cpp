@@ -19,6 +19,9 @@ void check_gallery(const GalleryArrays& g, const RankOptions& opt) {
   if (n < 1) fail("the gallery is empty");
   if (opt.fuse && g.post.rows != n)
     fail("gallery has ", n, " codes but ", g.post.rows, " posteriors; they must match row for row");
+  if (opt.fuse && opt.fusion.uses_bridge() && (g.bridge.rows != n || g.bridge.cols < 1))
+    fail("the bridge term needs one bridge row per gallery item: ", g.bridge.rows, " rows of ", g.bridge.cols,
+         " for ", n, " items (a model without a bridge cannot weigh it)");
 }
 
 // Phase II's calibration: p(same | d) = sigmoid(a - b d).
@@ -197,7 +200,7 @@ Searcher::Searcher(GalleryArrays g, const RankOptions& opt, std::shared_ptr<cons
     for (int64_t i = 0; i < ns; ++i) {
       std::copy(g.code.row(sample[i]), g.code.row(sample[i]) + g.code.cols, sample_code.row(i));
       std::copy(g.post.row(sample[i]), g.post.row(sample[i]) + g.post.cols, sample_post.row(i));
-      if (bridge && g.bridge.rows == n_)
+      if (bridge)
         std::copy(g.bridge.row(sample[i]), g.bridge.row(sample[i]) + g.bridge.cols, sample_bridge.row(i));
     }
   }
@@ -358,10 +361,16 @@ ScoreBlockFn Searcher::scores(const QueryArrays& q, bool diffuse, std::vector<ch
   };
 }
 
+Searcher::Q Searcher::query_row(const float* code_q, const float* post_q, const float* bridge_q) const {
+  if (uses_bridge() && !bridge_q) fail("the query has no bridge row, and this model's score weighs one");
+  return {code_q, post_q, bridge_q};
+}
+
 float Searcher::gate_evidence(const float* code_q, const float* post_q, const float* bridge_q) const {
   if (!fused_) fail("internal: the gate belongs to the fused score");
+  const Q q = query_row(code_q, post_q, bridge_q);
   if (!ann_) return fused_->gate_evidence(post_q);
-  return fused_->gate_evidence_among(post_q, candidates({code_q, post_q, bridge_q}));
+  return fused_->gate_evidence_among(post_q, candidates(q));
 }
 
 std::vector<float> Searcher::base_scores(const Q& in, bool unseen) const {
@@ -383,8 +392,7 @@ std::vector<float> Searcher::base_scores(const Q& in, bool unseen) const {
 
 Searcher::Part Searcher::best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
                                    int64_t limit) const {
-  if (uses_bridge() && !bridge_q) fail("the query has no bridge row, and this model's score weighs one");
-  const Q q{code_q, post_q, bridge_q};
+  const Q q = query_row(code_q, post_q, bridge_q);
   Part p;
   std::vector<int64_t> rows;
   std::vector<float> s;
@@ -412,8 +420,7 @@ std::vector<float> Searcher::row_scores(const float* code_q, const float* post_q
                                         const std::vector<int64_t>& rows) const {
   for (int64_t r : rows)
     if (r < 0 || r >= n_) fail("row ", r, " is not in the gallery (", n_, " rows)");
-  if (uses_bridge() && !bridge_q) fail("the query has no bridge row, and this model's score weighs one");
-  const Q q{code_q, post_q, bridge_q};
+  const Q q = query_row(code_q, post_q, bridge_q);
   std::vector<float> out(rows.size());
   if (ann_) {
     score_some(q, unseen, rows, out.data());

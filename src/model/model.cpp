@@ -201,9 +201,10 @@ class FolderModel : public Model {
  public:
   FolderModel(ModelInfo info, int threads) : info_(std::move(info)) {
     const std::string backbone = info_.dir + "/" + info_.backbone;
+    // Only member 0 gives frozen features (Features::bridge), and only for a model with a bridge.
     for (const auto& [domain, files] : info_.encoders)
       for (const auto& f : files) {
-        auto e = open_encoder(info_.dir + "/" + f, threads, backbone);
+        auto e = open_encoder(info_.dir + "/" + f, threads, backbone, !info_.bridge.empty() && f == files[0]);
         if (e->classes() != info_.classes) fail(info_.dir, ": encoder ", f, " does not have the model's classes");
         if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != kind_name(e->kind()))
           fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()), ", not the manifest's");
@@ -274,18 +275,18 @@ class FolderModel : public Model {
                       fz.empty() ? nullptr : fz.data());
       // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
       // softmax of the mean logits, averaged over members.
+      // Row i of `out` [n, w]: the mean of image i's views in `all` [n * views, w].
+      auto mean_views = [&](const std::vector<float>& all, int64_t w, Matrix& out, int64_t i) {
+        for (int64_t j = 0; j < w; ++j) {
+          float s = 0;
+          for (int v = 0; v < views; ++v) s += all[(i * views + v) * w + j];
+          out.row(i)[j] = s / static_cast<float>(views);
+        }
+      };
       for (int64_t i = 0; i < n; ++i) {
         if (m == 0) {
-          for (int64_t j = 0; j < D; ++j) {
-            float s = 0;
-            for (int v = 0; v < views; ++v) s += emb[(i * views + v) * D + j];
-            f.emb.row(i)[j] = s / static_cast<float>(views);
-          }
-          for (int64_t j = 0; j < F; ++j) {
-            float s = 0;
-            for (int v = 0; v < views; ++v) s += fz[(i * views + v) * F + j];
-            frozen.row(i)[j] = s / static_cast<float>(views);
-          }
+          mean_views(emb, D, f.emb, i);
+          mean_views(fz, F, frozen, i);
         }
         std::vector<double> l(static_cast<size_t>(C), 0.0);
         for (int v = 0; v < views; ++v)

@@ -107,11 +107,11 @@ std::string ivalue_str(torch::serialize::InputArchive& ar, const char* key, cons
 struct LoadedEncoder {
   EncoderMeta meta;
   std::shared_ptr<BackboneNetImpl> net;
-  std::shared_ptr<BackboneNetImpl> frozen;  // the backbone as loaded: its top stages' frozen features
+  std::shared_ptr<BackboneNetImpl> frozen;  // the backbone as loaded, for frozen features (null: not asked for)
   Head head{nullptr};
 };
 
-LoadedEncoder load_encoder(const std::string& path, const std::string& weights_override) {
+LoadedEncoder load_encoder(const std::string& path, const std::string& weights_override, bool frozen_features) {
   if (!file_exists(path)) fail(path, ": no such encoder file");
   torch::serialize::InputArchive ar;
   try {
@@ -144,8 +144,10 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
   const std::string weights = !weights_override.empty() ? weights_override
                               : e.meta.weights == "default" ? "" : e.meta.weights;
   e.net = open_backbone_net(e.meta.arch, weights);
-  e.frozen = open_backbone_net(e.meta.arch, weights);
-  e.frozen->eval();
+  if (frozen_features) {
+    e.frozen = open_backbone_net(e.meta.arch, weights);
+    e.frozen->eval();
+  }
   torch::NoGradGuard ng;
   auto top = e.net->parameters_from(e.meta.split);
   for (size_t i = 0; i < top.size(); ++i) {
@@ -191,6 +193,7 @@ class TrainedEncoder : public PhaseOneEncoder {
       // The lower stages are the backbone's own in both: computed once.
       auto trunk = e_.net->run_stages(in, 0, split);
       if (frozen) {
+        if (!e_.frozen) fail("internal: ", path_, " was opened without its frozen features");
         auto f = e_.frozen->pool(e_.frozen->run_stages(trunk, split, top)).contiguous();
         std::copy(f.data_ptr<float>(), f.data_ptr<float>() + F, frozen + i * F);
       }
@@ -531,8 +534,9 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain, const En
   return e;
 }
 
-std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights) {
-  return std::make_unique<TrainedEncoder>(load_encoder(file, weights), file, resolve_threads(threads));
+std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights,
+                                              bool frozen_features) {
+  return std::make_unique<TrainedEncoder>(load_encoder(file, weights, frozen_features), file, resolve_threads(threads));
 }
 
 }  // namespace duet

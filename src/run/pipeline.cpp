@@ -448,11 +448,10 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     stamped(dir, "test-features", hash_hex(files + "|" + split_key), outputs, [&] {
       embedded = true;
       gallery = embed_gallery(*model, doms.gallery, d.root, gpaths, go);
+      gallery.graph.reset();  // built at scoring time, with the run's graph options
       for (auto& [qd, q] : qs) q.f = embed_files(*model, qd, q.files);
       if (dist::leader()) {
-        GalleryIndex g = gallery;
-        g.graph.reset();  // built at scoring time, with the run's graph options
-        write_gallery(idx(doms.gallery), g);
+        write_gallery(idx(doms.gallery), gallery);
         for (const auto& [qd, q] : qs) {
           GalleryIndex gq;
           gq.domain = qd;
@@ -474,7 +473,6 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
                        std::move(gq.arrays.bridge)};
       }
     }
-    gallery.graph.reset();
   }
   if (gallery.entries.size() != gpaths.size()) fail(tsv, ": some test ", doms.gallery, " images could not be read");
   for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
