@@ -31,6 +31,9 @@ struct EncoderTrainOptions {
                                 // head on the embedding that learns the frozen backbone's ImageNet
                                 // outputs on the same view (KL to its softmax); 0 = off. The second
                                 // head trains beside the encoder and is not kept.
+  Embeddings teacher;           // with preserve: each sample's ImageNet distribution to keep instead of
+                                // its own view's (rows by path, e.g. its source photo's: SAKE's sketch
+                                // teacher); samples without a row learn nothing from it. Empty: own view.
   int frozen_epochs = 30;       // stage 1: head only
   int finetune_epochs = 10;     // stage 2: head + top backbone stages
   int finetune_stages = 3;      // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)
@@ -73,7 +76,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
 // train_encoder's order), the mean over the first `tta_views` of the views train_encoder caches
 // with these options: the ImageNet features the encoder started from (duet/bridge.h). Read from
 // the trunk cache (built when missing), so it costs the top stages' passes only.
-Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt);
+// imagenet: the backbone's ImageNet distribution of those features instead (softmax of its
+// classifier), the teacher of knowledge preservation.
+Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt,
+                           bool imagenet = false);
 
 // "runs/x/sketch.npy" -> "runs/x/sketch.probs.npy"
 std::string posteriors_path_for(const std::string& emb_path);

@@ -39,6 +39,8 @@ struct RunOptions {
   uint64_t seed = 0;
   int threads = 0;
   double preserve = 0;                                    // Phase I knowledge preservation (duet/phase1.h)
+  double preserve_source = 0;                             // the same for query domains, each image keeping
+                                                          // its source gallery image's distribution (SAKE)
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
   bool diffusion = true;                                  // default config: re-rank over the gallery graph
   DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)

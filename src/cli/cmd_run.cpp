@@ -58,6 +58,10 @@ void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
                 "Phase I knowledge preservation: weight of a second head that keeps the frozen backbone's "
                 "ImageNet outputs (0 = off; retrains Phase I)")
       ->capture_default_str()->check(CLI::NonNegativeNumber);
+  c->add_option("--preserve-source", o.preserve_source,
+                "the same for query domains, each image keeping its source gallery image's ImageNet outputs "
+                "(SAKE's sketch teacher; replaces --preserve there; 0 = off; retrains their Phase I)")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
   add_dist_options(c, nproc);
 }
 }  // namespace

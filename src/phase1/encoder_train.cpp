@@ -393,10 +393,27 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     auto feats = pooled(cache.views, every_row);
     auto val_feats = feats[0].index_select(0, va);
     work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
-    if (keep) {
+    if (keep && opt.teacher.rows.empty()) {
       torch::NoGradGuard ng;
       teacher = torch::empty({cache.views, feats.size(1), net->num_classes});
       for (int v = 0; v < cache.views; ++v) teacher[v].copy_(torch::softmax(net->logits(feats[v]), 1));
+    } else if (keep) {
+      // One distribution per sample, whichever view it is seen at.
+      if (opt.teacher.x.cols != net->num_classes)
+        fail("the ", domain, " teacher has ", opt.teacher.x.cols, " outputs; backbone ", net->arch, " has ",
+             net->num_classes);
+      std::map<std::string, size_t> row_of;
+      for (size_t i = 0; i < opt.teacher.rows.size(); ++i) row_of.emplace(opt.teacher.rows[i].path, i);
+      auto t = torch::zeros({static_cast<int64_t>(all.size()), net->num_classes});
+      int64_t taught = 0;
+      for (size_t i = 0; i < all.size(); ++i)
+        if (auto it = row_of.find(all[i].path); it != row_of.end()) {
+          std::copy_n(opt.teacher.x.data.data() + it->second * opt.teacher.x.cols, opt.teacher.x.cols,
+                      t[static_cast<int64_t>(i)].data_ptr<float>());
+          taught += all[i].split == "train";
+        }
+      if (taught == 0) fail("the ", domain, " teacher has a row for none of its train images");
+      teacher = t.unsqueeze(0).expand({cache.views, t.size(0), t.size(1)});
     }
     auto head_params = head->parameters();
     if (keep)
@@ -501,7 +518,8 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   return res;
 }
 
-Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt) {
+Embeddings frozen_features(const Dataset& d, const std::string& domain, const EncoderTrainOptions& opt,
+                           bool imagenet) {
   if (opt.tta_views < 1 || opt.tta_views > opt.views)
     fail("--tta-views must be between 1 and --views (", opt.views, "); got ", opt.tta_views);
   set_threads(opt.backbone.threads);
@@ -525,11 +543,15 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain, const En
       sum.slice(0, i, j) += net->pool(net->run_stages(cache.act[v].slice(0, i, j), split, S_total));
     }
   sum /= opt.tta_views;
+  if (imagenet) {
+    if (net->num_classes < 2) fail("backbone ", net->arch, " has no ImageNet classifier");
+    sum = torch::softmax(net->logits(sum), 1).contiguous();
+  }
   Embeddings e;
-  e.x = Matrix(n, net->feature_dim);
+  e.x = Matrix(n, sum.size(1));
   std::copy(sum.data_ptr<float>(), sum.data_ptr<float>() + sum.numel(), e.x.data.begin());
   for (const auto& s : all) e.rows.push_back({s.path, s.cls, s.domain});
-  e.meta["source"] = "frozen:" + net->arch + ":" + weights_id;
+  e.meta["source"] = std::string(imagenet ? "imagenet:" : "frozen:") + net->arch + ":" + weights_id;
   e.meta["domain"] = domain;
   return e;
 }

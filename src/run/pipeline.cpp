@@ -46,6 +46,7 @@ struct Config {
   FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
+  double preserve_source = 0;    // query domains' preservation weight, their source images' teacher
   bool bridge = false;           // fit the bridge into the gallery's frozen features (duet/bridge.h)
   BridgeOptions bridge_opt;
   std::string graph = "embedding";
@@ -56,6 +57,7 @@ Config make_config(const RunOptions& o) {
   Config c;
   c.enc.seed = c.map.seed = o.seed;
   c.enc.preserve = o.preserve;
+  c.preserve_source = o.preserve_source;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
   if (o.config == "paper") {
@@ -218,14 +220,35 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     eo.cache_dir = o.out + "/cache";
     eo.kind = kinds.at(domain);
     eo.frame = cfg.frame_drawings && kinds.at(domain) == DomainKind::Drawing;
+    if (cfg.preserve_source > 0 && domain != doms.gallery) eo.preserve = cfg.preserve_source;
     return eo;
+  };
+  // SAKE's teacher for a query image: the frozen backbone's ImageNet distribution of its source
+  // image in the gallery domain (Sample::instance), seen at member m's views.
+  auto source_teacher = [&](int m, const std::string& domain) {
+    Embeddings g = frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true);
+    std::map<std::string, std::string> instance_of;
+    for (const auto& s : d.samples) instance_of[s.path] = s.instance;
+    std::map<std::string, size_t> row_of_instance;
+    for (size_t i = 0; i < g.rows.size(); ++i) row_of_instance.emplace(instance_of.at(g.rows[i].path), i);
+    std::vector<size_t> src;
+    Embeddings t;
+    for (const auto& s : d.samples)
+      if (s.domain == domain && !s.instance.empty())
+        if (auto it = row_of_instance.find(s.instance); it != row_of_instance.end()) {
+          src.push_back(it->second);
+          t.rows.push_back({s.path, s.cls, s.domain});
+        }
+    t.x = take_rows(g, src).x;
+    return t;
   };
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
     make_dirs(mdir);
     json acc;
     for (const std::string& domain : doms.all()) {
-      const EncoderTrainOptions eo = encoder_options(m, domain);
+      EncoderTrainOptions eo = encoder_options(m, domain);
+      const bool from_source = cfg.preserve_source > 0 && domain != doms.gallery;
       std::ostringstream k;
       k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
         << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
@@ -233,11 +256,12 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << eo.seed << "|"  // training seed, views' seed (keys as before)
         << kind_name(kinds.at(domain))
         << (eo.frame ? "|framed" : "");
-      if (eo.preserve > 0) k << "|preserve" << eo.preserve;  // (without it, keys as before)
+      if (eo.preserve > 0) k << (from_source ? "|preserve-source" : "|preserve") << eo.preserve;  // (without it, keys as before)
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
                        {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
+                         if (from_source) eo.teacher = source_teacher(m, domain);
                          return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
                        });
       acc[domain] = r["val_acc"];
