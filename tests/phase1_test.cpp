@@ -10,6 +10,7 @@
 #include "duet/dataset.h"
 #include "duet/embeddings.h"
 #include "duet/phase1.h"
+#include "phase1/trunk_cache.h"
 #include "test_util.h"
 
 using namespace duet;
@@ -74,4 +75,49 @@ TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
   o.teacher = strangers;
   EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
             std::string::npos);
+}
+
+// The trunk cache keeps the image and its mirror (views 0, 1) apart from the seeded views: another
+// seed reuses them and computes only its own; the frozen features kept beside it are reused too.
+TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
+  const std::string shared = test::shared_or_empty();
+  if (shared.empty()) GTEST_SKIP() << "no shared folder";
+  Dataset d = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
+  std::vector<Sample> few;
+  for (const auto& s : d.samples)
+    if (s.domain == "photo" && few.size() < 12) few.push_back(s);
+  auto net = open_backbone_net("mobilenet_v1_025", "");
+  net->eval();
+  const int split = net->num_stages() - 2;
+  test::TempDir t;
+  Ledger l0, l1, lm;
+  TrunkCache a = build_trunk_cache(*net, "default", d, few, split, 4, 0, false, DomainKind::Image, t.path(), 1, l0);
+  TrunkCache b = build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image, t.path(), 1, l1);
+  TrunkCache m = build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image, "", 1, lm);
+  EXPECT_EQ(l0.image_forward, 12 * 4);
+  EXPECT_EQ(l1.image_forward, 12 * 2);  // only its two seeded views
+  EXPECT_EQ(lm.image_forward, 12 * 4);  // no folder: all computed
+  EXPECT_TRUE(torch::equal(a.act.slice(0, 0, 2), b.act.slice(0, 0, 2)));
+  EXPECT_FALSE(torch::allclose(a.act.slice(0, 2, 4), b.act.slice(0, 2, 4)));
+  EXPECT_TRUE(torch::equal(b.act, m.act));  // what the files gave is what a pass computes
+  EXPECT_TRUE(m.pooled_file.empty());
+  EXPECT_NE(a.pooled_file, b.pooled_file);
+
+  int computed = 0;
+  auto pool = [&] {
+    ++computed;
+    return torch::rand({4, 12, 8});
+  };
+  auto p1 = frozen_pooled(a, pool);
+  auto p2 = frozen_pooled(a, pool);
+  EXPECT_EQ(computed, 1);
+  EXPECT_TRUE(torch::equal(p1, p2));
+  frozen_pooled(b, pool);
+  EXPECT_EQ(computed, 2);
+  // A kept file of another shape is computed again, not used.
+  frozen_pooled(m, [&] { return torch::rand({4, 12, 8}); });
+  TrunkCache c = a;
+  c.views = 3;
+  EXPECT_EQ(frozen_pooled(c, [&] { ++computed; return torch::rand({3, 12, 8}); }).size(0), 3);
+  EXPECT_EQ(computed, 3);
 }

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -17,14 +18,22 @@ struct TrunkCache {
   int split = 0;      // stages [0, split) are cached
   int views = 0;
   torch::Tensor act;  // [views, N, C, H, W] float32: stage split-1's output per sample and view
+  std::string pooled_file;  // where frozen_pooled keeps its features ("" = nowhere: in memory only)
 };
 
 // Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views, seed
 // and framing) the cache. With `frame`, images are cropped to their strokes before the views.
-// Adds the image passes and FLOPs it spent to `ledger`.
+// Adds the image passes and FLOPs it spent to `ledger`. The image and its mirror (views 0 and 1)
+// do not depend on the seed, so they are kept apart from the augmented views and shared by every
+// seed (a run's Phase I members).
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
                              const std::vector<Sample>& samples, int split, int views, uint64_t seed,
                              bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger);
+
+// The untouched backbone's pooled features of every cached view, [views, N, D]: read from beside the
+// cache when another run of the same images kept them, else compute() and kept there. Only for
+// the frozen top stages (before fine-tuning changes them).
+torch::Tensor frozen_pooled(const TrunkCache& c, const std::function<torch::Tensor()>& compute);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).
 double stage_flops(BackboneNetImpl& net, int from, int to);
