@@ -57,11 +57,11 @@ void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
   c->add_option("--preserve", o.preserve,
                 "Phase I knowledge preservation: weight of a second head that keeps the frozen backbone's "
                 "ImageNet outputs (0 = off; retrains Phase I)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative);
   c->add_option("--preserve-source", o.preserve_source,
                 "the same for query domains, each image keeping its source gallery image's ImageNet outputs "
                 "(SAKE's sketch teacher; replaces --preserve there; 0 = off; retrains their Phase I)")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative);
   add_dist_options(c, nproc);
 }
 }  // namespace

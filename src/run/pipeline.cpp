@@ -239,6 +239,9 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
           src.push_back(it->second);
           t.rows.push_back({s.path, s.cls, s.domain});
         }
+    if (src.empty())
+      fail("--preserve-source: no ", domain, " image has a source image in ", doms.gallery,
+           " (a file named <", doms.gallery, " file's stem>-<n> in the same class)");
     t.x = take_rows(g, src).x;
     return t;
   };
