@@ -391,10 +391,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // Stage 1: backbone frozen, head trains on pooled features.
   {
     // The untouched top stages' features: the same for every run over these images and views.
-    auto feats = frozen_pooled(cache, [&] {
-      work.flops += static_cast<double>(cache.views) * all.size() * top_flops;
-      return pooled(cache.views, every_row);
-    });
+    auto feats = frozen_pooled(cache, *net, work);
     auto val_feats = feats[0].index_select(0, va);
     if (keep && opt.teacher.rows.empty()) {
       torch::NoGradGuard ng;
@@ -540,16 +537,7 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain, const En
   torch::NoGradGuard ng;
   const int64_t n = static_cast<int64_t>(all.size());
   // As train_encoder's first stage reads them (one file for both).
-  auto feats = frozen_pooled(cache, [&] {
-    auto out = torch::empty({cache.views, n, net->feature_dim});
-    for (int v = 0; v < cache.views; ++v)
-      for (int64_t i = 0; i < n; i += 64) {
-        const int64_t j = std::min<int64_t>(n, i + 64);
-        out[v].slice(0, i, j).copy_(net->pool(net->run_stages(cache.act[v].slice(0, i, j), split, S_total)));
-      }
-    return out;
-  });
-  auto sum = feats.slice(0, 0, opt.tta_views).mean(0);
+  auto sum = frozen_pooled(cache, *net, work).slice(0, 0, opt.tta_views).mean(0);
   if (imagenet) {
     if (net->num_classes < 2) fail("backbone ", net->arch, " has no ImageNet classifier");
     sum = torch::softmax(net->logits(sum), 1).contiguous();

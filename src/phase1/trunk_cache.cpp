@@ -127,10 +127,25 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
   return c;
 }
 
-torch::Tensor frozen_pooled(const TrunkCache& c, const std::function<torch::Tensor()>& compute) {
+torch::Tensor frozen_pooled(const TrunkCache& c, BackboneNetImpl& net, Ledger& ledger) {
+  const int64_t n = c.act.size(1);
   torch::Tensor t;
-  if (load_kept(c.pooled_file, t, {c.views, c.act.size(1)}, 3)) return t;
-  t = compute();
+  if (load_kept(c.pooled_file, t, {c.views, n}, 3)) return t;
+  // Each data-parallel rank pools its share of the rows; every rank gets them all.
+  torch::NoGradGuard ng;
+  net.eval();
+  const int top = net.num_stages();
+  const auto [b, e] = dist::share(0, n);
+  t = torch::empty({c.views, n, net.feature_dim});
+  for (int v = 0; v < c.views; ++v) {
+    auto mine = torch::empty({e - b, net.feature_dim});
+    for (int64_t i = b; i < e; i += 64) {
+      const int64_t j = std::min<int64_t>(e, i + 64);
+      mine.slice(0, i - b, j - b).copy_(net.pool(net.run_stages(c.act[v].slice(0, i, j), c.split, top)));
+    }
+    t[v].copy_(dist::all_gather_rows(mine, n));
+  }
+  ledger.flops += static_cast<double>(c.views) * n * stage_flops(net, c.split, top);
   keep(c.pooled_file, t);
   return t;
 }

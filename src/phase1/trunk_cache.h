@@ -3,7 +3,6 @@
 
 #include <torch/torch.h>
 
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -30,10 +29,10 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
                              const std::vector<Sample>& samples, int split, int views, uint64_t seed,
                              bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger);
 
-// The untouched backbone's pooled features of every cached view, [views, N, D]: read from beside the
-// cache when another run of the same images kept them, else compute() and kept there. Only for
-// the frozen top stages (before fine-tuning changes them).
-torch::Tensor frozen_pooled(const TrunkCache& c, const std::function<torch::Tensor()>& compute);
+// The untouched backbone's pooled features of every cached view, [views, N, D], through net's top
+// stages (call it before fine-tuning changes them): read from beside the cache when another run of
+// the same images kept them, else computed (the FLOPs added to `ledger`) and kept there.
+torch::Tensor frozen_pooled(const TrunkCache& c, BackboneNetImpl& net, Ledger& ledger);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).
 double stage_flops(BackboneNetImpl& net, int from, int to);
