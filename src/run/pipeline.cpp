@@ -212,6 +212,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   // Member 0 writes to dir, member m (seed + m) to dir/member<m>: the same training as a run with
   // that seed.
   Trained t;
+  // Query domains taught by their source images (--preserve-source) instead of themselves.
+  auto from_source = [&](const std::string& domain) { return cfg.preserve_source > 0 && domain != doms.gallery; };
   auto encoder_options = [&](int m, const std::string& domain) {
     EncoderTrainOptions eo = cfg.enc;
     // Member m is the run at seed s+m, views included (members on member 0's views lost 0.011
@@ -220,7 +222,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     eo.cache_dir = o.out + "/cache";
     eo.kind = kinds.at(domain);
     eo.frame = cfg.frame_drawings && kinds.at(domain) == DomainKind::Drawing;
-    if (cfg.preserve_source > 0 && domain != doms.gallery) eo.preserve = cfg.preserve_source;
+    if (from_source(domain)) eo.preserve = cfg.preserve_source;
     return eo;
   };
   // SAKE's teacher for a query image: the frozen backbone's ImageNet distribution of its source
@@ -251,7 +253,6 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     json acc;
     for (const std::string& domain : doms.all()) {
       EncoderTrainOptions eo = encoder_options(m, domain);
-      const bool from_source = cfg.preserve_source > 0 && domain != doms.gallery;
       std::ostringstream k;
       k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
         << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
@@ -259,12 +260,12 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << eo.seed << "|"  // training seed, views' seed (keys as before)
         << kind_name(kinds.at(domain))
         << (eo.frame ? "|framed" : "");
-      if (eo.preserve > 0) k << (from_source ? "|preserve-source" : "|preserve") << eo.preserve;  // (without it, keys as before)
+      if (eo.preserve > 0) k << (from_source(domain) ? "|preserve-source" : "|preserve") << eo.preserve;  // (without it, keys as before)
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
                        {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
-                         if (from_source) eo.teacher = source_teacher(m, domain);
+                         if (from_source(domain)) eo.teacher = source_teacher(m, domain);
                          return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
                        });
       acc[domain] = r["val_acc"];
