@@ -64,7 +64,6 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   BridgeRows gallery;
   std::map<std::string, BridgeRows> queries;
   BridgeRows& sk = queries["sketch"];
-  std::map<std::string, std::string> instance_of;
   const int n = 12;
   gallery.frozen.x = Matrix(n, F);
   sk.frozen.x = Matrix(n, F);
@@ -75,7 +74,7 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
     for (int64_t j = 0; j < F; ++j) gallery.frozen.x.row(i)[j] = 1.0f + noise(rng);
     gallery.frozen.rows.push_back({photo, cls, "photo"});
     sk.frozen.rows.push_back({sketch, cls, "sketch"});
-    instance_of[photo] = instance_of[sketch] = "inst" + std::to_string(i);
+    sk.source.push_back(i);  // sketch i was drawn from photo i
     for (int64_t j = 0; j < D; ++j) sk.emb.row(i)[j] = noise(rng);
   }
   // The photos' centred unit rows, as the bridge makes them; the sketches' frozen features: a
@@ -97,7 +96,7 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   opt.ridge = 1e-6;
   opt.source_weight = 1.0;
   const std::string f = tmp("fit.pt");
-  BridgeTrainResult res = train_bridge("photo", gallery, queries, instance_of, opt, f);
+  BridgeTrainResult res = train_bridge("photo", gallery, queries, opt, f);
   EXPECT_EQ(res.gallery_rows, n);
   EXPECT_EQ(res.with_source.at("sketch"), n);
   auto b = open_bridge(f);
@@ -119,7 +118,7 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   opt.ridge = 1e-6;
   sk.frozen.x = Matrix(n, F);
   for (int i = 0; i < n; ++i) sk.frozen.x.row(i)[i % 3] = 1;  // one-hot of the class: exactly linear
-  train_bridge("photo", gallery, queries, instance_of, opt, f);
+  train_bridge("photo", gallery, queries, opt, f);
   b = open_bridge(f);
   const Matrix q0 = b->map("sketch", sk.frozen.x, sk.emb);
   for (int c = 0; c < 3; ++c) {
@@ -133,13 +132,16 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   }
   // Bad input: options out of range, a class without gallery rows, widths that disagree.
   opt.ridge = 0;
-  EXPECT_THROW(train_bridge("photo", gallery, queries, instance_of, opt, f), Error);
+  EXPECT_THROW(train_bridge("photo", gallery, queries, opt, f), Error);
   opt.ridge = 1;
   queries["sketch"].frozen.rows[0].cls = "unknown";
-  EXPECT_THROW(train_bridge("photo", gallery, queries, instance_of, opt, f), Error);
+  EXPECT_THROW(train_bridge("photo", gallery, queries, opt, f), Error);
   queries["sketch"].frozen.rows[0].cls = "c0";
   queries["sketch"].emb = Matrix(n - 1, D);
-  EXPECT_THROW(train_bridge("photo", gallery, queries, instance_of, opt, f), Error);
+  EXPECT_THROW(train_bridge("photo", gallery, queries, opt, f), Error);
+  queries["sketch"].emb = Matrix(n, D);
+  queries["sketch"].source.pop_back();  // a row without its source entry
+  EXPECT_THROW(train_bridge("photo", gallery, queries, opt, f), Error);
   std::remove(f.c_str());
 }
 

@@ -147,6 +147,22 @@ TEST(Dataset, SplitIsDeterministicStratifiedAndLeakFree) {
   for (int c2 = 0; c2 < 5; ++c2) EXPECT_EQ(test_photos["class" + std::to_string(c2)], 2);  // 20% of 10
 }
 
+// A sketch's source photo is the photo of its own class with its stem: stems repeat across classes.
+TEST(Dataset, SourceRowsMatchClassAndInstance) {
+  Dataset d;
+  for (const char* p : {"photo/cat/1.jpg", "photo/dog/1.jpg", "photo/dog/2.jpg", "sketch/dog/1-1.png",
+                        "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"}) {
+    const std::string path = p;
+    d.samples.push_back({path, fs::path(path).parent_path().filename().string(), path.substr(0, path.find('/')), "", ""});
+  }
+  link_instances(d);
+  const std::vector<std::string> photos{"photo/cat/1.jpg", "photo/dog/1.jpg", "photo/dog/2.jpg"};
+  EXPECT_EQ(source_rows(d, {"sketch/dog/1-1.png", "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"}, photos),
+            (std::vector<int64_t>{1, 0, -1, 2}));  // 3-1: no photo 3; dog/2.png: the same stem, one instance
+  EXPECT_EQ(source_rows(d, {"sketch/dog/1-1.png"}, {"photo/cat/1.jpg"}), (std::vector<int64_t>{-1}));
+  EXPECT_THROW(source_rows(d, {"sketch/elsewhere.png"}, photos), Error);
+}
+
 TEST(Dataset, ZeroShotSplitHoldsOutWholeClasses) {
   test::TempDir t;
   make_folder(t.path(), 10, 2, 1);

@@ -4,11 +4,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 #include <string>
 
+#include "backbone/nets.h"
+#include "duet/augment.h"
 #include "duet/dataset.h"
 #include "duet/embeddings.h"
+#include "duet/image.h"
 #include "duet/phase1.h"
 #include "phase1/trunk_cache.h"
 #include "test_util.h"
@@ -100,10 +104,12 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
   EXPECT_TRUE(torch::equal(a.act.slice(0, 0, 2), b.act.slice(0, 0, 2)));
   EXPECT_FALSE(torch::allclose(a.act.slice(0, 2, 4), b.act.slice(0, 2, 4)));
   EXPECT_TRUE(torch::equal(b.act, m.act));  // what the files gave is what a pass computes
-  EXPECT_TRUE(m.pooled_file.empty());
-  EXPECT_NE(a.pooled_file, b.pooled_file);
+  ASSERT_EQ(a.groups.size(), 2u);
+  EXPECT_TRUE(m.groups[0].pooled_file.empty());
+  EXPECT_EQ(a.groups[0].pooled_file, b.groups[0].pooled_file);  // the seedless views: one file for all seeds
+  EXPECT_NE(a.groups[1].pooled_file, b.groups[1].pooled_file);
 
-  // Pooled through the top stages once, then read back; another seed's views pool their own.
+  // Pooled through the top stages once, then read back; another seed pools only its own views.
   Ledger p1, p2, p3;
   auto f1 = frozen_pooled(a, *net, p1);
   auto f2 = frozen_pooled(a, *net, p2);
@@ -113,12 +119,100 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
   ASSERT_EQ(f1.sizes(), (std::vector<int64_t>{4, 12, net->feature_dim}));
   auto by_hand = net->pool(net->run_stages(a.act[2].slice(0, 3, 4), split, net->num_stages()));
   EXPECT_TRUE(torch::allclose(f1[2][3], by_hand[0], 1e-5, 1e-6));
-  frozen_pooled(b, *net, p3);
-  EXPECT_GT(p3.flops, 0);
+  auto f3 = frozen_pooled(b, *net, p3);
+  EXPECT_DOUBLE_EQ(p3.flops * 2, p1.flops);  // 2 of its 4 views
+  EXPECT_TRUE(torch::equal(f3.slice(0, 0, 2), f1.slice(0, 0, 2)));
+  EXPECT_TRUE(torch::allclose(f3, frozen_pooled(m, *net, lm), 1e-5, 1e-6));  // as if computed here
   // A kept file of another shape is computed again, not used.
-  TrunkCache c = a;
-  c.views = 3;
+  torch::save(torch::zeros({1, 12, 5}), b.groups[1].pooled_file);
   Ledger p4;
-  EXPECT_EQ(frozen_pooled(c, *net, p4).size(0), 3);
-  EXPECT_GT(p4.flops, 0);
+  EXPECT_TRUE(torch::equal(frozen_pooled(b, *net, p4), f3));
+  EXPECT_DOUBLE_EQ(p4.flops, p3.flops);
+}
+
+// A model's members see the image and its mirror alike, so encode_members runs those views' lower
+// stages once for every member that loads member 0's (same split): each member's outputs are still
+// exactly its own encode_logits', and the work saved is those stages, for those views, for it alone.
+TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
+  const std::string shared = test::shared_or_empty();
+  if (shared.empty()) GTEST_SKIP() << "no shared folder";
+  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
+  const auto cls = full.classes();
+  const std::set<std::string> keep(cls.begin(), cls.begin() + 2);
+  Dataset d = full;
+  d.samples.clear();
+  for (const auto& s : full.samples)
+    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+
+  EncoderTrainOptions o;
+  o.backbone.arch = "mobilenet_v1_025";
+  o.views = o.tta_views = 3;  // two seedless views and one seeded
+  o.frozen_epochs = o.finetune_epochs = 1;
+  o.finetune_stages = 2;
+  test::TempDir t;
+  train_encoder(d, "sketch", o, t / "m0.pt");
+  o.seed = 1;
+  train_encoder(d, "sketch", o, t / "m1.pt");
+  o.finetune_stages = 3;  // another split: its lower stages are not member 0's
+  train_encoder(d, "sketch", o, t / "other.pt");
+
+  std::vector<std::unique_ptr<PhaseOneEncoder>> enc;
+  enc.push_back(open_encoder(t / "m0.pt", 1, "", true));
+  enc.push_back(open_encoder(t / "m1.pt", 1));
+  enc.push_back(open_encoder(t / "other.pt", 1));
+  const int64_t n = 3, V = 3, C = 2, D = enc[0]->dim(), F = enc[0]->frozen_dim();
+  const int S = enc[0]->input_size();
+  const size_t per = 3 * static_cast<size_t>(S) * S;
+  std::vector<cv::Mat> img;
+  std::vector<uint64_t> hash(n);
+  for (int64_t i = 0; i < n; ++i) img.push_back(load_rgb(d.abs_path(d.samples[i * 7]), &hash[i]));
+
+  struct Out {
+    std::vector<float> x, emb, logits, frozen;
+  };
+  auto fresh = [&](PhaseOneEncoder& e, bool first) {
+    Out o;
+    o.x.resize(n * V * per);
+    for (int64_t i = 0; i < n; ++i)
+      view_inputs(img[i], e.kind(), V, view_seed(e.view_seed(), hash[i]), S, o.x.data() + i * V * per);
+    o.emb.assign(first ? n * V * D : 0, 0.f);
+    o.logits.assign(n * V * C, 0.f);
+    o.frozen.assign(first ? n * V * F : 0, 0.f);
+    return o;
+  };
+  auto rows_of = [](Out& o) {
+    return MemberRows{o.x.data(), o.emb.empty() ? nullptr : o.emb.data(), o.logits.data(),
+                      o.frozen.empty() ? nullptr : o.frozen.data()};
+  };
+  // Each member alone, as encode_logits gives it.
+  std::vector<Out> alone;
+  double alone_flops[3];
+  for (size_t m = 0; m < 3; ++m) {
+    alone.push_back(fresh(*enc[m], m == 0));
+    MemberRows r = rows_of(alone[m]);
+    FlopCount count;
+    enc[m]->encode_logits(n * V, r.x, r.emb, r.logits, r.frozen);
+    alone_flops[m] = count.flops;
+  }
+  // The seeded view differs between seeds, the seedless ones do not.
+  EXPECT_EQ(0, std::memcmp(alone[0].x.data(), alone[1].x.data(), 2 * per * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(alone[0].x.data() + 2 * per, alone[1].x.data() + 2 * per, per * sizeof(float)));
+
+  // Together: the same outputs, bit for bit.
+  std::vector<Out> together;
+  std::vector<MemberRows> rows;
+  for (size_t m = 0; m < 3; ++m) together.push_back(fresh(*enc[m], m == 0));
+  for (auto& o : together) rows.push_back(rows_of(o));
+  FlopCount count;
+  encode_members({enc[0].get(), enc[1].get(), enc[2].get()}, n, rows);
+  for (size_t m = 0; m < 3; ++m) {
+    EXPECT_EQ(together[m].emb, alone[m].emb) << m;
+    EXPECT_EQ(together[m].logits, alone[m].logits) << m;
+    EXPECT_EQ(together[m].frozen, alone[m].frozen) << m;
+  }
+  // Member 1 ran only its seeded view through the lower stages; the other split ran all its own.
+  auto net = open_backbone_net("mobilenet_v1_025", "");
+  const double lower = stage_flops(*net, 0, net->num_stages() - 2);
+  EXPECT_GT(lower, 0);
+  EXPECT_NEAR(count.flops, alone_flops[0] + alone_flops[1] + alone_flops[2] - n * 2 * lower, 1e-6 * count.flops);
 }

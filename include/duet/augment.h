@@ -17,6 +17,10 @@ namespace duet {
 
 cv::Mat augment_view(const cv::Mat& rgb, DomainKind kind, int view, uint64_t seed);
 
+// Views [0, kSeedlessViews) (the image and its mirror) do not depend on the seed: every Phase I
+// member of a run sees them alike, so what is computed from them can be shared between members.
+constexpr int kSeedlessViews = 2;
+
 // The `seed` argument of augment_view for one image: a run's seed mixed with the hash of the
 // image file's bytes (load_rgb's content_hash), so each image has its own views and anything that
 // reads the same file, under any name or folder (a gallery index, a renamed copy), redraws them.

@@ -33,10 +33,12 @@ struct BridgeOptions {
 };
 
 // One domain's train rows: frozen features [n, F] and (query domains) Phase I embeddings [n, D],
-// row i of both the manifest row rows[i] of `frozen`.
+// row i of both the manifest row rows[i] of `frozen`; and (query domains) each row's source image
+// among the gallery's rows (source_rows in duet/dataset.h; -1: none).
 struct BridgeRows {
   Embeddings frozen;
   Matrix emb;
+  std::vector<int64_t> source;
 };
 
 struct BridgeTrainResult {
@@ -47,11 +49,9 @@ struct BridgeTrainResult {
 };
 
 // Fits the map of each query domain into the gallery domain's space and writes it to out_file
-// (atomically). instance_of: each image path's instance (duet/dataset.h). Throws Error when a
-// side has no rows or the widths disagree.
+// (atomically). Throws Error when a side has no rows or the widths disagree.
 BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
-                               const std::map<std::string, BridgeRows>& queries,
-                               const std::map<std::string, std::string>& instance_of, const BridgeOptions& opt,
+                               const std::map<std::string, BridgeRows>& queries, const BridgeOptions& opt,
                                const std::string& out_file);
 
 class Bridge {

@@ -60,6 +60,10 @@ void make_zeroshot_split(Dataset& d, uint64_t seed, double test_fraction = 0.2);
 
 // Sets every sample's instance by the rule above (load_folder and load_split call it).
 void link_instances(Dataset& d);
+// For each of `images` (paths of d), the index in `gallery` (paths of d, another domain) of its
+// source image: the one of the same class and instance; -1 where `gallery` has none.
+std::vector<int64_t> source_rows(const Dataset& d, const std::vector<std::string>& images,
+                                 const std::vector<std::string>& gallery);
 
 // A class left out because it lacks images in some of the domains asked for.
 struct DroppedClass {

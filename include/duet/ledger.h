@@ -33,5 +33,8 @@ class LedgerScope {
 
 double process_cpu_seconds();
 double peak_rss_mib();  // VmHWM
+// The process's peak resident memory since it started. Each LedgerScope resets the kernel's mark,
+// which also lowers what the parent's wait4 (`/usr/bin/time`) reports: this one remembers.
+double process_peak_rss_mib();
 
 }  // namespace duet

@@ -104,4 +104,19 @@ class PhaseOneEncoder : public Encoder {
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads = 0,
                                               const std::string& weights = "", bool frozen_features = false);
 
+// One member's arrays for encode_members: its inputs x [n * views, 3, S, S] (views: its
+// tta_views(); image i's at rows [i * views, (i + 1) * views)) and encode_logits' outputs for
+// them (nullptr: not wanted).
+struct MemberRows {
+  const float* x = nullptr;
+  float* emb = nullptr;
+  float* logits = nullptr;
+  float* frozen = nullptr;
+};
+// encode_logits for the members of one model (encoders from open_encoder) over the same n images.
+// Their seedless views (augment.h) are the same inputs for every member, so where a member's
+// frozen lower stages are member 0's (arch, weights, split, framing), those views go through
+// them once: the outputs are what each member's encode_logits gives, for less work.
+void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, const std::vector<MemberRows>& rows);
+
 }  // namespace duet

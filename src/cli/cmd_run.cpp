@@ -41,6 +41,8 @@ void print_table(const std::string& text) {
                   acc(s["accuracy"][gallery]).c_str(), p1, s["phase2"]["ledger"]["wall_s"].get<double>(), peak);
     }
   }
+  if (j.contains("wall_s"))
+    std::printf("all splits: %.0f s, peak %.0f MiB\n", j["wall_s"].get<double>(), j["peak_rss_mib"].get<double>());
 }
 
 // What `duet run` and `duet train` share: the recipe, the data's domains, the backbone, the seed.

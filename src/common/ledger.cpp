@@ -2,7 +2,9 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <string>
 
@@ -42,8 +44,20 @@ double peak_rss_mib() {
   return u.ru_maxrss / 1024.0;
 }
 
+namespace {
+std::mutex g_peak_mu;
+double g_peak_before_reset = 0;  // the highest VmHWM a LedgerScope reset
+}  // namespace
+
 LedgerScope::LedgerScope() : wall0_(std::chrono::steady_clock::now()), cpu0_(process_cpu_seconds()) {
+  std::lock_guard<std::mutex> lock(g_peak_mu);
+  g_peak_before_reset = std::max(g_peak_before_reset, peak_rss_mib());
   std::ofstream("/proc/self/clear_refs") << "5";  // "5" resets VmHWM to the current RSS
+}
+
+double process_peak_rss_mib() {
+  std::lock_guard<std::mutex> lock(g_peak_mu);
+  return std::max(g_peak_before_reset, peak_rss_mib());
 }
 
 Ledger LedgerScope::stop() const {

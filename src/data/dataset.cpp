@@ -119,6 +119,30 @@ void link_instances(Dataset& d) {
   }
 }
 
+std::vector<int64_t> source_rows(const Dataset& d, const std::vector<std::string>& images,
+                                 const std::vector<std::string>& gallery) {
+  // Keyed by class too: stems need only be distinct within a class.
+  std::map<std::string, const Sample*> by_path;
+  for (const auto& s : d.samples) by_path[s.path] = &s;
+  auto sample = [&](const std::string& path) -> const Sample& {
+    auto it = by_path.find(path);
+    if (it == by_path.end()) fail("internal: ", path, " is not in the dataset");
+    return *it->second;
+  };
+  std::map<std::pair<std::string, std::string>, int64_t> row_of;  // (class, instance) -> gallery row
+  for (size_t i = 0; i < gallery.size(); ++i) {
+    const Sample& g = sample(gallery[i]);
+    row_of.emplace(std::make_pair(g.cls, g.instance), static_cast<int64_t>(i));
+  }
+  std::vector<int64_t> rows;
+  for (const auto& path : images) {
+    const Sample& s = sample(path);
+    auto it = row_of.find({s.cls, s.instance});
+    rows.push_back(it == row_of.end() ? -1 : it->second);
+  }
+  return rows;
+}
+
 std::vector<DroppedClass> restrict_domains(Dataset& d, const std::vector<std::string>& domains) {
   std::map<std::string, std::set<std::string>> has;  // class -> its domains among `domains`
   std::set<std::string> want(domains.begin(), domains.end()), seen;

@@ -260,21 +260,35 @@ class FolderModel : public Model {
     Matrix frozen(n, F);
     f.emb = Matrix(n, D);
     f.post = Matrix(n, C);
+    // Each member's views of the images, then all members at once (they share the seedless views'
+    // lower stages).
+    std::vector<std::vector<float>> x(members.size()), logits(members.size());
+    std::vector<float> emb, fz;
+    std::vector<PhaseOneEncoder*> list;
+    std::vector<MemberRows> rows;
     for (size_t m = 0; m < members.size(); ++m) {
       PhaseOneEncoder& e = *members[m];
       const int S = e.input_size(), views = e.tta_views();
       const size_t per = 3 * static_cast<size_t>(S) * S;
-      std::vector<float> x(static_cast<size_t>(n * views) * per);
+      x[m].resize(static_cast<size_t>(n * views) * per);
       for (int64_t i = 0; i < n; ++i) {
         cv::Mat img = e.frames_input() ? frame_strokes(images[i]) : images[i];
-        view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x.data() + i * views * per);
+        view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x[m].data() + i * views * per);
       }
-      std::vector<float> emb(m == 0 ? static_cast<size_t>(n * views * D) : 0), logits(static_cast<size_t>(n * views * C));
-      std::vector<float> fz(m == 0 ? static_cast<size_t>(n * views * F) : 0);
-      e.encode_logits(n * views, x.data(), emb.empty() ? nullptr : emb.data(), logits.data(),
-                      fz.empty() ? nullptr : fz.data());
-      // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
-      // softmax of the mean logits, averaged over members.
+      logits[m].resize(static_cast<size_t>(n * views * C));
+      if (m == 0) {
+        emb.resize(static_cast<size_t>(n * views * D));
+        fz.resize(static_cast<size_t>(n * views * F));
+      }
+      list.push_back(&e);
+      rows.push_back({x[m].data(), m == 0 ? emb.data() : nullptr, logits[m].data(),
+                      m == 0 && F > 0 ? fz.data() : nullptr});
+    }
+    encode_members(list, n, rows);
+    // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
+    // softmax of the mean logits, averaged over members.
+    for (size_t m = 0; m < members.size(); ++m) {
+      const int views = members[m]->tta_views();
       // Row i of `out` [n, w]: the mean of image i's views in `all` [n * views, w].
       auto mean_views = [&](const std::vector<float>& all, int64_t w, Matrix& out, int64_t i) {
         for (int64_t j = 0; j < w; ++j) {
@@ -290,7 +304,7 @@ class FolderModel : public Model {
         }
         std::vector<double> l(static_cast<size_t>(C), 0.0);
         for (int v = 0; v < views; ++v)
-          for (int64_t c = 0; c < C; ++c) l[c] += logits[(i * views + v) * C + c] / static_cast<double>(views);
+          for (int64_t c = 0; c < C; ++c) l[c] += logits[m][(i * views + v) * C + c] / static_cast<double>(views);
         const double top = *std::max_element(l.begin(), l.end());
         double z = 0;
         for (double& v : l) z += v = std::exp(v - top);

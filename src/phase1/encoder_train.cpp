@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "backbone/nets.h"
+#include "duet/augment.h"
 #include "dist/collectives.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
@@ -109,6 +110,7 @@ struct LoadedEncoder {
   std::shared_ptr<BackboneNetImpl> net;
   std::shared_ptr<BackboneNetImpl> frozen;  // the backbone as loaded, for frozen features (null: not asked for)
   Head head{nullptr};
+  std::string weights_file;  // what its frozen stages were loaded from ("": the arch's default)
 };
 
 LoadedEncoder load_encoder(const std::string& path, const std::string& weights_override, bool frozen_features) {
@@ -144,6 +146,7 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
   const std::string weights = !weights_override.empty() ? weights_override
                               : e.meta.weights == "default" ? "" : e.meta.weights;
   e.net = open_backbone_net(e.meta.arch, weights);
+  e.weights_file = weights;
   if (frozen_features) {
     e.frozen = open_backbone_net(e.meta.arch, weights);
     e.frozen->eval();
@@ -185,26 +188,37 @@ class TrainedEncoder : public PhaseOneEncoder {
   void encode(int64_t n, const float* x, float* out) override { encode_logits(n, x, out, nullptr, nullptr); }
   int64_t frozen_dim() const override { return e_.net->feature_dim; }
   void encode_logits(int64_t n, const float* x, float* emb, float* logits, float* frozen) override {
-    const int S = e_.net->input_size, top = e_.net->num_stages(), split = e_.meta.split;
-    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size()), F = frozen_dim();
-    for_each_image(n, workers_, [&](int64_t i) {
-      auto in = torch::from_blob(const_cast<float*>(x) + i * 3 * S * S, {1, 3, S, S})
-                    .contiguous(torch::MemoryFormat::ChannelsLast);
-      // The lower stages are the backbone's own in both: computed once.
-      auto trunk = e_.net->run_stages(in, 0, split);
-      if (frozen) {
-        if (!e_.frozen) fail("internal: ", path_, " was opened without its frozen features");
-        auto f = e_.frozen->pool(e_.frozen->run_stages(trunk, split, top)).contiguous();
-        std::copy(f.data_ptr<float>(), f.data_ptr<float>() + F, frozen + i * F);
-      }
-      if (!emb && !logits) return;
-      auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(trunk, split, top))).contiguous();
-      if (emb) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb + i * D);
-      if (!logits) return;
-      auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
-      std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
-    });
+    const int64_t per = 3 * static_cast<int64_t>(input_size()) * input_size();
+    for_each_image(n, workers_, [&](int64_t i) { finish(lower(x + i * per), i, emb, logits, frozen); });
   }
+  // The frozen lower stages' activations of one input [3, S, S].
+  torch::Tensor lower(const float* x) {
+    const int S = input_size();
+    auto in = torch::from_blob(const_cast<float*>(x), {1, 3, S, S}).contiguous(torch::MemoryFormat::ChannelsLast);
+    return e_.net->run_stages(in, 0, e_.meta.split);
+  }
+  // Whether `o`'s lower stages are this encoder's, input for input.
+  bool same_lower(const TrainedEncoder& o) const {
+    return e_.meta.arch == o.e_.meta.arch && e_.meta.split == o.e_.meta.split && e_.weights_file == o.e_.weights_file &&
+           e_.meta.frame == o.e_.meta.frame && e_.meta.kind == o.e_.meta.kind;
+  }
+  // Row i of encode_logits' outputs from its input's lower-stage activations.
+  void finish(const torch::Tensor& trunk, int64_t i, float* emb, float* logits, float* frozen) {
+    const int top = e_.net->num_stages(), split = e_.meta.split;
+    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size()), F = frozen_dim();
+    if (frozen) {
+      if (!e_.frozen) fail("internal: ", path_, " was opened without its frozen features");
+      auto f = e_.frozen->pool(e_.frozen->run_stages(trunk, split, top)).contiguous();
+      std::copy(f.data_ptr<float>(), f.data_ptr<float>() + F, frozen + i * F);
+    }
+    if (!emb && !logits) return;
+    auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(trunk, split, top))).contiguous();
+    if (emb) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb + i * D);
+    if (!logits) return;
+    auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
+    std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
+  }
+  int workers() const { return workers_; }
   std::string source() const override {
     return "encoder:" + path_.substr(path_.find_last_of('/') + 1) + ":" + e_.meta.domain;
   }
@@ -549,6 +563,34 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain, const En
   e.meta["source"] = std::string(imagenet ? "imagenet:" : "frozen:") + net->arch + ":" + weights_id;
   e.meta["domain"] = domain;
   return e;
+}
+
+void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, const std::vector<MemberRows>& rows) {
+  if (members.empty() || members.size() != rows.size()) fail("internal: encode_members needs one set of rows per member");
+  std::vector<TrainedEncoder*> enc;
+  for (auto* m : members) {
+    enc.push_back(dynamic_cast<TrainedEncoder*>(m));
+    if (!enc.back()) fail("internal: encode_members takes encoders from open_encoder");
+  }
+  const int64_t per = 3 * static_cast<int64_t>(enc[0]->input_size()) * enc[0]->input_size();
+  // Member by member, a task per row (a single query still keeps every worker busy); member 0
+  // keeps its seedless views' lower stages for the others.
+  const int views0 = enc[0]->tta_views(), kept = std::min(views0, kSeedlessViews);
+  std::vector<torch::Tensor> seedless(static_cast<size_t>(n * kept));
+  for (size_t m = 0; m < enc.size(); ++m) {
+    TrainedEncoder& e = *enc[m];
+    const MemberRows& r = rows[m];
+    const int views = e.tta_views();
+    const bool share = m > 0 && e.same_lower(*enc[0]);
+    for_each_image(n * views, e.workers(), [&](int64_t row) {
+      const int64_t i = row / views;
+      const int v = static_cast<int>(row % views);
+      const bool seedless_view = v < kept;
+      torch::Tensor trunk = share && seedless_view ? seedless[i * kept + v] : e.lower(r.x + row * per);
+      if (m == 0 && seedless_view) seedless[i * kept + v] = trunk;
+      e.finish(trunk, row, r.emb, r.logits, r.frozen);
+    });
+  }
 }
 
 std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads, const std::string& weights,

@@ -73,7 +73,7 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
     bool have = false;
   };
   std::vector<Group> groups;
-  const int fixed = std::min(views, 2);
+  const int fixed = std::min(views, kSeedlessViews);
   groups.push_back({0, fixed});
   if (views > fixed) groups.push_back({fixed, views});
   torch::NoGradGuard ng;
@@ -82,20 +82,19 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
     auto a = net.run_stages(torch::zeros({1, 3, S, S}), 0, split);
     c.act = torch::empty({views, n, a.size(1), a.size(2), a.size(3)});
   }
-  std::string all_key;
   for (auto& g : groups) {
     std::ostringstream key;
     key << images.str() << "|views" << g.from << "-" << g.to;
-    if (g.from >= 2) key << "|seed" << seed;
-    all_key += key.str() + "\n";
+    if (g.from >= kSeedlessViews) key << "|seed" << seed;
+    c.groups.push_back({g.from, g.to, ""});
     if (cache_dir.empty()) continue;
     make_dirs(cache_dir);
     g.file = cache_file(cache_dir, "trunk", net.arch, key.str());
+    c.groups.back().pooled_file = cache_file(cache_dir, "pooled", net.arch, key.str());
     torch::Tensor t;
     g.have = load_kept(g.file, t, {g.to - g.from, n, c.act.size(2), c.act.size(3), c.act.size(4)}, 5);
     if (g.have) c.act.slice(0, g.from, g.to).copy_(t);
   }
-  if (!cache_dir.empty()) c.pooled_file = cache_file(cache_dir, "pooled", net.arch, all_key);
 
   // The views no file had, in one pass over the images: each rank its share, then exchanged.
   std::vector<int> todo;
@@ -129,24 +128,29 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
 
 torch::Tensor frozen_pooled(const TrunkCache& c, BackboneNetImpl& net, Ledger& ledger) {
   const int64_t n = c.act.size(1);
-  torch::Tensor t;
-  if (load_kept(c.pooled_file, t, {c.views, n}, 3)) return t;
-  // Each data-parallel rank pools its share of the rows; every rank gets them all.
   torch::NoGradGuard ng;
   net.eval();
   const int top = net.num_stages();
   const auto [b, e] = dist::share(0, n);
-  t = torch::empty({c.views, n, net.feature_dim});
-  for (int v = 0; v < c.views; ++v) {
-    auto mine = torch::empty({e - b, net.feature_dim});
-    for (int64_t i = b; i < e; i += 64) {
-      const int64_t j = std::min<int64_t>(e, i + 64);
-      mine.slice(0, i - b, j - b).copy_(net.pool(net.run_stages(c.act[v].slice(0, i, j), c.split, top)));
+  auto t = torch::empty({c.views, n, net.feature_dim});
+  for (const auto& g : c.groups) {
+    torch::Tensor kept;
+    if (load_kept(g.pooled_file, kept, {g.to - g.from, n, net.feature_dim}, 3)) {
+      t.slice(0, g.from, g.to).copy_(kept);
+      continue;
     }
-    t[v].copy_(dist::all_gather_rows(mine, n));
+    // Each data-parallel rank pools its share of the rows; every rank gets them all.
+    for (int v = g.from; v < g.to; ++v) {
+      auto mine = torch::empty({e - b, net.feature_dim});
+      for (int64_t i = b; i < e; i += 64) {
+        const int64_t j = std::min<int64_t>(e, i + 64);
+        mine.slice(0, i - b, j - b).copy_(net.pool(net.run_stages(c.act[v].slice(0, i, j), c.split, top)));
+      }
+      t[v].copy_(dist::all_gather_rows(mine, n));
+    }
+    ledger.flops += static_cast<double>(g.to - g.from) * n * stage_flops(net, c.split, top);
+    keep(g.pooled_file, t.slice(0, g.from, g.to).clone());
   }
-  ledger.flops += static_cast<double>(c.views) * n * stage_flops(net, c.split, top);
-  keep(c.pooled_file, t);
   return t;
 }
 

@@ -17,7 +17,13 @@ struct TrunkCache {
   int split = 0;      // stages [0, split) are cached
   int views = 0;
   torch::Tensor act;  // [views, N, C, H, W] float32: stage split-1's output per sample and view
-  std::string pooled_file;  // where frozen_pooled keeps its features ("" = nowhere: in memory only)
+  // Views [from, to) kept together: the seedless ones, then the seed's own. pooled_file: where
+  // frozen_pooled keeps their features ("" = nowhere: in memory only).
+  struct Group {
+    int from = 0, to = 0;
+    std::string pooled_file;
+  };
+  std::vector<Group> groups;
 };
 
 // Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views, seed
@@ -30,8 +36,9 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
                              bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger);
 
 // The untouched backbone's pooled features of every cached view, [views, N, D], through net's top
-// stages (call it before fine-tuning changes them): read from beside the cache when another run of
-// the same images kept them, else computed (the FLOPs added to `ledger`) and kept there.
+// stages (call it before fine-tuning changes them): each group of views read from beside the cache
+// when another run of the same images kept it (another seed: the seedless views), else computed
+// (the FLOPs added to `ledger`) and kept there.
 torch::Tensor frozen_pooled(const TrunkCache& c, BackboneNetImpl& net, Ledger& ledger);
 
 // Forward FLOPs of one image through stages [from, to) (+ pool when to == num_stages()).

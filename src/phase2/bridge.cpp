@@ -175,8 +175,7 @@ std::unique_ptr<Bridge> open_bridge(const std::string& file) {
 }
 
 BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
-                               const std::map<std::string, BridgeRows>& queries,
-                               const std::map<std::string, std::string>& instance_of, const BridgeOptions& opt,
+                               const std::map<std::string, BridgeRows>& queries, const BridgeOptions& opt,
                                const std::string& out_file) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.ridge <= 0 || opt.source_weight < 0 || opt.source_weight > 1)
@@ -188,23 +187,23 @@ BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRo
   res.gallery_rows = fg.rows;
   Bridge bridge(gallery_domain, column_mean(fg));
   Matrix g = bridge.map(gallery_domain, fg, Matrix());
-  // Each gallery row's class and instance; the class means of g.
+  // The class means of g.
   std::map<std::string, std::vector<double>> cls_sum;
-  std::map<std::string, int64_t> cls_n, row_of_instance;
+  std::map<std::string, int64_t> cls_n;
   for (int64_t i = 0; i < g.rows; ++i) {
     const auto& r = gallery.frozen.rows[static_cast<size_t>(i)];
     auto& s = cls_sum[r.cls];
     s.resize(static_cast<size_t>(F), 0.0);
     for (int64_t j = 0; j < F; ++j) s[j] += g.row(i)[j];
     ++cls_n[r.cls];
-    auto it = instance_of.find(r.path);
-    if (it != instance_of.end()) row_of_instance.emplace(it->second, i);
   }
   for (const auto& [domain, side] : queries) {
     const Matrix& fq = side.frozen.x;
     if (fq.rows < 2) fail("the bridge needs ", domain, " train images (", fq.rows, " given)");
     if (fq.cols != F) fail("the ", domain, " frozen features are ", fq.cols, "-d, the gallery's ", F, "-d");
     if (side.emb.rows != fq.rows) fail("the ", domain, " embeddings and frozen features differ in rows");
+    if (side.source.size() != static_cast<size_t>(fq.rows))
+      fail("the ", domain, " rows need one source row each (-1: none)");
     Matrix mu = column_mean(fq);
     const Matrix x = query_input(fq, side.emb, mu);
     Matrix t(fq.rows, F);
@@ -214,9 +213,8 @@ BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRo
       auto cs = cls_sum.find(r.cls);
       if (cs == cls_sum.end()) fail("the bridge: ", domain, " class '", r.cls, "' has no gallery train images");
       const double n = static_cast<double>(cls_n.at(r.cls));
-      int64_t src = -1;
-      if (auto it = instance_of.find(r.path); it != instance_of.end())
-        if (auto jt = row_of_instance.find(it->second); jt != row_of_instance.end()) src = jt->second;
+      const int64_t src = side.source[static_cast<size_t>(i)];
+      if (src >= g.rows) fail("internal: the bridge's source row ", src, " is past the gallery's ", g.rows);
       const double s = src >= 0 ? opt.source_weight : 0.0;
       with_source += src >= 0;
       for (int64_t j = 0; j < F; ++j)

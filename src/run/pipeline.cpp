@@ -37,6 +37,12 @@ namespace {
 
 using json = nlohmann::json;
 
+std::vector<std::string> paths_of(const Embeddings& e) {
+  std::vector<std::string> p;
+  for (const auto& r : e.rows) p.push_back(r.path);
+  return p;
+}
+
 struct Config {
   EncoderTrainOptions enc;
   MapperOptions map;
@@ -229,18 +235,18 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   // image in the gallery domain (Sample::instance), seen at member m's views.
   auto source_teacher = [&](int m, const std::string& domain) {
     Embeddings g = frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true);
-    std::map<std::string, std::string> instance_of;
-    for (const auto& s : d.samples) instance_of[s.path] = s.instance;
-    std::map<std::string, size_t> row_of_instance;
-    for (size_t i = 0; i < g.rows.size(); ++i) row_of_instance.emplace(instance_of.at(g.rows[i].path), i);
+    std::vector<const Sample*> mine;
+    std::vector<std::string> images;
+    for (const auto& s : d.samples)
+      if (s.domain == domain) mine.push_back(&s), images.push_back(s.path);
+    const std::vector<int64_t> rows = source_rows(d, images, paths_of(g));
     std::vector<size_t> src;
     Embeddings t;
-    for (const auto& s : d.samples)
-      if (s.domain == domain && !s.instance.empty())
-        if (auto it = row_of_instance.find(s.instance); it != row_of_instance.end()) {
-          src.push_back(it->second);
-          t.rows.push_back({s.path, s.cls, s.domain});
-        }
+    for (size_t i = 0; i < mine.size(); ++i)
+      if (rows[i] >= 0) {
+        src.push_back(static_cast<size_t>(rows[i]));
+        t.rows.push_back({mine[i]->path, mine[i]->cls, mine[i]->domain});
+      }
     if (src.empty())
       fail("--preserve-source: no ", domain, " image has a source image in ", doms.gallery,
            " (a file named <", doms.gallery, " file's stem>-<n> in the same class)");
@@ -325,8 +331,6 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     std::vector<std::string> outputs{bridge_file};
     for (const auto& domain : doms.all()) outputs.push_back(dir + "/" + domain + ".frozen.npy");
     t.bridge = stamped(dir, "bridge", hash_hex(bk.str()), outputs, [&] {
-      std::map<std::string, std::string> instance_of;
-      for (const auto& s : d.samples) instance_of[s.path] = s.instance;
       auto side = [&](const std::string& domain, bool with_emb) {
         Embeddings fz = frozen_features(d, domain, encoder_options(0, domain));
         if (dist::leader()) write_embeddings(dir + "/" + domain + ".frozen.npy", fz);  // what it learnt from
@@ -345,11 +349,14 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         if (with_emb) b.emb = take_rows(e, r).x;
         return b;
       };
+      const BridgeRows gallery = side(doms.gallery, false);
       std::map<std::string, BridgeRows> queries;
       for (const auto& q : doms.query)
-        if (q != doms.gallery) queries[q] = side(q, true);
-      return json::parse(train_bridge(doms.gallery, side(doms.gallery, false), queries, instance_of, cfg.bridge_opt,
-                                      bridge_file).to_json());
+        if (q != doms.gallery) {
+          BridgeRows& b = queries[q] = side(q, true);
+          b.source = source_rows(d, paths_of(b.frozen), paths_of(gallery.frozen));
+        }
+      return json::parse(train_bridge(doms.gallery, gallery, queries, cfg.bridge_opt, bridge_file).to_json());
     });
   }
 
@@ -596,6 +603,7 @@ std::string run_pipeline(const RunOptions& o) {
   Config cfg = make_config(o);
   const std::string data = o.data.empty() ? default_data_dir() : o.data;
   make_dirs(o.out);
+  const auto t0 = std::chrono::steady_clock::now();
   json all;
   all["dataset"] = data;
   all["config"] = o.config;
@@ -606,6 +614,8 @@ std::string run_pipeline(const RunOptions& o) {
     all["splits"][split_name(split)] = run_split(o, cfg, data, split);
   }
   if (!dist::leader()) return "";
+  all["wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  all["peak_rss_mib"] = process_peak_rss_mib();  // this rank's
   std::string text = all.dump(2);
   write_file_atomic(o.out + "/metrics.json", text + "\n");
   ReportOptions ro;
