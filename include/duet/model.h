@@ -61,13 +61,8 @@ void write_model(const std::string& dir, const ModelSpec& spec);
 // Reads and checks <dir>/manifest.json and the files it lists (sizes and hash).
 ModelInfo read_model_info(const std::string& dir);
 
-// Phase I and Phase II features of images of one domain.
-struct Features {
-  Matrix emb;   // [n, hidden] member 0's embedding, averaged over its test-time views
-  Matrix post;  // [n, C] class posteriors, averaged over the members
-  Matrix code;  // [n, code] the domain's Phase II branch applied to emb
-  Matrix bridge;  // [n, F] the bridge's unit rows (duet/bridge.h; 0 columns: the model has none)
-};
+// Phase I and Phase II features of images of one domain: the rows an index keeps of them.
+using Features = GalleryArrays;
 
 class Model {
  public:

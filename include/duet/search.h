@@ -10,6 +10,7 @@
 // (duet/diffusion.h), or for the paper config the Phase II code distance alone.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -33,12 +34,20 @@ struct RankOptions {
   double prob_a = 0, prob_b = 1;  // Phase II calibration: p(same | d) = sigmoid(a - b d)
 };
 
-// Row i of each matrix describes gallery item i.
+// Row i of each matrix describes gallery item i: what a model makes of an image (Model::features)
+// and what an index keeps of it.
 struct GalleryArrays {
-  Matrix emb;   // [n, hidden] Phase I embeddings (the diffusion graph's space)
-  Matrix post;  // [n, C] Phase I class posteriors
-  Matrix code;  // [n, code] Phase II codes
-  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; may be empty when the score does not weigh them)
+  Matrix emb;   // [n, hidden] Phase I embeddings, member 0's, averaged over its test-time views
+                // (the diffusion graph's space)
+  Matrix post;  // [n, C] Phase I class posteriors, averaged over the members
+  Matrix code;  // [n, code] Phase II codes (the domain's branch applied to emb)
+  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; 0 columns: none, or the score does not weigh them)
+
+  // The four, for code that treats them alike.
+  std::array<Matrix*, 4> matrices() { return {&emb, &post, &code, &bridge}; }
+  std::array<const Matrix*, 4> matrices() const { return {&emb, &post, &code, &bridge}; }
+  GalleryArrays rows(int64_t b, int64_t e) const;  // rows [b, e) of each
+  void append(const GalleryArrays& o);  // o's rows after these (a matrix without rows takes o's width)
 };
 
 struct QueryArrays {

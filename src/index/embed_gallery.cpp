@@ -52,9 +52,6 @@ std::string thumbnail(const cv::Mat& rgb, int side) {
   return std::string(jpg.begin(), jpg.end());
 }
 
-void copy_row(const Matrix& from, int64_t r, Matrix& to, int64_t i) {
-  std::copy(from.row(r), from.row(r) + from.cols, to.row(i));
-}
 // embed_gallery's rows for `paths` (sorted, distinct), without the graph; counts all but
 // `images` and `dropped` in rep.
 GalleryIndex embed_rows(const Model& model, const std::string& domain, const std::string& root,
@@ -147,21 +144,11 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
       part.root = root;
       part.domain = domain;
       part.model_hash = model.info().hash;
-      const Features& f0 = done[0];
-      part.arrays.emb = Matrix(0, f0.emb.cols);
-      part.arrays.post = Matrix(0, f0.post.cols);
-      part.arrays.code = Matrix(0, f0.code.cols);
-      part.arrays.bridge = Matrix(0, f0.bridge.cols);
       for (size_t p = 0; p < rows.size(); ++p) {
         if (where[p].first == SIZE_MAX) continue;
-        const Features& f = done[where[p].first];
         const int64_t k = static_cast<int64_t>(where[p].second);
         part.entries.push_back(rows[p].e);
-        for (auto [from, to] : {std::pair{&f.emb, &part.arrays.emb}, {&f.post, &part.arrays.post},
-                                {&f.code, &part.arrays.code}, {&f.bridge, &part.arrays.bridge}}) {
-          to->data.insert(to->data.end(), from->row(k), from->row(k) + from->cols);
-          ++to->rows;
-        }
+        part.arrays.append(done[where[p].first].rows(k, k + 1));
       }
       write_gallery(opt.partial, part);
       last_checkpoint = std::chrono::steady_clock::now();
@@ -174,35 +161,19 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
   g.root = root;
   g.domain = domain;
   g.model_hash = model.info().hash;
-  int64_t n = 0;
-  for (const auto& r : rows) n += r.ok;
-  const Matrix* pe = previous ? &previous->arrays.emb : nullptr;
-  int64_t D = 0, C = 0, Z = 0, B = 0;
-  if (!done.empty()) D = done[0].emb.cols, C = done[0].post.cols, Z = done[0].code.cols, B = done[0].bridge.cols;
-  else if (previous)
-    D = pe->cols, C = previous->arrays.post.cols, Z = previous->arrays.code.cols, B = previous->arrays.bridge.cols;
-  g.arrays.emb = Matrix(n, D);
-  g.arrays.post = Matrix(n, C);
-  g.arrays.code = Matrix(n, Z);
-  g.arrays.bridge = Matrix(n, B);
-  int64_t i = 0;
+  // Widths first: a gallery without rows still has them.
+  if (const GalleryArrays* w = !done.empty() ? &done[0] : previous ? &previous->arrays : nullptr)
+    g.arrays.append(w->rows(0, 0));
   for (size_t p = 0; p < rows.size(); ++p) {
     Row& r = rows[p];
     if (!r.ok) continue;
     if (r.prev >= 0) {
-      copy_row(previous->arrays.emb, r.prev, g.arrays.emb, i);
-      copy_row(previous->arrays.post, r.prev, g.arrays.post, i);
-      copy_row(previous->arrays.code, r.prev, g.arrays.code, i);
-      copy_row(previous->arrays.bridge, r.prev, g.arrays.bridge, i);
+      g.arrays.append(previous->arrays.rows(r.prev, r.prev + 1));
     } else {
-      const Features& f = done[where[p].first];
-      copy_row(f.emb, static_cast<int64_t>(where[p].second), g.arrays.emb, i);
-      copy_row(f.post, static_cast<int64_t>(where[p].second), g.arrays.post, i);
-      copy_row(f.code, static_cast<int64_t>(where[p].second), g.arrays.code, i);
-      copy_row(f.bridge, static_cast<int64_t>(where[p].second), g.arrays.bridge, i);
+      const int64_t k = static_cast<int64_t>(where[p].second);
+      g.arrays.append(done[where[p].first].rows(k, k + 1));
     }
     g.entries.push_back(std::move(r.e));
-    ++i;
   }
   return g;
 }
@@ -213,13 +184,7 @@ GalleryIndex concat_galleries(const std::vector<GalleryIndex>& parts) {
   for (size_t p = 1; p < parts.size(); ++p) {
     const GalleryIndex& o = parts[p];
     g.entries.insert(g.entries.end(), o.entries.begin(), o.entries.end());
-    for (auto [from, to] : {std::pair{&o.arrays.emb, &g.arrays.emb}, {&o.arrays.post, &g.arrays.post},
-                            {&o.arrays.code, &g.arrays.code}, {&o.arrays.bridge, &g.arrays.bridge}}) {
-      if (from->rows == 0) continue;
-      if (to->rows == 0) to->cols = from->cols;
-      to->data.insert(to->data.end(), from->data.begin(), from->data.end());
-      to->rows += from->rows;
-    }
+    g.arrays.append(o.arrays);
   }
   return g;
 }
@@ -325,17 +290,12 @@ Features embed_files(const Model& model, const std::string& domain, const std::v
     std::vector<cv::Mat> imgs;
     std::vector<uint64_t> hashes(e - b);
     for (size_t i = b; i < e; ++i) imgs.push_back(load_rgb(files[i], &hashes[i - b]));
-    Features f = model.features(domain, imgs, hashes);
-    for (auto [from, to] : {std::pair{&f.emb, &all.emb}, {&f.post, &all.post}, {&f.code, &all.code}, {&f.bridge, &all.bridge}}) {
-      to->cols = from->cols;
-      to->rows += from->rows;
-      to->data.insert(to->data.end(), from->data.begin(), from->data.end());
-    }
+    all.append(model.features(domain, imgs, hashes));
     bar.tick(static_cast<int64_t>(e - b));
   }
   bar.finish();
   const int64_t n = static_cast<int64_t>(files.size());
-  for (Matrix* m : {&all.emb, &all.post, &all.code, &all.bridge})
+  for (Matrix* m : all.matrices())
     *m = m->cols > 0 ? dist::gather_rows(*m, n) : Matrix(n, 0);  // gloo cannot gather empty rows
   return all;
 }

@@ -318,11 +318,7 @@ GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
   s.domain = g.domain;
   s.index_type = g.index_type;
   s.entries.assign(g.entries.begin() + b, g.entries.begin() + e);
-  for (auto [from, to] : {std::pair{&g.arrays.emb, &s.arrays.emb}, {&g.arrays.post, &s.arrays.post},
-                          {&g.arrays.code, &s.arrays.code}, {&g.arrays.bridge, &s.arrays.bridge}}) {
-    *to = Matrix(e - b, from->cols);
-    std::copy(from->row(b), from->row(b) + (e - b) * from->cols, to->data.begin());
-  }
+  s.arrays = g.arrays.rows(b, e);
   GalleryShard sh;
   sh.index = i;
   sh.of = n;

@@ -13,6 +13,30 @@
 
 namespace duet {
 
+GalleryArrays GalleryArrays::rows(int64_t b, int64_t e) const {
+  GalleryArrays out;
+  for (size_t k = 0; k < 4; ++k) {
+    const Matrix& from = *matrices()[k];
+    if (b < 0 || e < b || e > from.rows) fail("internal: rows [", b, ", ", e, ") of ", from.rows);
+    Matrix& to = *out.matrices()[k];
+    to = Matrix(e - b, from.cols);
+    std::copy(from.row(b), from.row(b) + (e - b) * from.cols, to.data.begin());
+  }
+  return out;
+}
+
+void GalleryArrays::append(const GalleryArrays& o) {
+  for (size_t k = 0; k < 4; ++k) {
+    const Matrix& from = *o.matrices()[k];
+    Matrix& to = *matrices()[k];
+    if (to.rows == 0) to.cols = from.cols;
+    if (from.rows == 0) continue;
+    if (from.cols != to.cols) fail("internal: appending rows of ", from.cols, " columns to ", to.cols);
+    to.data.insert(to.data.end(), from.data.begin(), from.data.end());
+    to.rows += from.rows;
+  }
+}
+
 namespace {
 void check_gallery(const GalleryArrays& g, const RankOptions& opt) {
   const int64_t n = g.code.rows;

@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "backbone/nets.h"
-#include "duet/augment.h"
 #include "dist/collectives.h"
+#include "duet/augment.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -572,7 +572,6 @@ void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, con
     enc.push_back(dynamic_cast<TrainedEncoder*>(m));
     if (!enc.back()) fail("internal: encode_members takes encoders from open_encoder");
   }
-  const int64_t per = 3 * static_cast<int64_t>(enc[0]->input_size()) * enc[0]->input_size();
   // Member by member, a task per row (a single query still keeps every worker busy); member 0
   // keeps its seedless views' lower stages for the others.
   const int views0 = enc[0]->tta_views(), kept = std::min(views0, kSeedlessViews);
@@ -581,6 +580,7 @@ void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n, con
     TrainedEncoder& e = *enc[m];
     const MemberRows& r = rows[m];
     const int views = e.tta_views();
+    const int64_t per = 3 * static_cast<int64_t>(e.input_size()) * e.input_size();
     const bool share = m > 0 && e.same_lower(*enc[0]);
     for_each_image(n * views, e.workers(), [&](int64_t row) {
       const int64_t i = row / views;

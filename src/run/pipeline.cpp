@@ -492,7 +492,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
           gq.domain = qd;
           gq.model_hash = model->info().hash;
           for (const auto& f : q.files) gq.entries.push_back(GalleryEntry{f});
-          gq.arrays = {q.f.emb, q.f.post, q.f.code, q.f.bridge};
+          gq.arrays = q.f;
           write_gallery(idx(qd), gq);
         }
       }
@@ -504,8 +504,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       for (auto& [qd, q] : qs) {
         GalleryIndex gq = read_gallery(idx(qd));
         if (gq.entries.size() != q.files.size()) fail(idx(qd), ": stale; delete it");
-        q.f = Features{std::move(gq.arrays.emb), std::move(gq.arrays.post), std::move(gq.arrays.code),
-                       std::move(gq.arrays.bridge)};
+        q.f = std::move(gq.arrays);
       }
     }
   }
