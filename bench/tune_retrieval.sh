@@ -28,7 +28,7 @@ points=()
 case "$sweep" in
   fusion)
     reference="--unseen-gate 0"
-    for gate in 0.04 0.06 0.08 0.1 0.15; do
+    for gate in 0.02 0.03 0.04 0.05 0.06 0.08 0.1 0.15; do
       for post in 0 0.25 0.5; do
         for profile in 2 3 4 5; do points+=("--unseen-gate $gate --unseen-post $post --unseen-profile $profile"); done
       done

@@ -157,3 +157,16 @@ TEST(Preserve, KlOfTheTeacherAgainstTheStudentByHand) {
   // A student that is the teacher has nothing left to learn.
   EXPECT_NEAR(preservation_kl(t.slice(0, 1, 2), torch::log(t.slice(0, 1, 2))).item<double>(), 0.0, 1e-12);
 }
+
+TEST(Preserve, SoftenByHand) {
+  // (0.9, 0.1) at t = 4: (0.9^0.25, 0.1^0.25) / their sum; at t = 1 unchanged; a zero row stays zero.
+  auto p = torch::tensor({{0.9, 0.1}, {0.0, 0.0}}, torch::kFloat64);
+  const double a = std::pow(0.9, 0.25), b = std::pow(0.1, 0.25);
+  auto q = soften(p, 4.0);
+  EXPECT_NEAR(q[0][0].item<double>(), a / (a + b), 1e-9);
+  EXPECT_NEAR(q[0][1].item<double>(), b / (a + b), 1e-9);
+  EXPECT_EQ(q[1].abs().sum().item<double>(), 0.0);
+  EXPECT_TRUE(torch::allclose(soften(p, 1.0)[0], p[0], 1e-9, 1e-12));
+  // The student matching it at t has logits log p (up to a constant): nothing left to learn.
+  EXPECT_NEAR(preservation_kl(q.slice(0, 0, 1), torch::log(p.slice(0, 0, 1)) / 4.0).item<double>(), 0.0, 1e-12);
+}

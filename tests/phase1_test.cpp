@@ -216,3 +216,53 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   EXPECT_GT(lower, 0);
   EXPECT_NEAR(count.flops, alone_flops[0] + alone_flops[1] + alone_flops[2] - n * 2 * lower, 1e-6 * count.flops);
 }
+
+// Distillation: a query encoder's classifier learns its teacher's classes. Told the wrong class
+// for every image (as a source photo's posterior could), strongly enough, it learns that instead
+// of the labels.
+TEST(Phase1, DistillationTeachesTheTeachersClasses) {
+  const std::string shared = test::shared_or_empty();
+  if (shared.empty()) GTEST_SKIP() << "no shared folder";
+  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
+  const auto cls = full.classes();
+  const std::set<std::string> keep(cls.begin(), cls.begin() + 2);
+  Dataset d = full;
+  d.samples.clear();
+  for (const auto& s : full.samples)
+    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+
+  EncoderTrainOptions o;
+  o.backbone.arch = "mobilenet_v1_025";
+  o.views = o.tta_views = 1;
+  o.frozen_epochs = 15;
+  o.finetune_epochs = 0;
+  test::TempDir t;
+  const EncoderTrainResult plain = train_encoder(d, "sketch", o, t / "plain.pt");
+  EXPECT_GT(plain.train_acc, 0.8);
+
+  // Each image's teacher: 0.99 on the class it is not.
+  Embeddings wrong;
+  wrong.x = Matrix(static_cast<int64_t>(d.samples.size()), 2);
+  for (size_t i = 0; i < d.samples.size(); ++i) {
+    wrong.rows.push_back({d.samples[i].path, d.samples[i].cls, "sketch"});
+    const int other = d.samples[i].cls == *keep.begin() ? 1 : 0;
+    wrong.x.row(static_cast<int64_t>(i))[other] = 0.99f;
+    wrong.x.row(static_cast<int64_t>(i))[1 - other] = 0.01f;
+  }
+  o.class_teacher = wrong;
+  o.distill = 20;
+  o.distill_t = 1;
+  const EncoderTrainResult taught = train_encoder(d, "sketch", o, t / "taught.pt");
+  EXPECT_LT(taught.train_acc, 0.2);  // the teacher's classes, not the labels
+
+  // A teacher of another width, or with no row for any train image, is refused.
+  Embeddings narrow = wrong;
+  narrow.x = Matrix(wrong.x.rows, 5);
+  o.class_teacher = narrow;
+  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("has 5 classes"), std::string::npos);
+  Embeddings strangers = wrong;
+  for (auto& r : strangers.rows) r.path = "elsewhere/" + r.path;
+  o.class_teacher = strangers;
+  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
+            std::string::npos);
+}

@@ -34,6 +34,10 @@ struct EncoderTrainOptions {
   Embeddings teacher;           // with preserve: each sample's ImageNet distribution to keep instead of
                                 // its own view's (rows by path, e.g. its source photo's: SAKE's sketch
                                 // teacher); samples without a row learn nothing from it. Empty: own view.
+  double distill = 0.0;         // cross-domain distillation: weight of T^2 KL(class_teacher_T || softmax(logits / T))
+  double distill_t = 4.0;       // its temperature T
+  Embeddings class_teacher;     // with distill: each sample's class distribution (rows by path, C columns:
+                                // its source image's posterior from the gallery domain's encoder)
   int frozen_epochs = 30;       // stage 1: head only
   int finetune_epochs = 10;     // stage 2: head + top backbone stages
   int finetune_stages = 3;      // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)

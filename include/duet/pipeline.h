@@ -41,6 +41,8 @@ struct RunOptions {
   double preserve = 0;                                    // Phase I knowledge preservation (duet/phase1.h)
   double preserve_source = 0;                             // the same for query domains, each image keeping
                                                           // its source gallery image's distribution (SAKE)
+  double distill = -1;                                    // query domains learn their source images' gallery
+                                                          // posteriors (duet/phase1.h); < 0: the config's choice
   BackboneOptions backbone;                               // arch/weights ("" = config's choice)
   bool diffusion = true;                                  // default config: re-rank over the gallery graph
   DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)

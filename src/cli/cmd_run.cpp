@@ -64,6 +64,10 @@ void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
                 "the same for query domains, each image keeping its source gallery image's ImageNet outputs "
                 "(SAKE's sketch teacher; replaces --preserve there; 0 = off; retrains their Phase I)")
       ->capture_default_str()->check(non_negative);
+  c->add_option("--distill", o.distill,
+                "query domains: weight of learning the gallery encoder's posteriors of each image's source image "
+                "(temperature 4; default: 0.5, paper config 0; 0 = off; retrains their Phase I)")
+      ->check(non_negative);
   add_dist_options(c, nproc);
 }
 }  // namespace

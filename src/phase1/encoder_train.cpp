@@ -337,7 +337,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // Knowledge preservation: the frozen backbone's ImageNet distribution of every cached view
   // ([views, N, K], computed once from the frozen pooled features) and the head that learns it
   // from the embedding (trained, not saved).
-  if (opt.preserve < 0) fail("--preserve must be non-negative");
+  if (opt.preserve < 0 || opt.distill < 0 || !(opt.distill_t > 0)) fail("teacher weights must be non-negative");
   torch::Tensor teacher;
   torch::nn::Linear keep{nullptr};
   if (opt.preserve > 0) {
@@ -347,6 +347,29 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // The preservation term of some samples: preserve * KL(teacher || softmax(keep(h))), summed.
   auto preserve_loss = [&](const torch::Tensor& f, const torch::Tensor& idx, const torch::Tensor& v) {
     return opt.preserve * preservation_kl(teacher.index({v, idx}), keep(head->embed(f)));
+  };
+  // Cross-domain distillation: each sample's teacher distribution at temperature T ([N, C]; zero
+  // rows: no teacher).
+  torch::Tensor soft;
+  if (opt.distill > 0) {
+    if (opt.class_teacher.x.cols != static_cast<int64_t>(res.classes.size()))
+      fail("the ", domain, " class teacher has ", opt.class_teacher.x.cols, " classes, the encoder ", res.classes.size());
+    std::map<std::string, size_t> row_of;
+    for (size_t i = 0; i < opt.class_teacher.rows.size(); ++i) row_of.emplace(opt.class_teacher.rows[i].path, i);
+    soft = torch::zeros({static_cast<int64_t>(all.size()), static_cast<int64_t>(res.classes.size())});
+    int64_t taught = 0;
+    for (size_t i = 0; i < all.size(); ++i)
+      if (auto it = row_of.find(all[i].path); it != row_of.end()) {
+        std::copy_n(opt.class_teacher.x.row(static_cast<int64_t>(it->second)), opt.class_teacher.x.cols,
+                    soft[static_cast<int64_t>(i)].data_ptr<float>());
+        taught += all[i].split == "train";
+      }
+    if (taught == 0) fail("the ", domain, " class teacher has a row for none of its train images");
+    soft = duet::soften(soft, opt.distill_t);
+  }
+  auto distill_loss = [&](const torch::Tensor& idx, const torch::Tensor& logits) {
+    const double t = opt.distill_t;
+    return opt.distill * t * t * preservation_kl(soft.index_select(0, idx), logits / t);
   };
   torch::Tensor extra;  // set by a forward: the preservation term of its share of the minibatch
   // Summed over this rank's share, divided by the whole minibatch: the ranks' gradients add up to
@@ -439,7 +462,9 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       auto r = run_epoch(optim, head_params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
         auto f = feats.index({v, idx});
         if (keep) extra = preserve_loss(f, idx, v);
-        return head->forward(f, m);
+        auto logits = head->forward(f, m);
+        if (soft.defined()) extra = extra.defined() ? extra + distill_loss(idx, logits) : distill_loss(idx, logits);
+        return logits;
       }, nullptr);
       log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
@@ -468,7 +493,9 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       auto r = run_epoch(optim, params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
         auto f = net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total));
         if (keep) extra = preserve_loss(f, idx, v);
-        return head->forward(f, m);
+        auto logits = head->forward(f, m);
+        if (soft.defined()) extra = extra.defined() ? extra + distill_loss(idx, logits) : distill_loss(idx, logits);
+        return logits;
       }, &bar);
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;

@@ -53,6 +53,7 @@ struct Config {
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
   double preserve_source = 0;    // query domains' preservation weight, their source images' teacher
+  double distill = 0;            // query domains distil their source images' gallery posteriors
   bool bridge = false;           // fit the bridge into the gallery's frozen features (duet/bridge.h)
   BridgeOptions bridge_opt;
   std::string graph = "embedding";
@@ -64,6 +65,10 @@ Config make_config(const RunOptions& o) {
   c.enc.seed = c.map.seed = o.seed;
   c.enc.preserve = o.preserve;
   c.preserve_source = o.preserve_source;
+  // Query encoders learn their source images' gallery posteriors at 0.5 in the default config:
+  // chosen on the validation splits with the unseen-class gate re-chosen for it (docs/experiments.md,
+  // "Distillation"). The paper config is the reference recipe.
+  c.distill = o.distill >= 0 ? o.distill : o.config == "paper" ? 0.0 : 0.5;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
   if (o.config == "paper") {
@@ -113,6 +118,7 @@ Config make_config(const RunOptions& o) {
   } else {
     fail("unknown --config '", o.config, "': default or paper");
   }
+  if (c.distill > 0) c.describe += ", query encoders distilled from their source images";
   if (o.quick) {
     if (c.enc.backbone.arch == "mobilenet_v2" && c.enc.backbone.weights.empty()) c.enc.backbone.arch = "mobilenet_v1_025";
     c.enc.frozen_epochs = 20;
@@ -257,8 +263,13 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
     make_dirs(mdir);
     json acc;
-    for (const std::string& domain : doms.all()) {
+    // The gallery first: with --distill, its posteriors teach the query domains.
+    std::string gallery_key;  // the gallery encoder's stamp: what a distilled encoder learnt from
+    std::vector<std::string> order{doms.gallery};
+    for (const auto& q : doms.query) order.push_back(q);
+    for (const std::string& domain : order) {
       EncoderTrainOptions eo = encoder_options(m, domain);
+      const bool distilled = cfg.distill > 0 && domain != doms.gallery;
       std::ostringstream k;
       k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
         << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
@@ -267,11 +278,33 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         << kind_name(kinds.at(domain))
         << (eo.frame ? "|framed" : "");
       if (eo.preserve > 0) k << (from_source(domain) ? "|preserve-source" : "|preserve") << eo.preserve;  // (without it, keys as before)
+      if (distilled) k << "|distill" << cfg.distill << "t" << eo.distill_t << "|" << gallery_key;
+      if (domain == doms.gallery) gallery_key = hash_hex(k.str());
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
                        {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
                          if (from_source(domain)) eo.teacher = source_teacher(m, domain);
+                         if (distilled) {
+                           Embeddings g = read_embeddings(posteriors_path_for(mdir + "/" + doms.gallery + ".npy"));
+                           std::vector<std::string> images;
+                           for (const auto& s : d.samples)
+                             if (s.domain == domain) images.push_back(s.path);
+                           const auto rows = source_rows(d, images, paths_of(g));
+                           std::vector<size_t> src;
+                           for (size_t i = 0; i < images.size(); ++i)
+                             if (rows[i] >= 0) {
+                               src.push_back(static_cast<size_t>(rows[i]));
+                               eo.class_teacher.rows.push_back({images[i], "", domain});
+                             }
+                           eo.class_teacher.x = take_rows(g, src).x;
+                           if (src.empty())
+                             log_line("no " + domain + " image has a source image in " + doms.gallery +
+                                      " (a file named <" + doms.gallery + " file's stem>-<n> in its class): its Phase I"
+                                      " learns without distillation");
+                           else
+                             eo.distill = cfg.distill;
+                         }
                          return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
                        });
       acc[domain] = r["val_acc"];
