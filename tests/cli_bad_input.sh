@@ -65,6 +65,7 @@ expect 1 "belong to the default config" -- $duet run --config paper --unseen-gat
 expect 2 "unseen-profile" -- $duet run --unseen-profile -1 --out "$tmp/run"
 expect 2 "photo-power" -- $duet run --photo-power 0 --out "$tmp/run"
 expect 2 "preserve-source" -- $duet run --preserve-source -1 --out "$tmp/run"
+expect 2 "distill" -- $duet run --distill -1 --out "$tmp/run"
 expect 1 "no such split file" -- $duet run --split "$tmp/none.tsv" --out "$tmp/run"
 expect 1 "with --from" -- $duet split -o "$tmp/s.tsv"
 [ ! -e "$tmp/x.npy" ] || { echo "FAIL: a failed embed left $tmp/x.npy behind"; fails=$((fails + 1)); }

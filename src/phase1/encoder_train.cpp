@@ -229,6 +229,24 @@ class TrainedEncoder : public PhaseOneEncoder {
   int workers_;
 };
 
+// A teacher's rows (by path) for `samples`, [N, cols]; zero rows for samples it has none of.
+// Error when its width is not `cols`, or when it has a row for no train sample.
+torch::Tensor teacher_rows(const Embeddings& t, const std::vector<Sample>& samples, int64_t cols,
+                           const std::string& what) {
+  if (t.x.cols != cols) fail(what, " has ", t.x.cols, " outputs, not ", cols);
+  std::map<std::string, size_t> row_of;
+  for (size_t i = 0; i < t.rows.size(); ++i) row_of.emplace(t.rows[i].path, i);
+  auto out = torch::zeros({static_cast<int64_t>(samples.size()), cols});
+  int64_t taught = 0;
+  for (size_t i = 0; i < samples.size(); ++i)
+    if (auto it = row_of.find(samples[i].path); it != row_of.end()) {
+      std::copy_n(t.x.row(static_cast<int64_t>(it->second)), cols, out[static_cast<int64_t>(i)].data_ptr<float>());
+      taught += samples[i].split == "train";
+    }
+  if (taught == 0) fail(what, " has a row for none of its train images");
+  return out;
+}
+
 double accuracy(const torch::Tensor& logits, const torch::Tensor& y) {
   if (y.numel() == 0) return -1;
   return logits.argmax(1).eq(y).to(torch::kFloat64).mean().item<double>();
@@ -351,22 +369,10 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
   // Cross-domain distillation: each sample's teacher distribution at temperature T ([N, C]; zero
   // rows: no teacher).
   torch::Tensor soft;
-  if (opt.distill > 0) {
-    if (opt.class_teacher.x.cols != static_cast<int64_t>(res.classes.size()))
-      fail("the ", domain, " class teacher has ", opt.class_teacher.x.cols, " classes, the encoder ", res.classes.size());
-    std::map<std::string, size_t> row_of;
-    for (size_t i = 0; i < opt.class_teacher.rows.size(); ++i) row_of.emplace(opt.class_teacher.rows[i].path, i);
-    soft = torch::zeros({static_cast<int64_t>(all.size()), static_cast<int64_t>(res.classes.size())});
-    int64_t taught = 0;
-    for (size_t i = 0; i < all.size(); ++i)
-      if (auto it = row_of.find(all[i].path); it != row_of.end()) {
-        std::copy_n(opt.class_teacher.x.row(static_cast<int64_t>(it->second)), opt.class_teacher.x.cols,
-                    soft[static_cast<int64_t>(i)].data_ptr<float>());
-        taught += all[i].split == "train";
-      }
-    if (taught == 0) fail("the ", domain, " class teacher has a row for none of its train images");
-    soft = duet::soften(soft, opt.distill_t);
-  }
+  if (opt.distill > 0)
+    soft = soften(teacher_rows(opt.class_teacher, all, static_cast<int64_t>(res.classes.size()),
+                               "the " + domain + " class teacher"),
+                  opt.distill_t);
   auto distill_loss = [&](const torch::Tensor& idx, const torch::Tensor& logits) {
     const double t = opt.distill_t;
     return opt.distill * t * t * preservation_kl(soft.index_select(0, idx), logits / t);
@@ -436,20 +442,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       for (int v = 0; v < cache.views; ++v) teacher[v].copy_(torch::softmax(net->logits(feats[v]), 1));
     } else if (keep) {
       // One distribution per sample, whichever view it is seen at.
-      if (opt.teacher.x.cols != net->num_classes)
-        fail("the ", domain, " teacher has ", opt.teacher.x.cols, " outputs; backbone ", net->arch, " has ",
-             net->num_classes);
-      std::map<std::string, size_t> row_of;
-      for (size_t i = 0; i < opt.teacher.rows.size(); ++i) row_of.emplace(opt.teacher.rows[i].path, i);
-      auto t = torch::zeros({static_cast<int64_t>(all.size()), net->num_classes});
-      int64_t taught = 0;
-      for (size_t i = 0; i < all.size(); ++i)
-        if (auto it = row_of.find(all[i].path); it != row_of.end()) {
-          std::copy_n(opt.teacher.x.data.data() + it->second * opt.teacher.x.cols, opt.teacher.x.cols,
-                      t[static_cast<int64_t>(i)].data_ptr<float>());
-          taught += all[i].split == "train";
-        }
-      if (taught == 0) fail("the ", domain, " teacher has a row for none of its train images");
+      auto t = teacher_rows(opt.teacher, all, net->num_classes, "the " + domain + " teacher");
       teacher = t.unsqueeze(0).expand({cache.views, t.size(0), t.size(1)});
     }
     auto head_params = head->parameters();
