@@ -20,6 +20,17 @@
 using namespace duet;
 
 namespace {
+// The category split's sketches of its first `classes` classes.
+Dataset few_sketches(const std::string& shared, int classes) {
+  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
+  const auto cls = full.classes();
+  const std::set<std::string> keep(cls.begin(), cls.begin() + classes);
+  Dataset d = full;
+  d.samples.clear();
+  for (const auto& s : full.samples)
+    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+  return d;
+}
 float max_abs_diff(const Matrix& a, const Matrix& b) {
   float m = 0;
   for (size_t i = 0; i < a.data.size(); ++i) m = std::max(m, std::abs(a.data[i] - b.data[i]));
@@ -30,13 +41,7 @@ float max_abs_diff(const Matrix& a, const Matrix& b) {
 TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
   const std::string shared = test::shared_or_empty();
   if (shared.empty()) GTEST_SKIP() << "no shared folder";
-  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
-  const auto cls = full.classes();
-  const std::set<std::string> keep(cls.begin(), cls.begin() + 3);
-  Dataset d = full;
-  d.samples.clear();
-  for (const auto& s : full.samples)
-    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+  const Dataset d = few_sketches(shared, 3);
   ASSERT_GT(d.samples.size(), 60u);
 
   EncoderTrainOptions o;
@@ -136,13 +141,7 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
 TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   const std::string shared = test::shared_or_empty();
   if (shared.empty()) GTEST_SKIP() << "no shared folder";
-  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
-  const auto cls = full.classes();
-  const std::set<std::string> keep(cls.begin(), cls.begin() + 2);
-  Dataset d = full;
-  d.samples.clear();
-  for (const auto& s : full.samples)
-    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+  const Dataset d = few_sketches(shared, 2);
 
   EncoderTrainOptions o;
   o.backbone.arch = "mobilenet_v1_025";
@@ -223,13 +222,7 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
 TEST(Phase1, DistillationTeachesTheTeachersClasses) {
   const std::string shared = test::shared_or_empty();
   if (shared.empty()) GTEST_SKIP() << "no shared folder";
-  Dataset full = load_split(shared + "/data/sketchy-subset/splits/category.tsv");
-  const auto cls = full.classes();
-  const std::set<std::string> keep(cls.begin(), cls.begin() + 2);
-  Dataset d = full;
-  d.samples.clear();
-  for (const auto& s : full.samples)
-    if (s.domain == "sketch" && keep.count(s.cls)) d.samples.push_back(s);
+  const Dataset d = few_sketches(shared, 2);
 
   EncoderTrainOptions o;
   o.backbone.arch = "mobilenet_v1_025";
@@ -241,11 +234,12 @@ TEST(Phase1, DistillationTeachesTheTeachersClasses) {
   EXPECT_GT(plain.train_acc, 0.8);
 
   // Each image's teacher: 0.99 on the class it is not.
+  const std::string first = d.classes().front();
   Embeddings wrong;
   wrong.x = Matrix(static_cast<int64_t>(d.samples.size()), 2);
   for (size_t i = 0; i < d.samples.size(); ++i) {
     wrong.rows.push_back({d.samples[i].path, d.samples[i].cls, "sketch"});
-    const int other = d.samples[i].cls == *keep.begin() ? 1 : 0;
+    const int other = d.samples[i].cls == first ? 1 : 0;
     wrong.x.row(static_cast<int64_t>(i))[other] = 0.99f;
     wrong.x.row(static_cast<int64_t>(i))[1 - other] = 0.01f;
   }
