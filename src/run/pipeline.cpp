@@ -237,28 +237,26 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     if (from_source(domain)) eo.preserve = cfg.preserve_source;
     return eo;
   };
-  // SAKE's teacher for a query image: the frozen backbone's ImageNet distribution of its source
-  // image in the gallery domain (Sample::instance), seen at member m's views.
-  auto source_teacher = [&](int m, const std::string& domain) {
-    Embeddings g = frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true);
-    std::vector<const Sample*> mine;
+  // The rows of gallery-domain outputs `g` that belong to each `domain` image's source image (a
+  // sketch drawn from a photo), keyed by the query image: the teacher of --preserve-source and of
+  // --distill. Empty when no image of the domain has a source in the gallery.
+  auto source_teacher = [&](const std::string& domain, const Embeddings& g) {
     std::vector<std::string> images;
     for (const auto& s : d.samples)
-      if (s.domain == domain) mine.push_back(&s), images.push_back(s.path);
+      if (s.domain == domain) images.push_back(s.path);
     const std::vector<int64_t> rows = source_rows(d, images, paths_of(g));
     std::vector<size_t> src;
     Embeddings t;
-    for (size_t i = 0; i < mine.size(); ++i)
+    for (size_t i = 0; i < images.size(); ++i)
       if (rows[i] >= 0) {
         src.push_back(static_cast<size_t>(rows[i]));
-        t.rows.push_back({mine[i]->path, mine[i]->cls, mine[i]->domain});
+        t.rows.push_back({images[i], "", domain});
       }
-    if (src.empty())
-      fail("--preserve-source: no ", domain, " image has a source image in ", doms.gallery,
-           " (a file named <", doms.gallery, " file's stem>-<n> in the same class)");
     t.x = take_rows(g, src).x;
     return t;
   };
+  const std::string no_source = " image has a source image in " + doms.gallery + " (a file named <" +
+                                doms.gallery + " file's stem>-<n> in its class)";
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
     make_dirs(mdir);
@@ -284,24 +282,18 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
       std::string emb = mdir + "/" + domain + ".npy";
       json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
                        {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
-                         if (from_source(domain)) eo.teacher = source_teacher(m, domain);
+                         // SAKE's teacher: the frozen backbone's ImageNet distribution of the
+                         // source image, seen at member m's views.
+                         if (from_source(domain)) {
+                           eo.teacher = source_teacher(
+                               domain, frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true));
+                           if (eo.teacher.rows.empty()) fail("--preserve-source: no ", domain, no_source);
+                         }
                          if (distilled) {
-                           Embeddings g = read_embeddings(posteriors_path_for(mdir + "/" + doms.gallery + ".npy"));
-                           std::vector<std::string> images;
-                           for (const auto& s : d.samples)
-                             if (s.domain == domain) images.push_back(s.path);
-                           const auto rows = source_rows(d, images, paths_of(g));
-                           std::vector<size_t> src;
-                           for (size_t i = 0; i < images.size(); ++i)
-                             if (rows[i] >= 0) {
-                               src.push_back(static_cast<size_t>(rows[i]));
-                               eo.class_teacher.rows.push_back({images[i], "", domain});
-                             }
-                           eo.class_teacher.x = take_rows(g, src).x;
-                           if (src.empty())
-                             log_line("no " + domain + " image has a source image in " + doms.gallery +
-                                      " (a file named <" + doms.gallery + " file's stem>-<n> in its class): its Phase I"
-                                      " learns without distillation");
+                           eo.class_teacher = source_teacher(
+                               domain, read_embeddings(posteriors_path_for(mdir + "/" + doms.gallery + ".npy")));
+                           if (eo.class_teacher.rows.empty())
+                             log_line("no " + domain + no_source + ": its Phase I learns without distillation");
                            else
                              eo.distill = cfg.distill;
                          }
