@@ -29,7 +29,7 @@ namespace duet {
 // the test part): see README "Choosing hyperparameters". The gate's scale suits about 100 classes.
 struct FusionOptions {
   double photo_power = 2.0;     // t above; 1 = the posteriors as they are
-  double unseen_gate = 0.05;    // 0 = no query is treated as unseen
+  double unseen_gate = 0.08;    // 0 = no query is treated as unseen
   double unseen_post = 0.25;    // w_p for unseen queries
   double unseen_profile = 2.0;  // w_c for unseen queries
   double bridge = 0.0;          // w_b for seen-class queries
