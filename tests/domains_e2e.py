@@ -104,8 +104,18 @@ with tempfile.TemporaryDirectory() as tmp:
     rows = split_rows(os.path.join(three, "splits", "s.tsv"))
     check("three-domain split: no class left out", {c for _, _, c, _ in rows} == set(CLASSES))
     out3 = os.path.join(tmp, "run-three")
-    args3 = ["run", "--data", three, "--split", "s", "--out", out3, "--query-domain", "sketch", "--query-domain", "edges"]
-    s = retrieval(run(args3 + QUICK))
+    doms3 = ["--query-domain", "sketch", "--query-domain", "edges"]
+    args3 = ["run", "--data", three, "--split", "s", "--out", out3] + doms3
+    r = run(args3 + QUICK)
+    s = retrieval(r)
+    # Sketchy's sketches are named for their source photos; these edge maps are not.
+    check("three domains: sketches distil their source photos, edge maps (no sources) learn without",
+          "no edges image has a source image in photo" in r.stderr and "no sketch image" not in r.stderr,
+          r.stderr[-400:])
+    r = run(["run", "--data", three, "--split", "s", "--out", out3 + "-ps", "--preserve-source", "1"] + doms3 + QUICK)
+    check("three domains: --preserve-source without source images is one error",
+          one_error(r, "--preserve-source: no edges image has a source image in photo") and not r.stdout,
+          r.stderr[-400:])
     byq = s.get("by_query", {})
     check("three domains: a metrics row per query domain", sorted(byq) == ["edges", "sketch"], str(sorted(byq)))
     chance = 1.0 / len(CLASSES)
