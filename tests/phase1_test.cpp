@@ -36,6 +36,21 @@ float max_abs_diff(const Matrix& a, const Matrix& b) {
   for (size_t i = 0; i < a.data.size(); ++i) m = std::max(m, std::abs(a.data[i] - b.data[i]));
   return m;
 }
+// Both teachers go through one check: a teacher (`good`, set as o.*field) `cols` wide is refused
+// with `width_error`, and one with no row for any train image is refused too.
+void expect_bad_teachers_refused(const Dataset& d, EncoderTrainOptions o, Embeddings EncoderTrainOptions::*field,
+                                 const Embeddings& good, int64_t cols, const std::string& width_error) {
+  test::TempDir t;
+  Embeddings narrow = good;
+  narrow.x = Matrix(good.x.rows, cols);
+  o.*field = narrow;
+  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find(width_error), std::string::npos);
+  Embeddings strangers = good;
+  for (auto& r : strangers.rows) r.path = "elsewhere/" + r.path;
+  o.*field = strangers;
+  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
+            std::string::npos);
+}
 }  // namespace
 
 TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
@@ -75,15 +90,7 @@ TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
   EXPECT_GT(max_abs_diff(own, read_embeddings(t / "rolled.npy").x), 1e-3);
 
   // A teacher of the wrong width, or with no row for any train image, is refused.
-  Embeddings narrow = teacher;
-  narrow.x = Matrix(teacher.x.rows, 10);
-  o.teacher = narrow;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("has 10 outputs, not 1001"), std::string::npos);
-  Embeddings strangers = teacher;
-  for (auto& r : strangers.rows) r.path = "elsewhere/" + r.path;
-  o.teacher = strangers;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
-            std::string::npos);
+  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::teacher, teacher, 10, "has 10 outputs, not 1001");
 }
 
 // The trunk cache keeps the image and its mirror (views 0, 1) apart from the seeded views: another
@@ -250,13 +257,5 @@ TEST(Phase1, DistillationTeachesTheTeachersClasses) {
   EXPECT_LT(taught.train_acc, 0.2);  // the teacher's classes, not the labels
 
   // A teacher of another width, or with no row for any train image, is refused.
-  Embeddings narrow = wrong;
-  narrow.x = Matrix(wrong.x.rows, 5);
-  o.class_teacher = narrow;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("class teacher has 5 outputs, not 2"), std::string::npos);
-  Embeddings strangers = wrong;
-  for (auto& r : strangers.rows) r.path = "elsewhere/" + r.path;
-  o.class_teacher = strangers;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
-            std::string::npos);
+  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::class_teacher, wrong, 5, "class teacher has 5 outputs, not 2");
 }

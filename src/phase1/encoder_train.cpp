@@ -377,7 +377,16 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     const double t = opt.distill_t;
     return opt.distill * t * t * preservation_kl(soft.index_select(0, idx), logits / t);
   };
-  torch::Tensor extra;  // set by a forward: the preservation term of its share of the minibatch
+  torch::Tensor extra;  // set by a forward: the teachers' terms of its share of the minibatch
+  // The head's logits for pooled features f of samples idx at views v (dropout rows m), the
+  // teachers' terms left in `extra`. Both stages forward through it.
+  auto taught_forward = [&](const torch::Tensor& f, const torch::Tensor& idx, const torch::Tensor& v,
+                            const torch::Tensor& m) {
+    if (keep) extra = preserve_loss(f, idx, v);
+    auto logits = head->forward(f, m);
+    if (soft.defined()) extra = extra.defined() ? extra + distill_loss(idx, logits) : distill_loss(idx, logits);
+    return logits;
+  };
   // Summed over this rank's share, divided by the whole minibatch: the ranks' gradients add up to
   // the minibatch mean's.
   const auto ce = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(opt.label_smoothing).reduction(torch::kSum);
@@ -453,11 +462,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
     for (int ep = 1; ep <= opt.frozen_epochs; ++ep) {
       head->train();
       auto r = run_epoch(optim, head_params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
-        auto f = feats.index({v, idx});
-        if (keep) extra = preserve_loss(f, idx, v);
-        auto logits = head->forward(f, m);
-        if (soft.defined()) extra = extra.defined() ? extra + distill_loss(idx, logits) : distill_loss(idx, logits);
-        return logits;
+        return taught_forward(feats.index({v, idx}), idx, v, m);
       }, nullptr);
       log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
@@ -484,11 +489,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain, co
       net->train();
       head->train();
       auto r = run_epoch(optim, params, [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
-        auto f = net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total));
-        if (keep) extra = preserve_loss(f, idx, v);
-        auto logits = head->forward(f, m);
-        if (soft.defined()) extra = extra.defined() ? extra + distill_loss(idx, logits) : distill_loss(idx, logits);
-        return logits;
+        return taught_forward(net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)), idx, v, m);
       }, &bar);
       work.image_forward += res.train_count;
       work.image_backward += res.train_count;

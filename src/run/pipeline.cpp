@@ -66,8 +66,8 @@ Config make_config(const RunOptions& o) {
   c.enc.preserve = o.preserve;
   c.preserve_source = o.preserve_source;
   // Query encoders learn their source images' gallery posteriors at 0.5 in the default config:
-  // chosen on the validation splits with the unseen-class gate re-chosen for it (docs/experiments.md,
-  // "Distillation"). The paper config is the reference recipe.
+  // chosen on the validation splits together with the unseen-class gate (docs/experiments.md,
+  // "distillation and the gate on three held-out class sets"). The paper config is the reference recipe.
   c.distill = o.distill >= 0 ? o.distill : o.config == "paper" ? 0.0 : 0.5;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
