@@ -5,7 +5,8 @@ results in the same order with the same scores (within float rounding) as a sing
 sketches and for `like=ID`, on the fixture's model (its 31 photos diffuse whole) and on one whose
 diffusion starts from 5 seeds and runs over an 8-item shortlist (each shard sends its best 8, and
 the front fetches the seeds' neighbours that no shard sent); thumbnails and files through the front; a stopped or killed shard gives a
-partial answer within the deadline, naming it; bad set-ups and requests are refused.
+partial answer within the deadline, naming it; bad set-ups and requests are refused. The last
+model weighs the bridge (duet/bridge.h) and diffuses over both spaces, so its rows travel too.
 
 Usage: serve_shards.py path/to/duet FIXTURE_DIR
 """
@@ -137,4 +138,26 @@ with tempfile.TemporaryDirectory() as tmp:
     r2 = t.run(["-q", "index", "--model", os.path.join(out, "category", "model"), "--images", fx["gallery"], "-o", index])
     t.check("a model with an 8-item shortlist and its index", r.returncode == 0 and r2.returncode == 0)
     compare("shortlist diffusion", index, os.path.join(tmp, "short"), 25, 3)
+    sketch_queries = [("/api/search?k=25", open(p, "rb").read()) for p in fx["sketches"][:6]]
+    with Server(t.duet, index, t.env) as plain:
+        before = answers(plain, sketch_queries)
+
+    # The same model with the bridge weighed and the graph over both spaces (both phases reused):
+    # each shard sends its rows' bridge features, the front sends the query's, and the shortlist's
+    # graph joins the two spaces at the front.
+    r = t.run(["-q", "run", "--quick", "--max-classes", str(len(fx["classes"])), "--split", "category",
+               "--diffusion-seeds", "5", "--diffusion-shortlist", "8", "--out", out,
+               "--bridge", "1", "--unseen-bridge", "3", "--graph", "both"])
+    bridged = os.path.join(tmp, "bridged.idx")
+    r2 = t.run(["-q", "index", "--model", os.path.join(out, "category", "model"), "--images", fx["gallery"],
+                "-o", bridged])
+    t.check("the bridged model and its index", r.returncode == 0 and r2.returncode == 0 and
+            os.path.isfile(os.path.join(out, "category", "model", "bridge.pt")))
+    with Server(t.duet, bridged, t.env) as with_bridge:
+        after = answers(with_bridge, sketch_queries)
+    t.check("the bridge moves the scores (so the comparison below tests its rows)",
+            all(x[0] == y[0] == 200 for x, y in zip(before, after)) and
+            any([r["score"] for r in x[1]["results"]] != [r["score"] for r in y[1]["results"]]
+                for x, y in zip(before, after)))
+    compare("bridge over both graphs, shortlist diffusion", bridged, os.path.join(tmp, "bridged"), 25, 3)
 t.finish()
