@@ -99,6 +99,10 @@ TEST(Dataset, CorruptImagesAreNamedOrSkipped) {
   EXPECT_NE(test::error_of([&] { load_folder(t.path(), check); }).find("broken.jpg"), std::string::npos);
   check.skip_bad = true;
   EXPECT_EQ(load_folder(t.path(), check).select("photo").size(), 4u);
+  // An empty file says so in one line (no decoder's assertion text).
+  std::ofstream(t / "empty.png").flush();
+  msg = test::error_of([&] { load_rgb(t / "empty.png"); });
+  EXPECT_EQ(msg, (t / "empty.png") + ": empty file (not an image)");
 }
 
 TEST(Dataset, SplitFileRoundTripAndMissingFiles) {
@@ -208,4 +212,17 @@ TEST(Dataset, FrameStrokes) {
   // Nothing to frame: the image comes back as it was.
   cv::Mat blank(30, 40, CV_8UC3, cv::Scalar(255, 255, 255));
   EXPECT_EQ(frame_strokes(blank).size(), blank.size());
+  // A 6000 x 3 stroke would ask for a 9002-pixel square: the box is shrunk by 2046 / 9000 first
+  // (to 1364 x 1, rounded; INTER_AREA keeps it black) and centred on the kMaxFrameSide square.
+  cv::Mat bar(3, 6000, CV_8UC3, cv::Scalar(0, 0, 0));
+  cv::Mat g = frame_strokes(bar);
+  ASSERT_EQ(g.rows, kMaxFrameSide);
+  ASSERT_EQ(g.cols, kMaxFrameSide);
+  const int w = 1364;  // (2048 - 2) / 1.5
+  const int gx = (kMaxFrameSide - w) / 2, gy = (kMaxFrameSide - 1) / 2;
+  EXPECT_EQ(g.at<cv::Vec3b>(gy, gx), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(g.at<cv::Vec3b>(gy, gx + w - 1), cv::Vec3b(0, 0, 0));
+  EXPECT_EQ(g.at<cv::Vec3b>(gy, gx - 1), cv::Vec3b(255, 255, 255));
+  EXPECT_EQ(g.at<cv::Vec3b>(gy, gx + w), cv::Vec3b(255, 255, 255));
+  EXPECT_EQ(cv::countNonZero(g.reshape(1) == 0), 3 * w);  // one row of ink, nothing else
 }

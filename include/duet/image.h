@@ -30,8 +30,11 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& name);
 
 // A line drawing (dark strokes on white) cropped to its strokes' bounding box and centred on a
 // white square kFrameMargin times the box's longer side: sketches drawn small or off-centre reach
-// the backbone at one scale. An image without strokes comes back unchanged.
+// the backbone at one scale. An image without strokes comes back unchanged. The square is at most
+// kMaxFrameSide pixels a side (a larger box is shrunk into it first): a thin stroke across a long
+// image would otherwise make a canvas of gigabytes (a 3 x 60000 PNG of 300 bytes asked for 24 GB).
 constexpr double kFrameMargin = 1.5;   // chosen on a validation split (README, "Sketch framing")
+constexpr int kMaxFrameSide = 2048;    // far above any backbone's input; Sketchy's 256 px never reach it
 cv::Mat frame_strokes(const cv::Mat& rgb);
 
 // RGB uint8 image -> out[3 * size * size] float, CHW, resized to size x size (bilinear),

@@ -20,6 +20,7 @@ cv::Mat load_rgb(const std::string& path, uint64_t* content_hash) {
 cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
+  if (n == 0) fail(path, ": empty file (not an image)");
   // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
   // occur inside the entropy-coded data, so its absence near the end means the file was cut.
   if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
@@ -34,7 +35,7 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
     if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
       throw ImageTooLarge(path + ": image is larger than " + std::to_string(kMaxImagePixels) +
                           " pixels (refused before decoding)");
-    fail(path, ": cannot decode image (", e.what(), ")");
+    fail(path, ": cannot decode image (corrupt, truncated or not an image)");
   }
   if (raw.empty() || raw.rows == 0 || raw.cols == 0)
     fail(path, ": cannot decode image (corrupt, truncated or not an image)");
@@ -77,9 +78,20 @@ cv::Mat frame_strokes(const cv::Mat& rgb) {
   cv::threshold(grey, ink, 200, 255, cv::THRESH_BINARY_INV);  // JPEG noise on white stays out
   const cv::Rect box = cv::boundingRect(ink);
   if (box.width < 2 || box.height < 2) return rgb;
-  const int side = static_cast<int>(std::max(box.width, box.height) * kFrameMargin) + 2;
+  const double want = std::max(box.width, box.height) * kFrameMargin + 2;
+  cv::Mat strokes = rgb(box);
+  int side = static_cast<int>(want);
+  if (side > kMaxFrameSide) {
+    const double f = (kMaxFrameSide - 2) / (want - 2);
+    cv::Mat small;
+    cv::resize(strokes, small,
+               cv::Size(std::max(1, cvRound(box.width * f)), std::max(1, cvRound(box.height * f))), 0, 0,
+               cv::INTER_AREA);
+    strokes = small;
+    side = kMaxFrameSide;
+  }
   cv::Mat out(side, side, rgb.type(), cv::Scalar(255, 255, 255));
-  rgb(box).copyTo(out(cv::Rect((side - box.width) / 2, (side - box.height) / 2, box.width, box.height)));
+  strokes.copyTo(out(cv::Rect((side - strokes.cols) / 2, (side - strokes.rows) / 2, strokes.cols, strokes.rows)));
   return out;
 }
 
