@@ -192,6 +192,38 @@ TEST(Dataset, ImagePreprocessing) {
   EXPECT_EQ(load_rgb(t / "alpha.png").at<cv::Vec3b>(0, 0)[0], 255);
 }
 
+// A phone stores a portrait photo as a landscape JPEG with EXIF orientation 6 (turn 90 degrees
+// clockwise to view): an 80 x 40 image, red on its left half, with that tag (an APP1 block written
+// by hand after the JPEG's start marker) decodes as 40 x 80, red on its top half.
+TEST(Dataset, JpegExifOrientation) {
+  test::TempDir t;
+  cv::Mat img(40, 80, CV_8UC3, cv::Scalar(0, 0, 0));
+  img(cv::Rect(0, 0, 40, 40)).setTo(cv::Scalar(0, 0, 255));  // BGR red
+  std::vector<uchar> jpg;
+  ASSERT_TRUE(cv::imencode(".jpg", img, jpg));
+  // "Exif\0\0", then TIFF little-endian: header, IFD0 at 8 with one entry (0x0112 Orientation,
+  // SHORT, count 1, value 6), no next IFD.
+  const std::vector<uchar> exif = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01,
+                                   3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
+  std::vector<uchar> app1 = {0xFF, 0xE1, 0, static_cast<uchar>(exif.size() + 2)};
+  app1.insert(app1.end(), exif.begin(), exif.end());
+  jpg.insert(jpg.begin() + 2, app1.begin(), app1.end());
+  std::ofstream(t / "portrait.jpg", std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()),
+                                                             static_cast<std::streamsize>(jpg.size()));
+  cv::Mat rgb = load_rgb(t / "portrait.jpg");
+  ASSERT_EQ(rgb.rows, 80);
+  ASSERT_EQ(rgb.cols, 40);
+  const cv::Vec3b top = rgb.at<cv::Vec3b>(10, 20), bottom = rgb.at<cv::Vec3b>(70, 20);
+  EXPECT_GT(top[0], 240);  // RGB: red
+  EXPECT_LT(top[2], 15);
+  EXPECT_LT(bottom[0], 15);  // black
+  // Without the tag, the same pixels stay as stored.
+  jpg.erase(jpg.begin() + 2, jpg.begin() + 2 + static_cast<long>(app1.size()));
+  std::ofstream(t / "plain.jpg", std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()),
+                                                          static_cast<std::streamsize>(jpg.size()));
+  EXPECT_EQ(load_rgb(t / "plain.jpg").size(), cv::Size(80, 40));
+}
+
 // A 20 x 10 stroke box drawn off-centre in a 100 x 80 image comes back alone, centred on a white
 // square of side floor(20 * kFrameMargin) + 2.
 TEST(Dataset, FrameStrokes) {

@@ -23,14 +23,19 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   if (n == 0) fail(path, ": empty file (not an image)");
   // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
   // occur inside the entropy-coded data, so its absence near the end means the file was cut.
-  if (n >= 2 && b[0] == 0xFF && b[1] == 0xD8) {
+  const bool jpeg = n >= 2 && b[0] == 0xFF && b[1] == 0xD8;
+  if (jpeg) {
     bool eoi = false;
     for (size_t i = n - std::min<size_t>(n, 1024); i + 1 < n && !eoi; ++i) eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
     if (!eoi) fail(path, ": truncated JPEG (no end-of-image marker)");
   }
+  // A JPEG is decoded as colour, which makes OpenCV turn it upright by its EXIF orientation (phones
+  // store photos sideways with such a tag; IMREAD_UNCHANGED ignores it). A JPEG has no alpha and 8
+  // bits, so nothing is lost; other formats keep their alpha and depth.
   cv::Mat raw;
   try {
-    raw = cv::imdecode(cv::Mat(1, static_cast<int>(n), CV_8U, const_cast<unsigned char*>(b)), cv::IMREAD_UNCHANGED);
+    raw = cv::imdecode(cv::Mat(1, static_cast<int>(n), CV_8U, const_cast<unsigned char*>(b)),
+                       jpeg ? cv::IMREAD_COLOR : cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception& e) {
     if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
       throw ImageTooLarge(path + ": image is larger than " + std::to_string(kMaxImagePixels) +
