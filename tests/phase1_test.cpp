@@ -257,5 +257,6 @@ TEST(Phase1, DistillationTeachesTheTeachersClasses) {
   EXPECT_LT(taught.train_acc, 0.2);  // the teacher's classes, not the labels
 
   // A teacher of another width, or with no row for any train image, is refused.
-  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::class_teacher, wrong, 5, "class teacher has 5 outputs, not 2");
+  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::class_teacher, wrong, 5,
+                              "class teacher has 5 outputs, not 2");
 }

@@ -57,13 +57,16 @@ def shard(index, prefix):
     return files
 
 
+def sketch_queries(k):
+    return [(f"/api/search?k={k}", open(p, "rb").read()) for p in fx["sketches"][:6]]
+
+
 def compare(name, index, prefix, k, small_k=5):
     files = shard(index, prefix)
     with Server(t.duet, index, t.env) as single, Server(t.duet, files[0], t.env) as a, \
             Server(t.duet, files[1], t.env) as b, \
             Server(t.duet, None, t.env, ["--shards", f"{a.url},{b.url}", "--deadline", "5"]) as front:
-        queries = [(f"/api/search?k={k}", open(p, "rb").read()) for p in fx["sketches"][:6]]
-        queries += [(f"/api/search?k={k}&like={i}", None) for i in (0, 17, 30)]
+        queries = sketch_queries(k) + [(f"/api/search?k={k}&like={i}", None) for i in (0, 17, 30)]
         same_answers(name, single, front, queries, k)
         same_answers(f"{name}, top {small_k}", single, front,
                      [(q.replace(f"k={k}", f"k={small_k}"), b) for q, b in queries], small_k)
@@ -138,9 +141,8 @@ with tempfile.TemporaryDirectory() as tmp:
     r2 = t.run(["-q", "index", "--model", os.path.join(out, "category", "model"), "--images", fx["gallery"], "-o", index])
     t.check("a model with an 8-item shortlist and its index", r.returncode == 0 and r2.returncode == 0)
     compare("shortlist diffusion", index, os.path.join(tmp, "short"), 25, 3)
-    sketch_queries = [("/api/search?k=25", open(p, "rb").read()) for p in fx["sketches"][:6]]
     with Server(t.duet, index, t.env) as plain:
-        before = answers(plain, sketch_queries)
+        before = answers(plain, sketch_queries(25))
 
     # The same model with the bridge weighed and the graph over both spaces (both phases reused):
     # each shard sends its rows' bridge features, the front sends the query's, and the shortlist's
@@ -154,7 +156,7 @@ with tempfile.TemporaryDirectory() as tmp:
     t.check("the bridged model and its index", r.returncode == 0 and r2.returncode == 0 and
             os.path.isfile(os.path.join(out, "category", "model", "bridge.pt")))
     with Server(t.duet, bridged, t.env) as with_bridge:
-        after = answers(with_bridge, sketch_queries)
+        after = answers(with_bridge, sketch_queries(25))
     t.check("the bridge moves the scores (so the comparison below tests its rows)",
             all(x[0] == y[0] == 200 for x, y in zip(before, after)) and
             any([r["score"] for r in x[1]["results"]] != [r["score"] for r in y[1]["results"]]

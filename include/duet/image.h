@@ -20,9 +20,9 @@ class ImageTooLarge : public Error {
 };
 
 // Decodes an image file as 8-bit RGB (greyscale is expanded, alpha composited on white so
-// transparent sketches stay black-on-white, a JPEG turned upright by its EXIF orientation). Throws Error naming the file when it cannot: missing,
-// not an image, truncated (a JPEG without its end marker, a PNG short of data) or over
-// kMaxImagePixels. With content_hash, also returns fnv1a of the file's bytes: what seeds its
+// transparent sketches stay black-on-white, a JPEG turned upright by its EXIF orientation). Throws
+// Error naming the file when it cannot: missing, empty, not an image, truncated (a JPEG without its
+// end marker, a PNG short of data) or over kMaxImagePixels. With content_hash, also returns fnv1a of the file's bytes: what seeds its
 // test-time views (duet/augment.h) and identifies it in a gallery index, whatever its name.
 cv::Mat load_rgb(const std::string& path, uint64_t* content_hash = nullptr);
 // The same for bytes already in memory; `name` is what errors call them.

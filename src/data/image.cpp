@@ -40,7 +40,7 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
     if (std::string(e.what()).find("CV_IO_MAX_IMAGE_PIXELS") != std::string::npos)
       throw ImageTooLarge(path + ": image is larger than " + std::to_string(kMaxImagePixels) +
                           " pixels (refused before decoding)");
-    fail(path, ": cannot decode image (corrupt, truncated or not an image)");
+    // Any other decoder exception leaves `raw` empty: the one message below.
   }
   if (raw.empty() || raw.rows == 0 || raw.cols == 0)
     fail(path, ": cannot decode image (corrupt, truncated or not an image)");
