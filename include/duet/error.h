@@ -28,6 +28,12 @@ class Unavailable : public Error {
   explicit Unavailable(const std::string& what) : Error(what) {}
 };
 
+// A request's work outlasted its deadline and was stopped (the server answers 503).
+class TimedOut : public Error {
+ public:
+  explicit TimedOut(const std::string& what) : Error(what) {}
+};
+
 namespace detail {
 inline void append(std::ostringstream&) {}
 template <typename T, typename... R>

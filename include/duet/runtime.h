@@ -7,7 +7,6 @@ namespace duet {
 // allocation; LibTorch allocates and frees the same big buffers every step, so the process spends
 // most of its time in page faults (measured: train-mapper 11.5 s -> 2.8 s with this). Keeps freed
 // memory in the heap instead (M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 1 GiB, M_TOP_PAD 64 MiB).
-// Also caps decoded images at kMaxImagePixels (duet/image.h).
 void init_runtime();
 
 }  // namespace duet

@@ -9,6 +9,7 @@
 // over the shards of one (ShardFront, duet/shards.h).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,14 @@
 #include "duet/search.h"
 
 namespace duet {
+
+// When a request's work must end: checked between its stages (decode, waiting for the CNN, the
+// CNN pass, the search), so a request past its deadline stops at the next one with TimedOut.
+struct Deadline {
+  std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();
+  // Throws TimedOut, naming the stage reached, when the deadline has passed.
+  void check(const char* stage) const;
+};
 
 class Retrieval {
  public:
@@ -42,10 +51,11 @@ class Retrieval {
   virtual std::string index_type() const = 0;
   // `domain`, checked against the model's encoders ("" = the model's first query domain).
   std::string query_domain(const std::string& domain) const;
-  // One encoded image (PNG, JPEG, ...) of `domain` as the query. The image is hashed and decoded
-  // as `duet search` does a file, so the same bytes get the same ranking. Throws Error for bytes
-  // that are not an image (ImageTooLarge above the pixel cap) and for an unknown domain.
-  virtual Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const = 0;
+  // One encoded image (PNG, JPEG, ...) of `domain` as the query (query_features). Throws Error
+  // for bytes that are not an image (ImageTooLarge above the pixel cap), an empty drawing and an
+  // unknown domain; TimedOut past the deadline.
+  virtual Answer search_image(const std::string& bytes, const std::string& domain, int64_t k,
+                              const Deadline& deadline) const = 0;
   // Gallery row `row` as the query, as if its file were searched as an image of the gallery
   // domain (its stored features are what that pass gives). Throws Error for a row out of range.
   virtual Answer search_row(int64_t row, int64_t k) const = 0;
@@ -56,10 +66,12 @@ class Retrieval {
   virtual double memory_bytes() const = 0;
 };
 
-// The features of one encoded query image: `model`'s pass over it, as `duet search` makes them
-// of a file. cnn_ms: the pass's time.
-Features query_features(const Model& model, std::mutex& cnn, const std::string& bytes, const std::string& domain,
-                        double& cnn_ms);
+// The features of one encoded query image `name`: decoded (decode_rgb), refused when it is a
+// drawing without ink (the ranking would not depend on it), then `model`'s pass over it, one pass
+// at a time (`cnn`). `duet search` and the server both embed their queries here, so the same bytes
+// get the same ranking. cnn_ms: the pass's time, not the wait for it.
+Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes, const std::string& name,
+                        const std::string& domain, const Deadline& deadline, double& cnn_ms);
 
 class SearchService : public Retrieval {
  public:
@@ -81,7 +93,8 @@ class SearchService : public Retrieval {
   const std::string& class_of(int64_t row) const { return classes_[static_cast<size_t>(row)]; }
 
   // On a shard (duet/shards.h) these refuse: its rows alone are not the gallery.
-  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const override;
+  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k,
+                      const Deadline& deadline) const override;
   Answer search_row(int64_t row, int64_t k) const override;
   std::pair<std::string, std::string> image(int64_t row, bool full) const override;
   double memory_bytes() const override;
@@ -92,7 +105,7 @@ class SearchService : public Retrieval {
   Searcher searcher_;
   std::vector<std::string> classes_;
   // One CNN pass at a time: each already uses every core, and two at once only fight over them.
-  mutable std::mutex cnn_;
+  mutable std::timed_mutex cnn_;
   Answer answer(const Ranking& r) const;
   void refuse_shard() const;
 };

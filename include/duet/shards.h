@@ -43,7 +43,8 @@ class ShardFront : public Retrieval {
   const Model& model() const override { return *model_; }
   int64_t size() const override { return total_; }
   std::string index_type() const override;
-  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k) const override;
+  Answer search_image(const std::string& bytes, const std::string& domain, int64_t k,
+                      const Deadline& deadline) const override;
   Answer search_row(int64_t row, int64_t k) const override;
   std::pair<std::string, std::string> image(int64_t row, bool full) const override;
   double memory_bytes() const override { return 0; }
@@ -55,7 +56,7 @@ class ShardFront : public Retrieval {
   int64_t total_ = 0;
   bool graph_ = false;  // the shards carry the gallery graph's rows (the model diffuses)
   double deadline_s_;
-  mutable std::mutex cnn_;
+  mutable std::timed_mutex cnn_;
   // One query's posterior, code and bridge row (empty when the model has none).
   Answer rank(const std::vector<float>& pq, const std::vector<float>& zq, const std::vector<float>& bq, int64_t k) const;
   size_t owner(int64_t row) const;  // the shard holding a row of the whole index

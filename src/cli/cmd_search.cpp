@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "duet/error.h"
+#include "duet/image.h"
 #include "duet/service.h"
 
 namespace duet::cli {
@@ -39,7 +40,13 @@ void run_search(const SearchArgs& a) {
          "`duet serve --shards` front over its shard servers");
   const std::string domain = svc->query_domain(a.domain);
   // Every query is embedded before anything is printed: a bad one fails the command, not half of it.
-  Features f = embed_files(svc->model(), domain, a.queries);
+  // Each goes through query_features, as the server's do: the same bytes, the same ranking.
+  Features f = svc->model().features(domain, {}, {});  // no rows yet, the widths
+  std::timed_mutex cnn;
+  for (const std::string& q : a.queries) {
+    double cnn_ms = 0;
+    f.append(query_features(svc->model(), cnn, read_image_file(q), q, domain, Deadline{}, cnn_ms));
+  }
   auto rankings = svc->searcher().search({f.post, f.code, f.bridge}, k);
   for (size_t q = 0; q < rankings.size(); ++q) {
     const Ranking& r = rankings[q];

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -15,39 +16,18 @@
 #include "duet/error.h"
 #include "duet/image.h"
 #include "duet/shards.h"
+#include "serve/search_request.h"
 #include "serve/web_assets.h"
 
 namespace duet {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-
-// A refusal with its status code; the exception handler turns it into {"error": ...}.
-struct HttpError : Error {
-  int status;
-  HttpError(int s, const std::string& what) : Error(what), status(s) {}
-};
+constexpr int kSpareThreads = 4;  // connections served beside the searches (health, metrics, images)
 
 void json_reply(httplib::Response& res, const nlohmann::json& j, int status = 200) {
   res.status = status;
   res.set_content(j.dump(), "application/json");
-}
-
-// A whole number in [lo, hi]; `what` names it in the refusal.
-int64_t parse_int(const std::string& s, int64_t lo, int64_t hi, const std::string& what, int status = 400) {
-  size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  const bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
-  if (digits && used == 0) used = s.size(), v = hi + 1LL;  // too long for int64: out of range
-  if (used == 0 || used != s.size()) throw HttpError(400, what + ": '" + s + "' is not a whole number");
-  if (v < lo || v > hi)
-    throw HttpError(status, what + ": " + s + " is out of range (" + std::to_string(lo) + " to " + std::to_string(hi) + ")");
-  return v;
 }
 
 // The route a request is counted under (a bounded set, whatever paths clients send).
@@ -133,6 +113,28 @@ class Metrics {
 // When the worker thread began the request it is on (set before routing, read by the logger).
 thread_local Clock::time_point t_request_start;
 thread_local bool t_request_started = false;
+
+// At most `n` searches at once (decode, CNN, ranking): the pool has threads to spare, so /healthz,
+// /metrics and thumbnails are answered while every search slot is busy.
+class Slots {
+ public:
+  explicit Slots(int n) : free_(n) {}
+  // Takes a slot, waiting until the deadline at most (then TimedOut).
+  void take(const Deadline& d) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_until(lock, d.at, [&] { return free_ > 0; })) d.check("waiting for a free search slot");
+    --free_;
+  }
+  void give() {
+    { std::lock_guard<std::mutex> lock(mu_); ++free_; }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int free_;
+};
 }  // namespace
 
 struct HttpServer::Impl {
@@ -142,6 +144,7 @@ struct HttpServer::Impl {
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
+  mutable Slots slots{opt.workers};
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
   Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
     if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard) shard = local;
@@ -165,41 +168,24 @@ struct HttpServer::Impl {
     return j;
   }
 
-  // A parameter from the query string or, for multipart bodies, a form field of that name.
-  static std::string param(const httplib::Request& req, const std::string& name) {
-    if (req.has_param(name.c_str())) return req.get_param_value(name.c_str());
-    if (req.has_file(name.c_str())) return req.get_file_value(name.c_str()).content;
-    return "";
-  }
-
   void search(const httplib::Request& req, httplib::Response& res) const {
     const auto t0 = Clock::now();
-    const std::string ks = param(req, "k");
-    const int64_t k = ks.empty() ? 10 : parse_int(ks, 1, opt.max_k, "k");
-    const std::string like = param(req, "like");
+    const SearchRequest q = parse_search_request(req, opt.max_k, svc.size());
     Retrieval::Answer a;
     std::string domain;
-    if (!like.empty()) {
-      const int64_t row = parse_int(like, 0, svc.size() - 1, "like", 404);
+    if (q.like >= 0) {
       domain = svc.model().info().gallery_domain;
-      a = svc.search_row(row, k);
+      a = svc.search_row(q.like, q.k);
     } else {
-      if (req.method != "POST") throw HttpError(405, "GET /api/search needs ?like=ID; POST an image to search with it");
-      std::string bytes;
-      const std::string type = req.get_header_value("Content-Type");
-      if (req.is_multipart_form_data()) {
-        if (!req.has_file("query")) throw HttpError(400, "multipart body without a 'query' file");
-        bytes = req.get_file_value("query").content;
-      } else if (type.rfind("image/", 0) == 0 || type.rfind("application/octet-stream", 0) == 0) {
-        bytes = req.body;
-      } else {
-        throw HttpError(415, "Content-Type '" + type +
-                                 "': send an image (image/png, image/jpeg, application/octet-stream) or "
-                                 "multipart/form-data with a 'query' file");
-      }
-      if (bytes.empty()) throw HttpError(400, "empty query: send an image");
-      domain = svc.query_domain(param(req, "domain"));  // an unknown one: Error, hence 400
-      a = svc.search_image(bytes, domain, k);
+      domain = svc.query_domain(q.domain);  // an unknown one: Error, hence 400
+      // The request's whole work, from its first byte read, ends within --timeout.
+      const Deadline deadline{(t_request_started ? t_request_start : t0) + std::chrono::seconds(opt.timeout_s)};
+      slots.take(deadline);
+      struct Give {
+        Slots& s;
+        ~Give() { s.give(); }
+      } give{slots};
+      a = svc.search_image(q.image, domain, q.k, deadline);
     }
     json_reply(res, answer_json(a, domain, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
   }
@@ -234,7 +220,7 @@ struct HttpServer::Impl {
             {"index_type", svc.index_type()},
             {"max_k", opt.max_k},
             {"max_body", opt.max_body},
-            {"max_pixels", kMaxImagePixels}};
+            {"max_pixels", max_image_pixels()}};
     if (shard) {
       const GalleryShard& s = *shard->gallery().shard;
       j["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
@@ -270,8 +256,9 @@ struct HttpServer::Impl {
   }
 
   void limits() {
-    const int workers = opt.workers;
-    server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
+    // `workers` searches at once (Slots) and a few threads beside them for everything else.
+    const size_t threads = static_cast<size_t>(opt.workers) + kSpareThreads;
+    server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     server.set_payload_max_length(opt.max_body);
     // Without it a client's body written after its headers waits for the delayed ACK (40 ms).
     server.set_tcp_nodelay(true);
@@ -285,9 +272,17 @@ struct HttpServer::Impl {
     server.set_write_timeout(opt.timeout_s, 0);
     server.set_keep_alive_timeout(opt.keep_alive_s);
     server.set_keep_alive_max_count(100);
-    server.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
+    server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
       t_request_start = Clock::now();
       t_request_started = true;
+      // Runs before httplib reads a body: a POST that says neither its length nor that it is
+      // chunked would be read until the client closes or --timeout passes. Refused at once.
+      if ((req.method == "POST" || req.method == "PUT") && !req.has_header("Content-Length") &&
+          !req.has_header("Transfer-Encoding")) {
+        json_reply(res, {{"error", "a " + req.method + " needs a Content-Length (or a chunked body)"}}, 411);
+        res.set_header("Connection", "close");
+        return httplib::Server::HandlerResponse::Handled;
+      }
       return httplib::Server::HandlerResponse::Unhandled;
     });
     server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
@@ -302,6 +297,8 @@ struct HttpServer::Impl {
       } catch (const NotFound& e) {
         status = 404, what = e.what();
       } catch (const Unavailable& e) {
+        status = 503, what = e.what();
+      } catch (const TimedOut& e) {
         status = 503, what = e.what();
       } catch (const Error& e) {
         status = 400, what = e.what();
@@ -339,6 +336,8 @@ HttpServer::HttpServer(const Retrieval& service, const ServeOptions& opt)
     : impl_(std::make_unique<Impl>(service, opt)) {
   if (opt.workers < 1) fail("--workers: must be at least 1 (got ", opt.workers, ")");
   if (opt.max_k < 1) fail("--max-k: must be at least 1 (got ", opt.max_k, ")");
+  if (opt.timeout_s < 1) fail("--timeout: must be at least 1 second (got ", opt.timeout_s, ")");
+  max_image_pixels();  // a bad DUET_MAX_PIXELS fails the start, not every request
   impl_->routes();
   impl_->limits();
 }

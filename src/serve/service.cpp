@@ -76,14 +76,23 @@ std::string Retrieval::query_domain(const std::string& domain) const {
   fail("domain '", d, "': the model has no encoder for it (it has: ", have, ")");
 }
 
-Features query_features(const Model& model, std::mutex& cnn, const std::string& bytes, const std::string& domain,
-                        double& cnn_ms) {
-  const cv::Mat rgb = decode_rgb(bytes, "query");
-  const uint64_t hash = fnv1a(bytes);
-  std::lock_guard<std::mutex> lock(cnn);
-  const auto t = std::chrono::steady_clock::now();  // the pass itself, not the wait for the lock
-  Features f = model.features(domain, {rgb}, {hash});
+void Deadline::check(const char* stage) const {
+  if (std::chrono::steady_clock::now() > at) throw TimedOut(std::string("timed out ") + stage + " (the server's --timeout)");
+}
+
+Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes, const std::string& name,
+                        const std::string& domain, const Deadline& deadline, double& cnn_ms) {
+  const cv::Mat rgb = decode_rgb(bytes, name);
+  const auto kind = model.info().kinds.find(domain);
+  if (kind != model.info().kinds.end() && kind->second == "drawing" && !has_ink(rgb))
+    fail(name, ": the drawing is empty (no strokes darker than light grey)");
+  deadline.check("after decoding the query");
+  std::unique_lock<std::timed_mutex> lock(cnn, std::defer_lock);
+  if (!lock.try_lock_until(deadline.at)) deadline.check("waiting for the CNN");
+  const auto t = std::chrono::steady_clock::now();
+  Features f = model.features(domain, {rgb}, {fnv1a(bytes)});
   cnn_ms = ms_since(t);
+  deadline.check("in the CNN pass");
   return f;
 }
 
@@ -101,14 +110,16 @@ Retrieval::Answer SearchService::answer(const Ranking& r) const {
   return a;
 }
 
-Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain, int64_t k) const {
+Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain, int64_t k,
+                                              const Deadline& deadline) const {
   refuse_shard();
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
-  Features f = query_features(*model_, cnn_, bytes, d, cnn_ms);
+  Features f = query_features(*model_, cnn_, bytes, "query", d, deadline, cnn_ms);
   const auto t = std::chrono::steady_clock::now();
   Answer a = answer(searcher_.search(one_query(f.post, f.code, f.bridge, 0), k)[0]);
   a.search_ms = ms_since(t);
+  deadline.check("in the search");
   a.cnn_ms = cnn_ms;
   return a;
 }

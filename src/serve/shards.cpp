@@ -406,12 +406,14 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
   return ans;
 }
 
-Retrieval::Answer ShardFront::search_image(const std::string& bytes, const std::string& domain, int64_t k) const {
+Retrieval::Answer ShardFront::search_image(const std::string& bytes, const std::string& domain, int64_t k,
+                                           const Deadline& deadline) const {
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
-  Features f = query_features(*model_, cnn_, bytes, d, cnn_ms);
+  Features f = query_features(*model_, cnn_, bytes, "query", d, deadline, cnn_ms);
   auto row0 = [](const Matrix& m) { return std::vector<float>(m.row(0), m.row(0) + m.cols); };
   Answer a = rank(row0(f.post), row0(f.code), row0(f.bridge), k);
+  deadline.check("in the search");
   a.cnn_ms = cnn_ms;
   return a;
 }
