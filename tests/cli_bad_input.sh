@@ -68,6 +68,26 @@ expect 2 "preserve-source" -- $duet run --preserve-source -1 --out "$tmp/run"
 expect 2 "distill" -- $duet run --distill -1 --out "$tmp/run"
 expect 1 "no such split file" -- $duet run --split "$tmp/none.tsv" --out "$tmp/run"
 expect 1 "with --from" -- $duet split -o "$tmp/s.tsv"
+
+# Image limits on every path that reads images (classify, embed, run; index, search and serve in
+# their own tests): the pixel cap from the header, DUET_MAX_PIXELS, the file-size cap, formats
+# duet does not read.
+w=${DUET_SHARED:-$(dirname "$0")/../../shared}/weights
+expect 1 "cat.bmp: a BMP of .* larger than the limit of 1000 " -- env DUET_MAX_PIXELS=1000 $duet classify "$w/cat.bmp"
+expect 1 "DUET_MAX_PIXELS: 'lots' is not" -- env DUET_MAX_PIXELS=lots $duet classify "$w/cat.bmp"
+head -c 2000000 /dev/zero > "$tmp/big.png"
+expect 1 "big.png: a file of 2000000 bytes" -- env DUET_MAX_PIXELS=100 $duet classify "$tmp/big.png"
+printf 'P6\n100000 100000\n255\n' > "$tmp/bomb.ppm"
+expect 1 "bomb.ppm: cannot decode image: not a format duet reads" -- $duet classify "$tmp/bomb.ppm"
+for c in cat dog; do
+  mkdir -p "$tmp/bombs/photo/$c" "$tmp/bombs/sketch/$c"
+  cp "$w/parrot.jpg" "$tmp/bombs/photo/$c/p.jpg"
+  cp "$w/bird.bmp" "$tmp/bombs/sketch/$c/p-1.bmp"
+done
+expect 1 "p.jpg: a JPEG of .* larger than the limit of 5000" -- env DUET_MAX_PIXELS=5000 $duet embed --backbone mobilenet_v1_025 --data "$tmp/bombs" --domain photo -o "$tmp/x.npy"
+$duet split --data "$tmp/bombs" --test-fraction 0.5 -o "$tmp/bombs.tsv" >/dev/null 2>&1
+expect 1 "p-1.bmp: a BMP of .* larger than the limit of 5000" -- env DUET_MAX_PIXELS=5000 $duet run --data "$tmp/bombs" --split "$tmp/bombs.tsv" --out "$tmp/run"
+
 [ ! -e "$tmp/x.npy" ] || { echo "FAIL: a failed embed left $tmp/x.npy behind"; fails=$((fails + 1)); }
 
 echo "$passes passed, $fails failed"

@@ -70,3 +70,77 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
+
+    def peak_rss_kib(self):
+        """The server process's peak resident memory so far (VmHWM)."""
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        return 0
+
+
+def png_bytes(w, h, row, depth=8, colour=6):
+    """A PNG of w x h pixels whose every row is `row` (filter byte included), compressed a row at
+    a time: a valid image of any size in little memory. colour 6: RGBA, 0: grey."""
+    import struct
+    import zlib
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xffffffff)
+    z = zlib.compressobj(1)
+    data = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)) +
+            chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+def worst_case_drawing(max_pixels=64 << 20):
+    """The query that costs the server the most memory: a 16-bit RGBA PNG just under the pixel cap
+    (8 bytes a pixel decoded), a drawing with a dark stripe down its middle (so it has ink and is
+    framed). About 2.3 MB on the wire."""
+    w = 8192
+    h = max_pixels // w - 1
+    px = bytearray(b"\xff\xff" * 4 * w)
+    for x in range(w // 2 - 8, w // 2 + 8):
+        px[8 * x:8 * x + 6] = b"\x00" * 6  # black, opaque
+    return png_bytes(w, h, b"\x00" + bytes(px), depth=16, colour=6)
+
+
+def simultaneous(server, body, n, watch_s=0.2):
+    """n clients POST `body` as a sketch at once while /healthz is polled every watch_s seconds.
+    Returns ([(status, seconds, error) per client], [healthz seconds], peak RSS in MiB)."""
+    import http.client
+    import json as _json
+    out = [None] * n
+    health = []
+    go = threading.Event()
+
+    def client(i):
+        c = http.client.HTTPConnection(server.host, server.port, timeout=120)
+        go.wait()
+        t0 = time.time()
+        try:
+            c.request("POST", "/api/search?k=5", body=body, headers={"Content-Type": "image/png"})
+            r = c.getresponse()
+            data = r.read()
+            err = _json.loads(data).get("error", "") if r.status != 200 else ""
+            out[i] = (r.status, time.time() - t0, err)
+        except Exception as e:
+            out[i] = (None, time.time() - t0, repr(e))
+        finally:
+            c.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    go.set()
+    while any(th.is_alive() for th in threads):
+        t0 = time.time()
+        try:
+            ok = server.request("GET", "/healthz", timeout=30)[0] == 200
+        except Exception:
+            ok = False
+        health.append(time.time() - t0 if ok else float("inf"))
+        time.sleep(watch_s)
+    for th in threads:
+        th.join()
+    return out, health, server.peak_rss_kib() / 1024

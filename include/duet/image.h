@@ -32,6 +32,8 @@ class ImageTooLarge : public Error {
  public:
   using Error::Error;
 };
+// image_header, and ImageTooLarge when it is over max_image_pixels(): what decode_rgb checks first.
+ImageHeader checked_header(const std::string& bytes, const std::string& name);
 
 // Decodes an image file as 8-bit RGB (greyscale is expanded, alpha composited on white so
 // transparent sketches stay black-on-white, a JPEG turned upright by its EXIF orientation). Throws

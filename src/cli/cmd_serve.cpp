@@ -77,11 +77,11 @@ void register_serve(CLI::App& app) {
   c->add_option("--port", a->opt.port, "port (0: any free one, printed on stderr)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
-  c->add_option("--workers", a->opt.workers, "connections served at once")->check(positive)->capture_default_str();
+  c->add_option("--workers", a->opt.workers, "searches at once (4 more connections are served beside them: health, metrics, thumbnails)")->check(positive)->capture_default_str();
   c->add_option("-t,--threads", a->threads, "CNN threads (0 = all cores)")->check(non_negative)->capture_default_str();
   c->add_option("--max-body", a->opt.max_body, "largest request body in bytes")->check(positive)->capture_default_str();
   c->add_option("--max-k", a->opt.max_k, "most results one query may ask for")->check(positive)->capture_default_str();
-  c->add_option("--timeout", a->opt.timeout_s, "seconds to read a request or write an answer")
+  c->add_option("--timeout", a->opt.timeout_s, "seconds a search may take from its first byte (read, decode, CNN, ranking: then 503), and to read a request or write an answer")
       ->check(positive)
       ->capture_default_str();
   c->add_option("--keep-alive", a->opt.keep_alive_s, "seconds an idle connection stays open")

@@ -62,15 +62,17 @@ KindGuess detect_kind(const Dataset& d, const std::string& domain, int sample) {
   if (all.empty()) fail("no ", domain, " images in the dataset");
   KindGuess g;
   const size_t n = std::min<size_t>(all.size(), static_cast<size_t>(std::max(1, sample)));
+  std::string first_error;
   for (size_t i = 0; i < n; ++i) {
     const Sample& s = all[i * all.size() / n];
     try {
       g.drawings += looks_like_drawing(load_rgb(d.abs_path(s)));
       ++g.looked;
-    } catch (const Error&) {
+    } catch (const Error& e) {
+      if (first_error.empty()) first_error = e.what();
     }
   }
-  if (g.looked == 0) fail("none of the sampled ", domain, " images could be read");
+  if (g.looked == 0) fail("none of the sampled ", domain, " images could be read (the first: ", first_error, ")");
   g.kind = 2 * g.drawings >= g.looked ? DomainKind::Drawing : DomainKind::Image;
   return g;
 }

@@ -98,9 +98,18 @@ ImageHeader image_header(const std::string& bytes, const std::string& name) {
       fail(name, ": malformed WebP (unknown first chunk)");
     }
   } else {
-    fail(name, ": not an image duet reads (JPEG, PNG, BMP or WebP)");
+    fail(name, ": cannot decode image: not a format duet reads (JPEG, PNG, BMP or WebP)");
   }
   if (h.width <= 0 || h.height <= 0) fail(name, ": ", h.format, " of ", h.width, " x ", h.height, " pixels");
+  return h;
+}
+
+ImageHeader checked_header(const std::string& bytes, const std::string& name) {
+  const ImageHeader h = image_header(bytes, name);
+  if (h.width * h.height > max_image_pixels())
+    throw ImageTooLarge(name + ": a " + h.format + " of " + std::to_string(h.width) + " x " + std::to_string(h.height) +
+                        " pixels is larger than the limit of " + std::to_string(max_image_pixels()) +
+                        " (refused before decoding; DUET_MAX_PIXELS raises it)");
   return h;
 }
 
@@ -137,11 +146,7 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   const size_t n = bytes.size();
   // The pixel cap is checked here, from the header: OpenCV's own (OPENCV_IO_MAX_IMAGE_PIXELS) is
   // read when its library loads, before main can set it, and defaults to a gigapixel.
-  const ImageHeader h = image_header(bytes, path);
-  if (h.width * h.height > max_image_pixels())
-    throw ImageTooLarge(path + ": " + h.format + " of " + std::to_string(h.width) + " x " + std::to_string(h.height) +
-                        " pixels, over the limit of " + std::to_string(max_image_pixels()) +
-                        " (refused before decoding; DUET_MAX_PIXELS raises it)");
+  const ImageHeader h = checked_header(bytes, path);
   // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
   // occur inside the entropy-coded data, so its absence near the end means the file was cut.
   const bool jpeg = h.format[0] == 'J';

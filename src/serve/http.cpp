@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <condition_variable>
@@ -114,26 +115,43 @@ class Metrics {
 thread_local Clock::time_point t_request_start;
 thread_local bool t_request_started = false;
 
-// At most `n` searches at once (decode, CNN, ranking): the pool has threads to spare, so /healthz,
-// /metrics and thumbnails are answered while every search slot is busy.
-class Slots {
+// A counting semaphore whose takers ask for different amounts, waiting until a deadline at most.
+// The server keeps two: searches at once (1 each, --workers in all), so the pool has threads to
+// spare for /healthz, /metrics and thumbnails while every search is busy; and the pixels of the
+// query images being decoded and embedded (each its header's count, twice the pixel cap in all),
+// so eight images at the cap decode two at a time and the server's memory stays bounded, while
+// drawings of a few hundred thousand pixels never wait for each other.
+class Budget {
  public:
-  explicit Slots(int n) : free_(n) {}
-  // Takes a slot, waiting until the deadline at most (then TimedOut).
-  void take(const Deadline& d) {
+  explicit Budget(int64_t capacity) : capacity_(capacity), free_(capacity) {}
+  // Takes min(amount, capacity), waiting until the deadline at most (then TimedOut, naming `what`).
+  int64_t take(int64_t amount, const Deadline& d, const char* what) {
+    amount = std::min(amount, capacity_);
     std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_until(lock, d.at, [&] { return free_ > 0; })) d.check("waiting for a free search slot");
-    --free_;
+    if (!cv_.wait_until(lock, d.at, [&] { return free_ >= amount; })) d.check(what);
+    free_ -= amount;
+    return amount;
   }
-  void give() {
-    { std::lock_guard<std::mutex> lock(mu_); ++free_; }
-    cv_.notify_one();
+  void give(int64_t amount) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      free_ += amount;
+    }
+    cv_.notify_all();
   }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  int free_;
+  const int64_t capacity_;
+  int64_t free_;
+};
+
+// What a Budget lent, given back when the request ends however it ends.
+struct Lease {
+  Budget& budget;
+  int64_t amount;
+  ~Lease() { budget.give(amount); }
 };
 }  // namespace
 
@@ -144,7 +162,8 @@ struct HttpServer::Impl {
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
-  mutable Slots slots{opt.workers};
+  mutable Budget searches{opt.workers};
+  mutable Budget pixels{2 * max_image_pixels()};
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
   Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
     if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard) shard = local;
@@ -180,11 +199,9 @@ struct HttpServer::Impl {
       domain = svc.query_domain(q.domain);  // an unknown one: Error, hence 400
       // The request's whole work, from its first byte read, ends within --timeout.
       const Deadline deadline{(t_request_started ? t_request_start : t0) + std::chrono::seconds(opt.timeout_s)};
-      slots.take(deadline);
-      struct Give {
-        Slots& s;
-        ~Give() { s.give(); }
-      } give{slots};
+      const ImageHeader h = checked_header(q.image, "query");  // not an image, or too large: refused unread
+      const Lease slot{searches, searches.take(1, deadline, "waiting for a free search slot")};
+      const Lease px{pixels, pixels.take(h.width * h.height, deadline, "waiting to decode (other large images first)")};
       a = svc.search_image(q.image, domain, q.k, deadline);
     }
     json_reply(res, answer_json(a, domain, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
