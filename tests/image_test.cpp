@@ -101,6 +101,10 @@ TEST(Image, PixelCapFromEachFormatsHeader) {
         << msg;
     EXPECT_LT(secs, 0.05) << c.name;
   }
+  // Sides whose product overflows 64 bits: refused, not wrapped below the cap.
+  std::string png = encode(".png", img);
+  put_le(png, 16, 0xFFFFFFFF, 4), put_le(png, 20, 0xFFFFFFFF, 4);
+  EXPECT_NE(refusal(png, true).first.find("PNG of 4294967295 x 4294967295"), std::string::npos);
   // The OS/2 BMP header (16-bit sizes) and WebP's extended header (24-bit canvas sizes), by hand.
   std::string bmp(26, '\0');
   bmp.replace(0, 2, "BM"), put_le(bmp, 14, 12, 4), put_le(bmp, 18, 65535, 2), put_le(bmp, 20, 65535, 2);

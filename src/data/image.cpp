@@ -106,7 +106,8 @@ ImageHeader image_header(const std::string& bytes, const std::string& name) {
 
 ImageHeader checked_header(const std::string& bytes, const std::string& name) {
   const ImageHeader h = image_header(bytes, name);
-  if (h.width * h.height > max_image_pixels())
+  // By division: a PNG may claim 2^32 - 1 a side, whose product overflows 64 bits.
+  if (h.width > max_image_pixels() / h.height)
     throw ImageTooLarge(name + ": a " + h.format + " of " + std::to_string(h.width) + " x " + std::to_string(h.height) +
                         " pixels is larger than the limit of " + std::to_string(max_image_pixels()) +
                         " (refused before decoding; DUET_MAX_PIXELS raises it)");

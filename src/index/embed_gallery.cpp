@@ -106,7 +106,7 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
       Row& r = rows[todo[t]];
       const std::string file = root + "/" + r.e.path;
       try {
-        const std::string bytes = read_file(file);
+        const std::string bytes = read_image_file(file);
         r.e.hash = fnv1a(bytes);
         r.e.bytes = static_cast<int64_t>(bytes.size());
         if (auto it = prev_hash.find(r.e.hash); it != prev_hash.end()) {
