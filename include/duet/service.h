@@ -28,6 +28,8 @@ struct Deadline {
   std::chrono::steady_clock::time_point at = std::chrono::steady_clock::time_point::max();
   // Throws TimedOut, naming the stage reached, when the deadline has passed.
   void check(const char* stage) const;
+  // Throws TimedOut naming the stage: for a wait that ended at the deadline.
+  [[noreturn]] void expired(const char* stage) const;
 };
 
 class Retrieval {

@@ -128,7 +128,7 @@ class Budget {
   int64_t take(int64_t amount, const Deadline& d, const char* what) {
     amount = std::min(amount, capacity_);
     std::unique_lock<std::mutex> lock(mu_);
-    if (!cv_.wait_until(lock, d.at, [&] { return free_ >= amount; })) d.check(what);
+    if (!cv_.wait_until(lock, d.at, [&] { return free_ >= amount; })) d.expired(what);
     free_ -= amount;
     return amount;
   }

@@ -77,7 +77,11 @@ std::string Retrieval::query_domain(const std::string& domain) const {
 }
 
 void Deadline::check(const char* stage) const {
-  if (std::chrono::steady_clock::now() > at) throw TimedOut(std::string("timed out ") + stage + " (the server's --timeout)");
+  if (std::chrono::steady_clock::now() > at) expired(stage);
+}
+
+void Deadline::expired(const char* stage) const {
+  throw TimedOut(std::string("timed out ") + stage + " (the server's --timeout)");
 }
 
 Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes, const std::string& name,
@@ -88,7 +92,7 @@ Features query_features(const Model& model, std::timed_mutex& cnn, const std::st
     fail(name, ": the drawing is empty (no strokes darker than light grey)");
   deadline.check("after decoding the query");
   std::unique_lock<std::timed_mutex> lock(cnn, std::defer_lock);
-  if (!lock.try_lock_until(deadline.at)) deadline.check("waiting for the CNN");
+  if (!lock.try_lock_until(deadline.at)) deadline.expired("waiting for the CNN");
   const auto t = std::chrono::steady_clock::now();
   Features f = model.features(domain, {rgb}, {fnv1a(bytes)});
   cnn_ms = ms_since(t);
