@@ -9,6 +9,7 @@ bound. `duet search` refuses an empty drawing with one error line.
 Usage: serve_bounds.py path/to/duet FIXTURE_DIR   (FIXTURE_DIR from serve_fixture.py)
 """
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -120,7 +121,13 @@ with Server(t.duet, index, t.env, ["--timeout", "2"]) as s:
         c.sendall(sketch[i * len(sketch) // 3:(i + 1) * len(sketch) // 3])
         if i < 2:
             time.sleep(1.5)
-    reply = c.recv(65536)
+    reply = b""
+    while b"\r\n\r\n" not in reply or len(reply.split(b"\r\n\r\n", 1)[1]) < int(
+            re.search(rb"Content-Length: (\d+)", reply).group(1)):
+        part = c.recv(65536)
+        if not part:
+            break
+        reply += part
     c.close()
     check("past --timeout: 503 'timed out', and the work stopped", reply.startswith(b"HTTP/1.1 503") and
           b"timed out" in reply, reply[:300])
