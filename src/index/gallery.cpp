@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "common/json_whole.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 
@@ -53,7 +54,13 @@ class Checksum {
   }
 };
 
-uint64_t from_hex(const std::string& s) { return std::stoull(s, nullptr, 16); }
+
+// A content hash as hex64 wrote it (std::stoull alone would throw std::invalid_argument).
+uint64_t from_hex(const std::string& s) {
+  if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+    throw json::type_error::create(302, "a content hash, not '" + s.substr(0, 40) + "'", nullptr);
+  return std::stoull(s, nullptr, 16);
+}
 
 bool is_image_name(const std::string& name) {
   const auto dot = name.find_last_of('.');
@@ -172,8 +179,9 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     g.root = h.at("root").get<std::string>();
     g.domain = h.at("domain").get<std::string>();
     g.index_type = h.at("index_type").get<std::string>();
-    const int64_t n = h.at("rows").get<int64_t>();
-    if (n < 0) fail(path, ": damaged gallery index header (", n, " rows)");
+    // Each row has an entry in the header: more rows than header bytes is damage (and bounds n).
+    const int64_t n = json_whole<int64_t>(h.at("rows"));
+    if (n < 0 || static_cast<uint64_t>(n) > len) fail(path, ": damaged gallery index header (", n, " rows)");
     const uint64_t data = 16 + len;
     struct Span {
       uint64_t off = 0, bytes = 0;
@@ -182,7 +190,7 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     std::map<std::string, Span> blob;
     uint64_t total = 0;
     for (const auto& b : h.at("blobs")) {
-      const uint64_t off = b.at("offset").get<uint64_t>(), bytes = b.at("bytes").get<uint64_t>();
+      const uint64_t off = json_whole<uint64_t>(b.at("offset")), bytes = json_whole<uint64_t>(b.at("bytes"));
       if (off != total || bytes > size - data - off) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
       blob[b.at("name").get<std::string>()] = {data + off, bytes, b.at("checksum").get<std::string>()};
       total += bytes;
@@ -205,8 +213,11 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     auto matrix = [&](const char* name) {
       Matrix m;
       m.rows = n;
-      m.cols = h.at("dims").at(name).get<int64_t>();
-      if (m.cols < 0 || blob.at(name).bytes != static_cast<uint64_t>(n * m.cols) * sizeof(float))
+      m.cols = json_whole<int64_t>(h.at("dims").at(name));
+      // n * cols floats, checked by division: a damaged header's cols must not overflow it.
+      const uint64_t bytes = blob.at(name).bytes, row = static_cast<uint64_t>(n) * sizeof(float);
+      if (m.cols < 0 ||
+          (n == 0 ? bytes != 0 : bytes % row != 0 || bytes / row != static_cast<uint64_t>(m.cols)))
         fail(path, ": ", name, " has the wrong size (damaged index)");
       array(name, m.data);
       return m;
@@ -223,10 +234,10 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     for (const auto& e : h.at("entries")) {
       GalleryEntry x;
       x.path = e.at(0).get<std::string>();
-      x.bytes = e.at(1).get<int64_t>();
-      x.mtime_ns = e.at(2).get<int64_t>();
+      x.bytes = json_whole<int64_t>(e.at(1));
+      x.mtime_ns = json_whole<int64_t>(e.at(2));
       x.hash = from_hex(e.at(3).get<std::string>());
-      const uint64_t off = e.at(4).get<uint64_t>(), bytes = e.at(5).get<uint64_t>();
+      const uint64_t off = json_whole<uint64_t>(e.at(4)), bytes = json_whole<uint64_t>(e.at(5));
       if (off != thumb_at || bytes > thumbs.bytes - off) fail(path, ": thumbnail out of range (damaged index)");
       x.thumb.resize(bytes);
       read(thumbs.off + off, bytes, x.thumb.data());
@@ -249,14 +260,15 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     if (h.contains("shard")) {
       const json& j = h.at("shard");
       GalleryShard s;
-      s.index = j.at("index").get<int>();
-      s.of = j.at("of").get<int>();
-      s.offset = j.at("offset").get<int64_t>();
-      s.total = j.at("total").get<int64_t>();
+      s.index = json_whole<int>(j.at("index"));
+      s.of = json_whole<int>(j.at("of"));
+      s.offset = json_whole<int64_t>(j.at("offset"));
+      s.total = json_whole<int64_t>(j.at("total"));
       array("shard_start", s.start);
       array("shard_col", s.col);
       array("shard_w", s.w);
-      bool ok = s.of >= 1 && s.index >= 0 && s.index < s.of && s.offset >= 0 && s.offset + n <= s.total &&
+      bool ok = s.of >= 1 && s.index >= 0 && s.index < s.of && s.offset >= 0 && s.total >= n &&
+                s.offset <= s.total - n &&
                 (s.start.empty() || (s.start.size() == static_cast<size_t>(n + 1) && s.start.front() == 0 &&
                                      s.start.back() == static_cast<int64_t>(s.col.size()))) &&
                 s.col.size() == s.w.size();
@@ -282,8 +294,10 @@ std::string gallery_bytes(const GalleryIndex& g) {
 }
 
 GalleryIndex parse_gallery(const std::string& all, const std::string& path) {
-  return parse_index(all.size(), [&](uint64_t off, size_t n, char* out) { std::memcpy(out, all.data() + off, n); },
-                     path);
+  const ReadAt read = [&](uint64_t off, size_t n, char* out) {
+    if (n > 0) std::memcpy(out, all.data() + off, n);  // an empty blob's vector: data() may be null
+  };
+  return parse_index(all.size(), read, path);
 }
 
 void write_gallery(const std::string& path, const GalleryIndex& g) {

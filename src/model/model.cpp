@@ -11,6 +11,7 @@
 
 #include "duet/augment.h"
 #include "duet/bridge.h"
+#include "common/json_whole.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
@@ -41,6 +42,7 @@ json rank_to_json(const RankOptions& r) {
           {"prob_b", r.prob_b}};
 }
 
+
 RankOptions rank_from_json(const json& j) {
   RankOptions r;
   r.fuse = j.at("fuse").get<bool>();
@@ -55,12 +57,12 @@ RankOptions rank_from_json(const json& j) {
   r.graph = j.value("graph", std::string("embedding"));
   r.diffusion = j.at("diffusion").get<bool>();
   const json& d = j.at("diffusion_options");
-  r.diff.k = d.at("k").get<int>();
+  r.diff.k = json_whole<int>(d.at("k"));
   r.diff.alpha = d.at("alpha").get<double>();
-  r.diff.seeds = d.at("seeds").get<int>();
+  r.diff.seeds = json_whole<int>(d.at("seeds"));
   r.diff.blend = d.at("blend").get<double>();
   // Models written before the shortlist existed diffused over the whole gallery.
-  r.diff.shortlist = d.value("shortlist", 0);
+  r.diff.shortlist = d.contains("shortlist") ? json_whole<int>(d.at("shortlist")) : 0;
   r.prob_a = j.at("prob_a").get<double>();
   r.prob_b = j.at("prob_b").get<double>();
   return r;
@@ -152,9 +154,15 @@ ModelInfo read_model_info(const std::string& dir) {
   const std::string mf = dir + "/manifest.json";
   if (!file_exists(mf))
     fail(dir, ": not a duet model folder (no manifest.json; a half-written model, or not a model)");
+  // A manifest nests a few levels; one nested 100000 deep would overflow the stack of the
+  // recursive dump below.
+  constexpr int kMaxDepth = 32;
   json m;
   try {
-    m = json::parse(read_file(mf));
+    m = json::parse(read_file(mf), [&](int depth, json::parse_event_t, json&) {
+      if (depth > kMaxDepth) fail(mf, ": not a duet manifest (nested deeper than ", kMaxDepth, " levels)");
+      return true;
+    });
   } catch (const json::exception&) {
     fail(mf, ": not valid JSON (a damaged model folder)");
   }
@@ -178,11 +186,27 @@ ModelInfo read_model_info(const std::string& dir) {
     info.bridge = m.value("bridge", std::string());
     info.backbone = m.at("backbone").at("file").get<std::string>();
     info.rank = rank_from_json(m.at("rank"));
-    for (const auto& [name, f] : m.at("files").items()) {
+    // Every file a model loads is a plain name in its folder, listed (so sized and hashed) under
+    // "files": a manifest cannot point outside the folder or at an unchecked file.
+    const json& files = m.at("files");
+    auto plain = [&](const std::string& name) {
+      if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+        fail(mf, ": '", name.substr(0, 80), "' is not a file name in the model folder (damaged or edited)");
+    };
+    std::vector<std::string> used{info.mapper, info.backbone};
+    if (!info.bridge.empty()) used.push_back(info.bridge);
+    for (const auto& [domain, list] : info.encoders) used.insert(used.end(), list.begin(), list.end());
+    for (const auto& name : used) {
+      plain(name);
+      if (!files.contains(name)) fail(mf, ": model file ", name, " is not among its files (damaged or edited)");
+    }
+    for (const auto& [name, f] : files.items()) {
+      plain(name);
       const std::string path = dir + "/" + name;
       if (!file_exists(path)) fail(dir, ": model file ", name, " is missing (a half-written or damaged model)");
-      const std::string bytes = read_file(path);
-      if (bytes.size() != f.at("bytes").get<size_t>() || hex64(fnv1a(bytes)) != f.at("fnv1a").get<std::string>())
+      std::error_code ec;
+      const auto size = json_whole<uint64_t>(f.at("bytes"));
+      if (fs::file_size(path, ec) != size || hex64(fnv1a(read_file(path))) != f.at("fnv1a").get<std::string>())
         fail(dir, ": model file ", name, " does not match its manifest (changed or damaged)");
     }
   } catch (const json::exception& e) {

@@ -4,12 +4,15 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "backbone/nets.h"
+#include "common/torch_archive.h"
 #include "dist/collectives.h"
 #include "duet/augment.h"
 #include "duet/embeddings.h"
@@ -126,45 +129,56 @@ LoadedEncoder load_encoder(const std::string& path, const std::string& weights_o
       fail(path, ": an encoder from another duet version (", f, "; this one reads ", kFormat, "): retrain it");
     fail(path, ": not a duet encoder file (it is a ", f, " file); train one with `duet train-encoder`");
   }
+  // Every value and tensor checked as it is read (common/torch_archive.h), the split within the
+  // backbone's stages, and the head's widths bounded by the file before it is built: a damaged or
+  // crafted file must not index past the stages or make the head allocate what it claims.
   LoadedEncoder e;
-  e.meta.arch = ivalue_str(ar, "arch", path);
-  e.meta.weights = ivalue_str(ar, "weights", path);
-  e.meta.domain = ivalue_str(ar, "domain", path);
-  e.meta.classes = split_str(ivalue_str(ar, "classes", path), '\n');
-  c10::IValue v;
-  ar.read("split", v);
-  e.meta.split = static_cast<int>(v.toInt());
-  ar.read("hidden", v);
-  e.meta.hidden = static_cast<int>(v.toInt());
-  e.meta.kind = parse_kind(ivalue_str(ar, "kind", path));
-  ar.read("frame", v);
-  e.meta.frame = v.toInt() != 0;
-  ar.read("tta_views", v);
-  e.meta.tta_views = static_cast<int>(v.toInt());
-  ar.read("seed", v);
-  e.meta.seed = static_cast<uint64_t>(v.toInt());
-  const std::string weights = !weights_override.empty() ? weights_override
-                              : e.meta.weights == "default" ? "" : e.meta.weights;
-  e.net = open_backbone_net(e.meta.arch, weights);
-  e.weights_file = weights;
-  if (frozen_features) {
-    e.frozen = open_backbone_net(e.meta.arch, weights);
-    e.frozen->eval();
-  }
-  torch::NoGradGuard ng;
-  auto top = e.net->parameters_from(e.meta.split);
-  for (size_t i = 0; i < top.size(); ++i) {
-    torch::Tensor t;
-    ar.read("top." + std::to_string(i), t);
-    if (t.sizes() != top[i].sizes()) fail(path, ": tensor top.", i, " does not fit backbone ", e.meta.arch);
-    top[i].copy_(t);
-  }
-  e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()));
-  for (auto& p : e.head->named_parameters()) {
-    torch::Tensor t;
-    ar.read("head." + p.key(), t);
-    if (t.sizes() != p.value().sizes()) fail(path, ": head tensor ", p.key(), " has the wrong shape");
-    p.value().copy_(t);
+  try {
+    constexpr int64_t kMaxInt = std::numeric_limits<int>::max(), kMax64 = std::numeric_limits<int64_t>::max();
+    e.meta.arch = archive::str(ar, "arch", path, "encoder");
+    e.meta.weights = archive::str(ar, "weights", path, "encoder");
+    e.meta.domain = archive::str(ar, "domain", path, "encoder");
+    e.meta.classes = split_str(archive::str(ar, "classes", path, "encoder"), '\n');
+    if (e.meta.classes.empty()) fail(path, ": damaged encoder file (no classes)");
+    e.meta.split = static_cast<int>(archive::integer(ar, "split", path, "encoder", 0, kMaxInt));
+    e.meta.hidden = static_cast<int>(archive::integer(ar, "hidden", path, "encoder", 1, kMaxInt));
+    e.meta.kind = parse_kind(archive::str(ar, "kind", path, "encoder"));
+    e.meta.frame = archive::integer(ar, "frame", path, "encoder", 0, 1) != 0;
+    // At most the 16 views train-encoder's --tta-views allows: each is an input per image.
+    e.meta.tta_views = static_cast<int>(archive::integer(ar, "tta_views", path, "encoder", 1, 16));
+    e.meta.seed = static_cast<uint64_t>(archive::integer(ar, "seed", path, "encoder", -kMax64 - 1, kMax64));
+    const std::string weights = !weights_override.empty() ? weights_override
+                                : e.meta.weights == "default" ? "" : e.meta.weights;
+    e.net = open_backbone_net(e.meta.arch, weights);
+    e.weights_file = weights;
+    if (e.meta.split > e.net->num_stages())
+      fail(path, ": damaged encoder file (split at stage ", e.meta.split, " of ", e.net->num_stages(), ")");
+    if (frozen_features) {
+      e.frozen = open_backbone_net(e.meta.arch, weights);
+      e.frozen->eval();
+    }
+    torch::NoGradGuard ng;
+    auto top = e.net->parameters_from(e.meta.split);
+    for (size_t i = 0; i < top.size(); ++i) {
+      const torch::Tensor t = archive::tensor(ar, "top." + std::to_string(i), path, "encoder");
+      if (t.sizes() != top[i].sizes()) fail(path, ": tensor top.", i, " does not fit backbone ", e.meta.arch);
+      top[i].copy_(t);
+    }
+    const double classes = static_cast<double>(e.meta.classes.size());
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(path, ec);
+    if (static_cast<double>(e.meta.hidden) * (static_cast<double>(e.net->feature_dim) + classes) * sizeof(float) >
+        static_cast<double>(bytes))
+      fail(path, ": damaged encoder file (its head of ", e.meta.hidden, " x ", e.meta.classes.size(),
+           " needs more weights than its ", bytes, " bytes hold)");
+    e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()));
+    for (auto& p : e.head->named_parameters()) {
+      const torch::Tensor t = archive::tensor(ar, "head." + p.key(), path, "encoder");
+      if (t.sizes() != p.value().sizes()) fail(path, ": head tensor ", p.key(), " has the wrong shape");
+      p.value().copy_(t);
+    }
+  } catch (const c10::Error& err) {
+    fail(path, ": damaged encoder file (", archive::first_line(err), ")");
   }
   e.net->eval();
   e.head->eval();

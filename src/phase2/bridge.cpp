@@ -7,6 +7,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "common/torch_archive.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 
@@ -155,21 +156,27 @@ std::unique_ptr<Bridge> open_bridge(const std::string& file) {
   c10::IValue v;
   if (!ar.try_read("format", v) || !v.isString() || v.toStringRef() != kBridgeFormat)
     fail(file, ": not a ", kBridgeFormat, " file");
-  auto read_matrix = [&](const std::string& key) {
-    torch::Tensor t;
-    if (!ar.try_read(key, t) || t.dim() != 2) fail(file, ": no matrix '", key, "' (damaged?)");
-    return from_tensor(t);
-  };
-  ar.read("gallery", v);
-  auto b = std::make_unique<Bridge>(v.toStringRef(), read_matrix("mu"));
-  ar.read("queries", v);
-  std::istringstream names(v.toStringRef());
-  for (std::string d; std::getline(names, d);) {
-    Matrix mu = read_matrix("mu." + d), w = read_matrix("w." + d), c = read_matrix("c." + d);
-    if (mu.rows != 1 || c.rows != 1 || mu.cols != b->dim() || w.cols != b->dim() || c.cols != b->dim() ||
-        w.rows <= b->dim())
-      fail(file, ": the ", d, " map has the wrong shape");
-    b->add_query(d, std::move(mu), std::move(w), std::move(c));
+  // Every value and tensor checked as it is read (common/torch_archive.h).
+  std::unique_ptr<Bridge> b;
+  try {
+    auto read_matrix = [&](const std::string& key) {
+      const torch::Tensor t = archive::tensor(ar, key, file, "bridge");
+      if (t.dim() != 2) fail(file, ": no matrix '", key, "' (damaged?)");
+      return from_tensor(t);
+    };
+    Matrix mu = read_matrix("mu");
+    if (mu.rows != 1 || mu.cols < 1) fail(file, ": the gallery's mean has the wrong shape (damaged?)");
+    b = std::make_unique<Bridge>(archive::str(ar, "gallery", file, "bridge"), std::move(mu));
+    std::istringstream names(archive::str(ar, "queries", file, "bridge"));
+    for (std::string d; std::getline(names, d);) {
+      Matrix mu = read_matrix("mu." + d), w = read_matrix("w." + d), c = read_matrix("c." + d);
+      if (mu.rows != 1 || c.rows != 1 || mu.cols != b->dim() || w.cols != b->dim() || c.cols != b->dim() ||
+          w.rows <= b->dim())
+        fail(file, ": the ", d, " map has the wrong shape");
+      b->add_query(d, std::move(mu), std::move(w), std::move(c));
+    }
+  } catch (const c10::Error& e) {
+    fail(file, ": damaged bridge file (", archive::first_line(e), ")");
   }
   return b;
 }

@@ -3,10 +3,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
 
+#include "common/torch_archive.h"
 #include "dist/collectives.h"
 #include "duet/encoder.h"
 #include "duet/error.h"
@@ -353,40 +356,47 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
       fail(file, ": a mapper from another duet version (", f, "; this one reads ", kFormat, "): retrain it");
     fail(file, ": not a duet mapper file (", f, ")");
   }
+  // Every value and tensor checked as it is read (common/torch_archive.h), and the widths bounded
+  // by the file before any branch is built: a damaged or crafted file must not make the branches
+  // allocate what it claims (a 4 KB file saying 100000 x 100000 asked for 37 GB).
   auto m = std::make_unique<TorchMapper>();
-  ar.read("domains", v);
-  std::istringstream names(v.toStringRef());
-  for (std::string d; std::getline(names, d);) m->net.domains.push_back(d);
-  if (m->net.domains.size() < 2) fail(file, ": a mapper needs a query and a gallery domain");
-  ar.read("in_dim", v);
-  m->in = v.toInt();
-  ar.read("hidden", v);
-  int hidden = static_cast<int>(v.toInt());
-  ar.read("code", v);
-  m->code = v.toInt();
-  ar.read("shared", v);
-  m->net.shared = v.toBool();
-  ar.read("normalize", v);
-  const bool normalize = v.toBool();
-  torch::Tensor prob;
-  ar.read("prob", prob);
-  m->a = prob[0].item<double>();
-  m->b = prob[1].item<double>();
-  const int in = static_cast<int>(m->in), code = static_cast<int>(m->code);
-  torch::NoGradGuard ng;
-  for (size_t b = 0; b < m->net.domains.size(); ++b) {
-    if (m->net.shared && b > 0) {
-      m->net.branch.push_back(m->net.branch[0]);
-      continue;
+  try {
+    std::istringstream names(archive::str(ar, "domains", file, "mapper"));
+    for (std::string d; std::getline(names, d);) m->net.domains.push_back(d);
+    if (m->net.domains.size() < 2) fail(file, ": a mapper needs a query and a gallery domain");
+    constexpr int64_t kMaxWidth = std::numeric_limits<int>::max();  // torch::nn::Linear's
+    m->in = archive::integer(ar, "in_dim", file, "mapper", 1, kMaxWidth);
+    const int hidden = static_cast<int>(archive::integer(ar, "hidden", file, "mapper", 1, kMaxWidth));
+    m->code = archive::integer(ar, "code", file, "mapper", 1, kMaxWidth);
+    std::error_code ec;
+    const auto bytes = std::filesystem::file_size(file, ec);
+    if (static_cast<double>(hidden) * static_cast<double>(m->in + m->code) * sizeof(float) > static_cast<double>(bytes))
+      fail(file, ": damaged mapper file (its widths ", m->in, " -> ", hidden, " -> ", m->code,
+           " need more weights than its ", bytes, " bytes hold)");
+    m->net.shared = archive::boolean(ar, "shared", file, "mapper");
+    const bool normalize = archive::boolean(ar, "normalize", file, "mapper");
+    const torch::Tensor prob = archive::tensor(ar, "prob", file, "mapper", torch::kFloat64);
+    if (prob.numel() != 2) fail(file, ": damaged mapper file (prob has ", prob.numel(), " values)");
+    m->a = prob[0].item<double>();
+    m->b = prob[1].item<double>();
+    const int in = static_cast<int>(m->in), code = static_cast<int>(m->code);
+    torch::NoGradGuard ng;
+    for (size_t b = 0; b < m->net.domains.size(); ++b) {
+      if (m->net.shared && b > 0) {
+        m->net.branch.push_back(m->net.branch[0]);
+        continue;
+      }
+      Branch br(in, hidden, code, normalize);
+      for (auto& p : br->named_parameters()) {
+        const std::string key = "b" + std::to_string(b) + "." + p.key();
+        const torch::Tensor t = archive::tensor(ar, key, file, "mapper");
+        if (t.sizes() != p.value().sizes()) fail(file, ": tensor ", key, " has the wrong shape");
+        p.value().copy_(t);
+      }
+      m->net.branch.push_back(br);
     }
-    Branch br(in, hidden, code, normalize);
-    for (auto& p : br->named_parameters()) {
-      torch::Tensor t;
-      ar.read("b" + std::to_string(b) + "." + p.key(), t);
-      if (t.sizes() != p.value().sizes()) fail(file, ": tensor b", b, ".", p.key(), " has the wrong shape");
-      p.value().copy_(t);
-    }
-    m->net.branch.push_back(br);
+  } catch (const c10::Error& e) {
+    fail(file, ": damaged mapper file (", archive::first_line(e), ")");
   }
   return m;
 }
