@@ -25,6 +25,7 @@ ImageHeader image_header(const std::string& bytes, const std::string& name);
 // 20000 PNG of 440 KB cannot make duet allocate gigabytes. DUET_MAX_PIXELS (a whole number of
 // pixels, read once) changes it; default 64 Mpx (8192 x 8192, a 64-megapixel phone photo).
 constexpr int64_t kDefaultMaxImagePixels = 64LL << 20;
+constexpr int64_t kMostMaxImagePixels = 1LL << 40;  // what DUET_MAX_PIXELS may say at most
 int64_t max_image_pixels();
 
 // What decode_rgb throws for an image over max_image_pixels() (the server answers it with 413).

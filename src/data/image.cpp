@@ -120,7 +120,8 @@ int64_t max_image_pixels() {
     if (!e || !*e) return kDefaultMaxImagePixels;
     char* end = nullptr;
     const long long v = std::strtoll(e, &end, 10);
-    if (*end != '\0' || v < 1) fail("DUET_MAX_PIXELS: '", e, "' is not a positive whole number of pixels");
+    if (*end != '\0' || v < 1 || v > kMostMaxImagePixels)
+      fail("DUET_MAX_PIXELS: '", e, "' is not a whole number of pixels from 1 to ", kMostMaxImagePixels);
     return static_cast<int64_t>(v);
   }();
   return cap;
@@ -148,6 +149,7 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   // The pixel cap is checked here, from the header: OpenCV's own (OPENCV_IO_MAX_IMAGE_PIXELS) is
   // read when its library loads, before main can set it, and defaults to a gigapixel.
   const ImageHeader h = checked_header(bytes, path);
+  if (n > static_cast<size_t>(INT32_MAX)) fail(path, ": a file of ", n, " bytes (OpenCV decodes at most 2 GB)");
   // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
   // occur inside the entropy-coded data, so its absence near the end means the file was cut.
   const bool jpeg = h.format[0] == 'J';
