@@ -6,17 +6,15 @@
 //
 // Both sides get the same pre-decoded, preprocessed tensors: this times the networks, not JPEG
 // decoding (the end-to-end `duet embed` row adds decoding, overlapped with inference).
-#include <opencv2/dnn.hpp>
-
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <thread>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <opencv2/dnn.hpp>
+#include <thread>
 
 #include "duet/dataset.h"
 #include "duet/embed.h"
@@ -48,7 +46,8 @@ cv::dnn::Net opencv_net(const std::string& path) {
       const auto& w = m.tensors[op.inputs[1]];
       const auto& b = m.tensors[op.inputs[2]];
       bool dw = op.type == "DEPTHWISE_CONV_2D";
-      int o = dw ? w.shape[3] : w.shape[0], kh = w.shape[1], kw = w.shape[2], in = dw ? 1 : w.shape[3];
+      int o = dw ? w.shape[3] : w.shape[0], kh = w.shape[1], kw = w.shape[2],
+          in = dw ? 1 : w.shape[3];
       cv::Mat wt({o, in, kh, kw}, CV_32F);
       float* dst = wt.ptr<float>();
       for (int a = 0; a < o; ++a)
@@ -75,7 +74,8 @@ cv::dnn::Net opencv_net(const std::string& path) {
       int src = producer.at(op.inputs[0]);
       if (total % 2) {
         cv::dnn::LayerParams pp;
-        const int pads[8] = {0, 0, 0, 0, total / 2, total - total / 2, total / 2, total - total / 2};
+        const int pads[8] = {
+            0, 0, 0, 0, total / 2, total - total / 2, total / 2, total - total / 2};
         pp.set("paddings", cv::dnn::DictValue::arrayInt(pads, 8));
         int pid = net.addLayer(name + "_pad", "Padding", pp);
         net.connect(src, 0, pid, 0);
@@ -126,11 +126,13 @@ struct Row {
 
 int main(int argc, char** argv) {
   init_runtime();
-  CLI::App app{"MobileNetV2 embedding speed: duet (LibTorch) vs OpenCV DNN, same weights, same inputs"};
+  CLI::App app{
+      "MobileNetV2 embedding speed: duet (LibTorch) vs OpenCV DNN, same weights, same inputs"};
   int images = 256, repeat = 2;
   std::string json_out = "embed_speed.json", data, weights;
   app.add_option("--images", images, "images to embed per configuration")->capture_default_str();
-  app.add_option("--repeat", repeat, "timings per configuration; the best counts")->capture_default_str();
+  app.add_option("--repeat", repeat, "timings per configuration; the best counts")
+      ->capture_default_str();
   app.add_option("--json", json_out, "where to write the JSON results")->capture_default_str();
   app.add_option("--data", data, "dataset folder (default: shared Sketchy subset)");
   app.add_option("--weights", weights, "MobileNetV2 .tflite (default: shared weights)");
@@ -144,7 +146,8 @@ int main(int argc, char** argv) {
     if (static_cast<int>(photos.size()) > images) photos.resize(images);
     const int n = static_cast<int>(photos.size()), S = 224, per = 3 * S * S;
     std::vector<float> x(static_cast<size_t>(n) * per);
-    for (int i = 0; i < n; ++i) to_chw(load_rgb(d.abs_path(photos[i])), S, x.data() + static_cast<size_t>(i) * per);
+    for (int i = 0; i < n; ++i)
+      to_chw(load_rgb(d.abs_path(photos[i])), S, x.data() + static_cast<size_t>(i) * per);
     std::fprintf(stderr, "%d images decoded\n", n);
 
     std::vector<Row> rows;
@@ -167,8 +170,10 @@ int main(int argc, char** argv) {
                           y.data() + static_cast<size_t>(i) * enc->dim());
             s = std::min(s, std::chrono::duration<double>(Clock::now() - t0).count());
           }
-          rows.push_back({std::string("duet libtorch") + (cl ? " NHWC" : " NCHW"), threads, 1, n / s});
-          std::fprintf(stderr, "%-22s threads=%d batch=%2d %7.2f img/s\n", rows.back().method.c_str(), threads, batch, n / s);
+          rows.push_back(
+              {std::string("duet libtorch") + (cl ? " NHWC" : " NCHW"), threads, 1, n / s});
+          std::fprintf(stderr, "%-22s threads=%d batch=%2d %7.2f img/s\n",
+                       rows.back().method.c_str(), threads, batch, n / s);
           if (ref.empty()) ref = y;
         }
       }
@@ -182,7 +187,8 @@ int main(int argc, char** argv) {
           cv::Mat blob({b, 3, S, S}, CV_32F, x.data() + static_cast<size_t>(i) * per);
           net.setInput(blob);
           cv::Mat out = net.forward();
-          std::copy(out.ptr<float>(), out.ptr<float>() + static_cast<size_t>(b) * 1280, y.data() + static_cast<size_t>(i) * 1280);
+          std::copy(out.ptr<float>(), out.ptr<float>() + static_cast<size_t>(b) * 1280,
+                    y.data() + static_cast<size_t>(i) * 1280);
         };
         run(0, std::min(batch, n));  // warm-up
         double s = 1e30;
@@ -192,10 +198,13 @@ int main(int argc, char** argv) {
           s = std::min(s, std::chrono::duration<double>(Clock::now() - t0).count());
         }
         rows.push_back({"opencv dnn", threads, batch, n / s});
-        std::fprintf(stderr, "%-22s threads=%d batch=%2d %7.2f img/s\n", "opencv dnn", threads, batch, n / s);
+        std::fprintf(stderr, "%-22s threads=%d batch=%2d %7.2f img/s\n", "opencv dnn", threads,
+                     batch, n / s);
         double maxdiff = 0;
-        for (size_t i = 0; i < y.size(); ++i) maxdiff = std::max(maxdiff, static_cast<double>(std::abs(y[i] - ref[i])));
-        if (maxdiff > 1e-2) fail("OpenCV DNN features differ from duet's by ", maxdiff, ": the rebuild is wrong");
+        for (size_t i = 0; i < y.size(); ++i)
+          maxdiff = std::max(maxdiff, static_cast<double>(std::abs(y[i] - ref[i])));
+        if (maxdiff > 1e-2)
+          fail("OpenCV DNN features differ from duet's by ", maxdiff, ": the rebuild is wrong");
       }
     }
     // End to end: `duet embed`'s path (decode + preprocess overlapped with inference).
@@ -215,7 +224,8 @@ int main(int argc, char** argv) {
       return b;
     };
     std::printf("%-28s %7s %5s %10s\n", "method", "threads", "batch", "images/s");
-    for (const auto& r : rows) std::printf("%-28s %7d %5d %10.2f\n", r.method.c_str(), r.threads, r.batch, r.images_per_s);
+    for (const auto& r : rows)
+      std::printf("%-28s %7d %5d %10.2f\n", r.method.c_str(), r.threads, r.batch, r.images_per_s);
     double ratio = best("duet libtorch") / best("opencv dnn");
     std::printf("best duet / best opencv dnn: %.2fx (%d images, %u hardware threads)\n", ratio, n,
                 std::thread::hardware_concurrency());
@@ -224,7 +234,10 @@ int main(int argc, char** argv) {
     j["repeat"] = repeat;
     j["ratio_best_duet_over_best_opencv"] = ratio;
     for (const auto& r : rows)
-      j["rows"].push_back({{"method", r.method}, {"threads", r.threads}, {"batch", r.batch}, {"images_per_s", r.images_per_s}});
+      j["rows"].push_back({{"method", r.method},
+                           {"threads", r.threads},
+                           {"batch", r.batch},
+                           {"images_per_s", r.images_per_s}});
     std::ofstream(json_out) << j.dump(2) << "\n";
     std::printf("wrote %s\n", json_out.c_str());
   } catch (const Error& e) {

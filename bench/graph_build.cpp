@@ -7,15 +7,14 @@
 //
 // Rows: the first N of --emb, or synthetic 1024-d rows of 125 classes shaped like Phase I
 // embeddings (ReLU of a class centre plus noise of the same scale).
-#include <algorithm>
-#include <chrono>
-#include <cstdio>
-#include <random>
-
 #include <faiss/IndexFlat.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "duet/diffusion.h"
 #include "duet/embeddings.h"
@@ -33,7 +32,8 @@ int main(int argc, char** argv) {
   int64_t exact_up_to = 20000;
   std::string emb, json_out;
   app.add_option("--sizes", sizes, "gallery sizes")->delimiter(',');
-  app.add_option("--exact-up-to", exact_up_to, "also time the all-pairs graph up to this size")->capture_default_str();
+  app.add_option("--exact-up-to", exact_up_to, "also time the all-pairs graph up to this size")
+      ->capture_default_str();
   app.add_option("--emb", emb, "embeddings .npy (default: synthetic 1024-d classes)");
   app.add_option("--json", json_out, "write the rows here");
   CLI11_PARSE(app, argc, argv);
@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
     Embeddings file;
     if (!emb.empty()) file = read_embeddings(emb);
     nlohmann::json rows = nlohmann::json::array();
-    std::printf("%-9s %-10s %-10s %-10s %-10s\n", "gallery", "exact_s", "lists_s", "recall@10", "edges");
+    std::printf("%-9s %-10s %-10s %-10s %-10s\n", "gallery", "exact_s", "lists_s", "recall@10",
+                "edges");
     for (int64_t n : sizes) {
       Matrix x;
       if (!emb.empty()) {
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
         for (float& v : centre.data) v = g(rng);
         x = Matrix(n, d);
         for (int64_t i = 0; i < n; ++i)
-          for (int64_t j = 0; j < d; ++j) x.row(i)[j] = std::max(0.f, centre.row(i % C)[j] + g(rng));
+          for (int64_t j = 0; j < d; ++j)
+            x.row(i)[j] = std::max(0.f, centre.row(i % C)[j] + g(rng));
       }
       DiffusionOptions o;
       double exact_s = -1;
@@ -67,21 +69,24 @@ int main(int argc, char** argv) {
       }
       auto t = std::chrono::steady_clock::now();
       GalleryGraph lists(x, o, 0);
-      const double lists_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+      const double lists_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
       // Each checked row's exact k nearest (itself aside) among its list-graph neighbours.
       const Matrix u = l2_normalized(x);
       faiss::IndexFlatIP all(u.cols);
       all.add(n, u.data.data());
       const int64_t m = std::min<int64_t>(500, n), k = o.k;
       Matrix q(m, u.cols);
-      for (int64_t i = 0; i < m; ++i) std::copy(u.row(i * (n / m)), u.row(i * (n / m)) + u.cols, q.row(i));
+      for (int64_t i = 0; i < m; ++i)
+        std::copy(u.row(i * (n / m)), u.row(i * (n / m)) + u.cols, q.row(i));
       std::vector<float> sim(static_cast<size_t>(m * (k + 1)));
       std::vector<faiss::Index::idx_t> nb(sim.size());
       all.search(m, q.data.data(), k + 1, sim.data(), nb.data());
       int64_t hit = 0, want = 0;
       for (int64_t i = 0; i < m; ++i) {
         const int64_t r = i * (n / m);
-        const auto b = lists.csr_col().begin() + lists.csr_start()[r], e = lists.csr_col().begin() + lists.csr_start()[r + 1];
+        const auto b = lists.csr_col().begin() + lists.csr_start()[r],
+                   e = lists.csr_col().begin() + lists.csr_start()[r + 1];
         for (int64_t j = 0, taken = 0; j <= k && taken < k; ++j) {
           if (nb[i * (k + 1) + j] == r || nb[i * (k + 1) + j] < 0) continue;
           ++taken, ++want;
@@ -89,13 +94,18 @@ int main(int argc, char** argv) {
         }
       }
       const double recall = static_cast<double>(hit) / static_cast<double>(want);
-      std::printf("%-9lld %-10.1f %-10.1f %-10.3f %-10zu\n", static_cast<long long>(n), exact_s, lists_s, recall,
-                  lists.csr_col().size());
+      std::printf("%-9lld %-10.1f %-10.1f %-10.3f %-10zu\n", static_cast<long long>(n), exact_s,
+                  lists_s, recall, lists.csr_col().size());
       std::fflush(stdout);
-      rows.push_back({{"gallery", n}, {"exact_s", exact_s}, {"lists_s", lists_s}, {"recall@10", recall},
-                      {"edges", lists.csr_col().size()}, {"data", emb.empty() ? "synthetic" : emb}});
+      rows.push_back({{"gallery", n},
+                      {"exact_s", exact_s},
+                      {"lists_s", lists_s},
+                      {"recall@10", recall},
+                      {"edges", lists.csr_col().size()},
+                      {"data", emb.empty() ? "synthetic" : emb}});
     }
-    if (!json_out.empty()) write_file_atomic(json_out, nlohmann::json{{"rows", rows}}.dump(2) + "\n");
+    if (!json_out.empty())
+      write_file_atomic(json_out, nlohmann::json{{"rows", rows}}.dump(2) + "\n");
   } catch (const Error& e) {
     std::fprintf(stderr, "graph_build: error: %s\n", e.what());
     return 1;

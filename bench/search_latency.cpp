@@ -13,18 +13,17 @@
 // ranking against the same Searcher's exhaustive scoring of every row. --kind forces the
 // candidate indexes (ivf-flat, ivf-sq8) to compare them on one size. The CNN pass of one query
 // image through a model (--model, --query) is timed separately.
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
 #include <set>
 #include <sstream>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 
 #include "duet/error.h"
 #include "duet/gallery.h"
@@ -41,7 +40,9 @@ using namespace duet::bench;
 
 namespace {
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
 
 double rss_bytes() {
   std::ifstream f("/proc/self/statm");
@@ -60,21 +61,25 @@ QueryArrays query(const QueryArrays& q, int64_t i) {
 }
 
 // The Searcher over g (moved in: at 10M photos there is no room for a second copy), timed.
-nlohmann::json row(const std::string& what, GalleryArrays g, const std::shared_ptr<const GalleryGraph>& graph,
-                   const QueryArrays& q, int64_t recall_queries, const RankOptions& rank, const ScaleOptions& scale) {
+nlohmann::json row(const std::string& what, GalleryArrays g,
+                   const std::shared_ptr<const GalleryGraph>& graph, const QueryArrays& q,
+                   int64_t recall_queries, const RankOptions& rank, const ScaleOptions& scale) {
   const int64_t n = g.code.rows, nq = q.code.rows, k = 10;
   // What the searcher holds: the rows it is given, and what it builds over them.
-  const double given = 4.0 * static_cast<double>(n) * static_cast<double>(g.code.cols + g.post.cols);
+  const double given =
+      4.0 * static_cast<double>(n) * static_cast<double>(g.code.cols + g.post.cols);
   const double rss0 = rss_bytes();
   auto t0 = Clock::now();
   const std::shared_ptr<const GalleryGraph> used = rank.diffusion ? graph : nullptr;
   Searcher s(std::move(g), rank, used, scale);
   const double build_s = seconds_since(t0);
-  std::fprintf(stderr, "search_latency: %lld photos: searcher built in %.1f s\n", static_cast<long long>(n), build_s);
+  std::fprintf(stderr, "search_latency: %lld photos: searcher built in %.1f s\n",
+               static_cast<long long>(n), build_s);
   const double bytes = std::max(0.0, rss_bytes() - rss0 + given) / static_cast<double>(n);
   std::vector<double> ms;
   std::vector<Ranking> got;
-  s.search(query(q, 0), k);  // untimed: the first touch of the gallery's pages is not a query's cost
+  s.search(query(q, 0),
+           k);  // untimed: the first touch of the gallery's pages is not a query's cost
   for (int64_t i = 0; i < nq; ++i) {
     const QueryArrays one = query(q, i);
     auto t = Clock::now();
@@ -82,7 +87,9 @@ nlohmann::json row(const std::string& what, GalleryArrays g, const std::shared_p
     ms.push_back(1000 * seconds_since(t));
   }
   std::sort(ms.begin(), ms.end());
-  auto pct = [&](double p) { return ms[std::min<size_t>(ms.size() - 1, static_cast<size_t>(p * ms.size()))]; };
+  auto pct = [&](double p) {
+    return ms[std::min<size_t>(ms.size() - 1, static_cast<size_t>(p * ms.size()))];
+  };
   // Recall against the same searcher's exhaustive scoring of every row (what it ranks by below
   // the exact limit), the top ten with ties by lower row.
   double recall = 1.0;
@@ -98,17 +105,23 @@ nlohmann::json row(const std::string& what, GalleryArrays g, const std::shared_p
       std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
         return all[a] > all[b] || (all[a] == all[b] && a < b);
       });
-      std::fprintf(stderr, "search_latency: exhaustive reference %lld/%lld: %.1f s\n", static_cast<long long>(i + 1),
-                   static_cast<long long>(m), seconds_since(tr));
+      std::fprintf(stderr, "search_latency: exhaustive reference %lld/%lld: %.1f s\n",
+                   static_cast<long long>(i + 1), static_cast<long long>(m), seconds_since(tr));
       std::set<int64_t> want(order.begin(), order.begin() + k);
       for (const auto& h : got[i].hits) hit += want.count(h.row);
     }
     recall = hit / static_cast<double>(m * k);
   }
-  nlohmann::json r = {{"gallery", n},      {"data", what},        {"index", s.index_type()}, {"build_s", build_s},
-                      {"bytes_per_photo", bytes}, {"p50_ms", pct(0.5)}, {"p99_ms", pct(0.99)}, {"recall_at_10", recall}};
-  std::printf("%-10lld %-10s %-28s %9.2f %14.0f %9.2f %9.2f %9.3f\n", static_cast<long long>(n), what.c_str(),
-              s.index_type().c_str(), build_s, bytes, pct(0.5), pct(0.99), recall);
+  nlohmann::json r = {{"gallery", n},
+                      {"data", what},
+                      {"index", s.index_type()},
+                      {"build_s", build_s},
+                      {"bytes_per_photo", bytes},
+                      {"p50_ms", pct(0.5)},
+                      {"p99_ms", pct(0.99)},
+                      {"recall_at_10", recall}};
+  std::printf("%-10lld %-10s %-28s %9.2f %14.0f %9.2f %9.2f %9.3f\n", static_cast<long long>(n),
+              what.c_str(), s.index_type().c_str(), build_s, bytes, pct(0.5), pct(0.99), recall);
   std::fflush(stdout);
   return r;
 }
@@ -130,12 +143,16 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_dir, "model folder, to time one query's CNN pass");
   app.add_option("--query", query, "query image for the CNN timing");
   app.add_option("--json", json_out, "write the rows as JSON");
-  app.add_flag("--no-diffusion", no_diffusion, "rank by the fused score alone (what the candidates alone recall)");
-  app.add_option("--candidates", scale.candidates, "proposals per FAISS index")->capture_default_str();
+  app.add_flag("--no-diffusion", no_diffusion,
+               "rank by the fused score alone (what the candidates alone recall)");
+  app.add_option("--candidates", scale.candidates, "proposals per FAISS index")
+      ->capture_default_str();
   app.add_option("--nprobe", scale.nprobe, "IVF lists visited per query")->capture_default_str();
-  app.add_option("--kind", scale.kind, "candidate indexes above the exact limit: ivf-flat or ivf-sq8 (default: by size)");
+  app.add_option("--kind", scale.kind,
+                 "candidate indexes above the exact limit: ivf-flat or ivf-sq8 (default: by size)");
   int shortlist = -1;
-  app.add_option("--shortlist", shortlist, "diffusion shortlist (0: the whole graph; default: the model's)");
+  app.add_option("--shortlist", shortlist,
+                 "diffusion shortlist (0: the whole graph; default: the model's)");
   CLI11_PARSE(app, argc, argv);
   try {
     nlohmann::json out;
@@ -143,8 +160,8 @@ int main(int argc, char** argv) {
     RankOptions rank;  // the default config's options
     rank.prob_a = 2.0;
     rank.prob_b = 0.15;
-    std::printf("%-10s %-10s %-28s %9s %14s %9s %9s %9s\n", "gallery", "data", "index", "build_s", "bytes/photo",
-                "p50_ms", "p99_ms", "recall@10");
+    std::printf("%-10s %-10s %-28s %9s %14s %9s %9s %9s\n", "gallery", "data", "index", "build_s",
+                "bytes/photo", "p50_ms", "p99_ms", "recall@10");
     auto adjust = [&](RankOptions& r) {
       if (no_diffusion) r.diffusion = false;
       if (shortlist >= 0) r.diff.shortlist = shortlist;
@@ -156,11 +173,13 @@ int main(int argc, char** argv) {
       RankOptions own = m->info().rank;  // the real row ranks as its model does
       adjust(own);
       QueryArrays q{g.arrays.post, g.arrays.code, g.arrays.bridge};
-      out["rows"].push_back(row("real", std::move(g.arrays), g.graph, q, recall_queries, own, scale));
+      out["rows"].push_back(
+          row("real", std::move(g.arrays), g.graph, q, recall_queries, own, scale));
     }
     for (int64_t n : sizes) {
       Synthetic s = synthetic(n, queries, 125, 125, 7);
-      out["rows"].push_back(row("synthetic", std::move(s.g), s.graph, s.q, recall_queries, rank, scale));
+      out["rows"].push_back(
+          row("synthetic", std::move(s.g), s.graph, s.q, recall_queries, rank, scale));
     }
     if (!model_dir.empty() && !query.empty()) {
       auto m = Model::open(model_dir);
@@ -176,7 +195,8 @@ int main(int argc, char** argv) {
       }
       std::sort(ms.begin(), ms.end());
       out["query_cnn_ms"] = ms[5];
-      std::printf("query CNN pass (%s, all members and views): %.1f ms median\n", domain.c_str(), ms[5]);
+      std::printf("query CNN pass (%s, all members and views): %.1f ms median\n", domain.c_str(),
+                  ms[5]);
     }
     if (!json_out.empty()) std::ofstream(json_out) << out.dump(2) << "\n";
   } catch (const Error& e) {

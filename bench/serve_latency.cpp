@@ -14,14 +14,13 @@
 // through a front (`duet serve --shards`), with the share of the whole server's top 10 it returns.
 #include <httplib.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <thread>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -43,12 +42,14 @@ double median(std::vector<double> v) {
 
 double pct(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+  return v.empty()
+             ? 0
+             : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
 }
 
 // `requests` POSTs spread over `clients` threads, each on its own keep-alive connection.
-nlohmann::json measure(const std::string& what, const Retrieval& svc, const std::vector<std::string>& queries,
-                       int clients, int requests) {
+nlohmann::json measure(const std::string& what, const Retrieval& svc,
+                       const std::vector<std::string>& queries, int clients, int requests) {
   ServeOptions opt;
   opt.port = 0;
   opt.log = false;
@@ -71,7 +72,8 @@ nlohmann::json measure(const std::string& what, const Retrieval& svc, const std:
       const double took = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
       if (!res || res->status != 200) {
         std::lock_guard<std::mutex> lock(mu);
-        errors.push_back(res ? std::to_string(res->status) + " " + res->body : httplib::to_string(res.error()));
+        errors.push_back(res ? std::to_string(res->status) + " " + res->body
+                             : httplib::to_string(res.error()));
         continue;
       }
       auto j = nlohmann::json::parse(res->body);
@@ -97,14 +99,16 @@ nlohmann::json measure(const std::string& what, const Retrieval& svc, const std:
     all_cnn.insert(all_cnn.end(), cnn[c].begin(), cnn[c].end());
     all_search.insert(all_search.end(), search[c].begin(), search[c].end());
   }
-  nlohmann::json r = {{"gallery", svc.size()},        {"data", what},
-                      {"index", svc.index_type()}, {"clients", clients},
-                      {"requests", all.size()},       {"p50_ms", pct(all, 0.5)},
-                      {"p99_ms", pct(all, 0.99)},     {"answers_per_s", static_cast<double>(all.size()) / wall},
-                      {"cnn_ms", median(all_cnn)},    {"search_ms", median(all_search)}};
-  std::printf("%-9lld %-10s %-26s %7d %8zu %9.1f %9.1f %8.2f %8.1f %9.2f\n", static_cast<long long>(svc.size()),
-              what.c_str(), svc.index_type().c_str(), clients, all.size(), pct(all, 0.5),
-              pct(all, 0.99), static_cast<double>(all.size()) / wall, median(all_cnn), median(all_search));
+  nlohmann::json r = {
+      {"gallery", svc.size()},     {"data", what},
+      {"index", svc.index_type()}, {"clients", clients},
+      {"requests", all.size()},    {"p50_ms", pct(all, 0.5)},
+      {"p99_ms", pct(all, 0.99)},  {"answers_per_s", static_cast<double>(all.size()) / wall},
+      {"cnn_ms", median(all_cnn)}, {"search_ms", median(all_search)}};
+  std::printf("%-9lld %-10s %-26s %7d %8zu %9.1f %9.1f %8.2f %8.1f %9.2f\n",
+              static_cast<long long>(svc.size()), what.c_str(), svc.index_type().c_str(), clients,
+              all.size(), pct(all, 0.5), pct(all, 0.99), static_cast<double>(all.size()) / wall,
+              median(all_cnn), median(all_search));
   std::fflush(stdout);
   return r;
 }
@@ -118,7 +122,8 @@ struct ShardServers {
   std::vector<std::string> urls;
   ShardServers(const GalleryIndex& g, int n, const std::string& model_dir) {
     for (int i = 0; i < n; ++i) {
-      services.push_back(std::make_unique<SearchService>(shard_of(g, i, n), Model::open(model_dir)));
+      services.push_back(
+          std::make_unique<SearchService>(shard_of(g, i, n), Model::open(model_dir)));
       ServeOptions opt;
       opt.port = 0;
       opt.log = false;
@@ -158,29 +163,34 @@ int main(int argc, char** argv) {
   std::vector<int64_t> sizes = {100000};
   std::vector<int> clients = {1, 4};
   int requests = 40;
-  app.add_option("--index", index, "a gallery index from `duet index` (its model is used for every row)")->required();
+  app.add_option("--index", index,
+                 "a gallery index from `duet index` (its model is used for every row)")
+      ->required();
   app.add_option("--query", query_files, "sketch PNGs to send (cycled)")->required();
   app.add_option("--sizes", sizes, "synthetic gallery sizes")->delimiter(',');
   app.add_option("--clients", clients, "concurrent clients per row")->delimiter(',');
   app.add_option("--requests", requests, "timed requests per row");
   app.add_option("--json", json_out, "write the rows as JSON");
   int shards = 0;
-  app.add_option("--shards", shards, "also serve each synthetic gallery as this many shard servers behind a front");
+  app.add_option("--shards", shards,
+                 "also serve each synthetic gallery as this many shard servers behind a front");
   CLI11_PARSE(app, argc, argv);
   try {
     std::vector<std::string> queries;
     for (const auto& f : query_files) queries.push_back(read_file(f));
     nlohmann::json out;
     out["rows"] = nlohmann::json::array();
-    std::printf("%-9s %-10s %-26s %7s %8s %9s %9s %8s %8s %9s\n", "gallery", "data", "index", "clients", "requests",
-                "p50_ms", "p99_ms", "answers/s", "cnn_ms", "search_ms");
+    std::printf("%-9s %-10s %-26s %7s %8s %9s %9s %8s %8s %9s\n", "gallery", "data", "index",
+                "clients", "requests", "p50_ms", "p99_ms", "answers/s", "cnn_ms", "search_ms");
     auto real = SearchService::open(index);
     for (int c : clients) out["rows"].push_back(measure("real", *real, queries, c, requests));
     const std::string model_dir = real->model().info().dir;
-    const int64_t classes = real->gallery().arrays.post.cols, dim = real->gallery().arrays.code.cols;
+    const int64_t classes = real->gallery().arrays.post.cols,
+                  dim = real->gallery().arrays.code.cols;
     real.reset();
     for (int64_t n : sizes) {
-      bench::Synthetic s = bench::synthetic(n, 1, static_cast<int>(classes), static_cast<int>(dim), 7);
+      bench::Synthetic s =
+          bench::synthetic(n, 1, static_cast<int>(classes), static_cast<int>(dim), 7);
       GalleryIndex g;
       g.arrays = std::move(s.g);
       g.graph = s.graph;
@@ -188,7 +198,8 @@ int main(int argc, char** argv) {
       g.model_hash = Model::open(model_dir)->info().hash;
       g.model_dir = model_dir;
       g.entries.resize(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; ++i) g.entries[static_cast<size_t>(i)].path = std::to_string(i) + ".jpg";
+      for (int64_t i = 0; i < n; ++i)
+        g.entries[static_cast<size_t>(i)].path = std::to_string(i) + ".jpg";
       std::unique_ptr<ShardServers> shard_servers;
       if (shards > 0) shard_servers = std::make_unique<ShardServers>(g, shards, model_dir);
       SearchService svc(std::move(g), Model::open(model_dir));
@@ -201,8 +212,10 @@ int main(int argc, char** argv) {
           r["agreement_at_10"] = agree;
           out["rows"].push_back(r);
         }
-        std::printf("front over %d shards: %.3f of the whole server's top 10 (20 gallery rows as queries)\n", shards,
-                    agree);
+        std::printf(
+            "front over %d shards: %.3f of the whole server's top 10 (20 gallery rows as "
+            "queries)\n",
+            shards, agree);
       }
     }
     if (!json_out.empty()) std::ofstream(json_out) << out.dump(2) << "\n";

@@ -27,7 +27,8 @@ inline Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed)
   std::normal_distribution<float> normal(0.f, 1.f);
   Matrix centre(C, dim);
   for (auto& v : centre.data) v = 3.f * normal(rng);
-  auto fill = [&](int64_t rows, float noise, bool some_flat, Matrix& code, Matrix& post, std::vector<int>* cls) {
+  auto fill = [&](int64_t rows, float noise, bool some_flat, Matrix& code, Matrix& post,
+                  std::vector<int>* cls) {
     code = Matrix(rows, dim);
     post = Matrix(rows, C);
     for (int64_t i = 0; i < rows; ++i) {
@@ -36,7 +37,8 @@ inline Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed)
       for (int j = 0; j < dim; ++j) code.row(i)[j] = centre.row(c)[j] + noise * normal(rng);
       const bool flat = some_flat && i % 5 == 4;
       double z = 0;
-      for (int j = 0; j < C; ++j) z += post.row(i)[j] = std::exp((j == c && !flat ? 4.f : 0.f) + normal(rng));
+      for (int j = 0; j < C; ++j)
+        z += post.row(i)[j] = std::exp((j == c && !flat ? 4.f : 0.f) + normal(rng));
       for (int j = 0; j < C; ++j) post.row(i)[j] = static_cast<float>(post.row(i)[j] / z);
     }
   };
@@ -82,7 +84,8 @@ inline Synthetic synthetic(int64_t n, int64_t nq, int C, int dim, uint64_t seed)
   col.resize(static_cast<size_t>(at));
   col.shrink_to_fit();
   std::vector<float> w(col.size(), 1.f / 20.f);
-  s.graph = std::make_shared<const GalleryGraph>(n, DiffusionOptions{}, std::move(start), std::move(col), std::move(w));
+  s.graph = std::make_shared<const GalleryGraph>(n, DiffusionOptions{}, std::move(start),
+                                                 std::move(col), std::move(w));
   return s;
 }
 

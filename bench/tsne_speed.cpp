@@ -6,12 +6,11 @@
 // Points: the rows of --emb (the first N of each size), or synthetic 1024-d rows of 125 Gaussian
 // classes (the shape of Phase I embeddings). Trustworthiness (k = 10) is measured on up to 3000
 // points (it is exact and quadratic).
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
-#include <random>
-
-#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "duet/embeddings.h"
 #include "duet/error.h"
@@ -50,19 +49,26 @@ int main(int argc, char** argv) {
         for (auto& v : centre) v = 0.5f * n01(r);
         x = Matrix(n, dim);
         for (int64_t i = 0; i < n; ++i)
-          for (int d = 0; d < dim; ++d) x.row(i)[d] = centre[(i % classes) * dim + d] + 0.3f * n01(r);
+          for (int d = 0; d < dim; ++d)
+            x.row(i)[d] = centre[(i % classes) * dim + d] + 0.3f * n01(r);
       }
       auto t0 = std::chrono::steady_clock::now();
       const Matrix y = tsne(x, opt);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       double trust = -1;
       if (n <= 3000) trust = trustworthiness(x, y, 10);
-      std::printf("%-8lld %-10lld %-10.1f %-16s\n", static_cast<long long>(n), static_cast<long long>(x.cols), s,
+      std::printf("%-8lld %-10lld %-10.1f %-16s\n", static_cast<long long>(n),
+                  static_cast<long long>(x.cols), s,
                   trust < 0 ? "-" : std::to_string(trust).substr(0, 5).c_str());
-      rows.push_back({{"points", n}, {"dims", x.cols}, {"seconds", s}, {"iterations", opt.iterations},
-                      {"trustworthiness_k10", trust < 0 ? nlohmann::json() : nlohmann::json(trust)}});
+      rows.push_back(
+          {{"points", n},
+           {"dims", x.cols},
+           {"seconds", s},
+           {"iterations", opt.iterations},
+           {"trustworthiness_k10", trust < 0 ? nlohmann::json() : nlohmann::json(trust)}});
     }
-    if (!json_out.empty()) write_file_atomic(json_out, nlohmann::json{{"rows", rows}}.dump(2) + "\n");
+    if (!json_out.empty())
+      write_file_atomic(json_out, nlohmann::json{{"rows", rows}}.dump(2) + "\n");
   } catch (const Error& e) {
     std::fprintf(stderr, "tsne_speed: error: %s\n", e.what());
     return 1;

@@ -14,7 +14,8 @@ namespace {
 
 // Row r of an index's arrays as one query (what the server's ?like=ID searches with).
 duet::QueryArrays row_query(const duet::GalleryArrays& a, int64_t r) {
-  duet::QueryArrays q{duet::Matrix(1, a.post.cols), duet::Matrix(1, a.code.cols), duet::Matrix(1, a.bridge.cols)};
+  duet::QueryArrays q{duet::Matrix(1, a.post.cols), duet::Matrix(1, a.code.cols),
+                      duet::Matrix(1, a.bridge.cols)};
   std::copy(a.post.row(r), a.post.row(r) + a.post.cols, q.post.data.begin());
   std::copy(a.code.row(r), a.code.row(r) + a.code.cols, q.code.data.begin());
   std::copy(a.bridge.row(r), a.bridge.row(r) + a.bridge.cols, q.bridge.data.begin());
@@ -34,8 +35,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const int64_t n = static_cast<int64_t>(g.entries.size());
   for (const duet::Matrix* m : g.arrays.matrices())
     FUZZ_CHECK(m->rows == n && static_cast<int64_t>(m->data.size()) == m->rows * m->cols,
-               "a matrix of %lld x %lld (%zu values) for %lld entries", static_cast<long long>(m->rows),
-               static_cast<long long>(m->cols), m->data.size(), static_cast<long long>(n));
+               "a matrix of %lld x %lld (%zu values) for %lld entries",
+               static_cast<long long>(m->rows), static_cast<long long>(m->cols), m->data.size(),
+               static_cast<long long>(n));
   // What the reader accepted, the writer writes and the reader reads back.
   const std::string rewritten = duet::gallery_bytes(g);
   try {
@@ -44,13 +46,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } catch (const duet::Error& e) {
     FUZZ_CHECK(false, "an accepted index does not survive a rewrite: %s", e.what());
   }
-  if (n < 1 || n > 64) return 0;  // searching costs the rows; a few show the reader's output is usable
+  if (n < 1 || n > 64)
+    return 0;  // searching costs the rows; a few show the reader's output is usable
   try {
     if (!g.shard && n >= 2) duet::shard_of(g, 1, 2);
     const duet::Searcher s = duet::gallery_searcher(g, duet::RankOptions{});
     const auto hits = s.search(row_query(g.arrays, n - 1), 5);
     FUZZ_CHECK(hits.size() == 1, "%zu rankings for one query", hits.size());
-    for (const auto& h : hits[0].hits) FUZZ_CHECK(h.row >= 0 && h.row < n, "hit row %lld", static_cast<long long>(h.row));
+    for (const auto& h : hits[0].hits)
+      FUZZ_CHECK(h.row >= 0 && h.row < n, "hit row %lld", static_cast<long long>(h.row));
   } catch (const duet::Error& e) {
     fuzz::refused(e);
   }

@@ -23,8 +23,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     h = duet::image_header(bytes, "input");
     header_ok = true;
-    FUZZ_CHECK(h.format && h.width > 0 && h.height > 0, "header %s %lld x %lld", h.format ? h.format : "null",
-               static_cast<long long>(h.width), static_cast<long long>(h.height));
+    FUZZ_CHECK(h.format && h.width > 0 && h.height > 0, "header %s %lld x %lld",
+               h.format ? h.format : "null", static_cast<long long>(h.width),
+               static_cast<long long>(h.height));
   } catch (const duet::Error& e) {
     fuzz::refused(e);
   }
@@ -37,18 +38,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const int64_t pixels = static_cast<int64_t>(rgb.rows) * rgb.cols;
   FUZZ_CHECK(header_ok, "decode_rgb decoded an image whose header image_header refuses");
-  FUZZ_CHECK(rgb.type() == CV_8UC3 && pixels > 0, "decoded type %d, %d x %d", rgb.type(), rgb.cols, rgb.rows);
-  FUZZ_CHECK(pixels == h.width * h.height, "decoded %d x %d, header says %lld x %lld", rgb.cols, rgb.rows,
-             static_cast<long long>(h.width), static_cast<long long>(h.height));
-  FUZZ_CHECK(pixels <= duet::max_image_pixels(), "decoded %lld pixels over the cap", static_cast<long long>(pixels));
+  FUZZ_CHECK(rgb.type() == CV_8UC3 && pixels > 0, "decoded type %d, %d x %d", rgb.type(), rgb.cols,
+             rgb.rows);
+  FUZZ_CHECK(pixels == h.width * h.height, "decoded %d x %d, header says %lld x %lld", rgb.cols,
+             rgb.rows, static_cast<long long>(h.width), static_cast<long long>(h.height));
+  FUZZ_CHECK(pixels <= duet::max_image_pixels(), "decoded %lld pixels over the cap",
+             static_cast<long long>(pixels));
 
   const bool ink = duet::has_ink(rgb);
   const cv::Mat framed = duet::frame_strokes(rgb);
   FUZZ_CHECK(framed.type() == CV_8UC3 && !framed.empty(), "framed type %d", framed.type());
   if (framed.data != rgb.data) {  // framed: a square no larger than the cap, with the ink in it
     FUZZ_CHECK(ink, "framed an image without ink");
-    FUZZ_CHECK(framed.rows == framed.cols && framed.rows <= duet::kMaxFrameSide, "framed %d x %d", framed.cols,
-               framed.rows);
+    FUZZ_CHECK(framed.rows == framed.cols && framed.rows <= duet::kMaxFrameSide, "framed %d x %d",
+               framed.cols, framed.rows);
   }
   return 0;
 }

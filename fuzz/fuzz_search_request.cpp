@@ -30,8 +30,12 @@ class BytesStream : public httplib::Stream {
     return static_cast<ssize_t>(n);
   }
   ssize_t write(const char*, size_t size) override { return static_cast<ssize_t>(size); }
-  void get_remote_ip_and_port(std::string& ip, int& port) const override { ip = "127.0.0.1", port = 40000; }
-  void get_local_ip_and_port(std::string& ip, int& port) const override { ip = "127.0.0.1", port = 8080; }
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1", port = 40000;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = "127.0.0.1", port = 8080;
+  }
   socket_t socket() const override { return INVALID_SOCKET; }
 
  private:
@@ -47,13 +51,14 @@ class Server : public httplib::Server {
       try {
         const duet::SearchRequest q = duet::parse_search_request(req, kMaxK, kRows);
         FUZZ_CHECK(q.k >= 1 && q.k <= kMaxK, "k = %lld", static_cast<long long>(q.k));
-        FUZZ_CHECK(q.like < kRows && (q.like >= 0 || !q.image.empty()), "like = %lld with %zu image bytes",
-                   static_cast<long long>(q.like), q.image.size());
+        FUZZ_CHECK(q.like < kRows && (q.like >= 0 || !q.image.empty()),
+                   "like = %lld with %zu image bytes", static_cast<long long>(q.like),
+                   q.image.size());
         res.status = 200;
       } catch (const duet::HttpError& e) {
         fuzz::refused(e);
-        FUZZ_CHECK(e.status == 400 || e.status == 404 || e.status == 405 || e.status == 415, "status %d: %s",
-                   e.status, e.what());
+        FUZZ_CHECK(e.status == 400 || e.status == 404 || e.status == 405 || e.status == 415,
+                   "status %d: %s", e.status, e.what());
         res.status = e.status;
       } catch (const std::exception& e) {
         FUZZ_CHECK(false, "parse_search_request threw something else than HttpError: %s", e.what());

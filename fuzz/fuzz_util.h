@@ -31,7 +31,9 @@ inline const std::string& scratch() {
   // Allocated once, never freed: the exit handler that removes the folder runs after destructors.
   static const std::string* dir = [] {
     const char* tmp = std::getenv("TMPDIR");
-    const std::string base = tmp && *tmp ? tmp : access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    const std::string base = tmp && *tmp                     ? tmp
+                             : access("/dev/shm", W_OK) == 0 ? "/dev/shm"
+                                                             : "/tmp";
     std::string tmpl = base + "/duet-fuzz-XXXXXX";
     if (!mkdtemp(tmpl.data())) std::perror("mkdtemp"), std::abort();
     std::atexit([] {
@@ -58,12 +60,12 @@ inline void write_file(const std::string& path, const std::string& bytes) {
 
 }  // namespace fuzz
 
-#define FUZZ_CHECK(cond, ...)                                                           \
-  do {                                                                                  \
-    if (!(cond)) {                                                                      \
+#define FUZZ_CHECK(cond, ...)                                                              \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
       std::fprintf(stderr, "FUZZ_CHECK failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      std::fprintf(stderr, __VA_ARGS__);                                                \
-      std::fprintf(stderr, "\n");                                                       \
-      std::abort();                                                                     \
-    }                                                                                   \
+      std::fprintf(stderr, __VA_ARGS__);                                                   \
+      std::fprintf(stderr, "\n");                                                          \
+      std::abort();                                                                        \
+    }                                                                                      \
   } while (0)

@@ -1,5 +1,6 @@
 // Imported networks against known outputs: ImageNet labels of the reference images, agreement of
-// the LibTorch MobileNetV2 with an independent float evaluation of the same dequantized TFLite graph.
+// the LibTorch MobileNetV2 with an independent float evaluation of the same dequantized TFLite
+// graph.
 #include <gtest/gtest.h>
 
 #include <opencv2/core.hpp>
@@ -33,7 +34,8 @@ TEST(Backbone, MobileNetV2ClassifiesReferenceImages) {
     std::vector<float> x(3 * 224 * 224);
     to_chw(load_rgb(w + "/" + file), 224, x.data());
     auto top = clf->classify(1, x.data(), 5)[0];
-    EXPECT_EQ(top[0].label, label) << file << " top-1 was " << top[0].label << " (" << top[0].prob << ")";
+    EXPECT_EQ(top[0].label, label)
+        << file << " top-1 was " << top[0].label << " (" << top[0].prob << ")";
     EXPECT_GT(top[0].prob, 0.3f) << file;
   }
 }
@@ -60,7 +62,8 @@ TEST(Backbone, WrongArchitectureOrFileFailsCleanly) {
   if (w.empty()) GTEST_SKIP() << "no shared weights (set DUET_SHARED)";
   auto net = make_backbone("mobilenet_v2");
   EXPECT_THROW(load_backbone_weights(*net, w + "/mobilenet_v1_0.25_128_quant.tflite"), Error);
-  EXPECT_THROW(load_backbone_weights(*net, w + "/imagenet_labels.txt"), Error);  // not TFLite, not TorchScript
+  EXPECT_THROW(load_backbone_weights(*net, w + "/imagenet_labels.txt"),
+               Error);  // not TFLite, not TorchScript
   EXPECT_THROW(load_backbone_weights(*net, w + "/no-such-file.tflite"), Error);
   EXPECT_THROW(make_backbone("resnet9000"), Error);
 }
@@ -108,9 +111,9 @@ TEST(Backbone, MobileNetV2MatchesIndependentGraphEvaluation) {
       auto wt = dw ? f.permute({3, 0, 1, 2}) : f.permute({0, 3, 1, 2});
       int k = static_cast<int>(wt.size(2));
       if (op.padding == tflite::Padding::Same) in = same_pad(in, k, op.stride_h);
-      val[op.outputs[0]] = act(torch::conv2d(in, wt.contiguous(), b, std::vector<int64_t>{op.stride_h, op.stride_w},
-                                                  std::vector<int64_t>{0, 0}, std::vector<int64_t>{1, 1},
-                                                  dw ? in.size(1) : 1));
+      val[op.outputs[0]] = act(torch::conv2d(
+          in, wt.contiguous(), b, std::vector<int64_t>{op.stride_h, op.stride_w},
+          std::vector<int64_t>{0, 0}, std::vector<int64_t>{1, 1}, dw ? in.size(1) : 1));
     } else if (op.type == "ADD") {
       val[op.outputs[0]] = act(val.at(op.inputs[0]) + val.at(op.inputs[1]));
     } else if (op.type == "AVERAGE_POOL_2D") {

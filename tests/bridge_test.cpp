@@ -3,23 +3,25 @@
 #include "duet/bridge.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
-#include <unistd.h>
 
 #include "duet/error.h"
-#include "test_util.h"
 #include "duet/fileio.h"
 #include "phase1/preserve.h"
+#include "test_util.h"
 
 using namespace duet;
 
 namespace {
 using test::rows;
-std::string tmp(const std::string& name) { return "/tmp/duet_bridge_" + std::to_string(::getpid()) + "_" + name; }
+std::string tmp(const std::string& name) {
+  return "/tmp/duet_bridge_" + std::to_string(::getpid()) + "_" + name;
+}
 }  // namespace
 
 TEST(Bridge, MapsByHandValues) {
@@ -69,7 +71,8 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   sk.frozen.x = Matrix(n, F);
   sk.emb = Matrix(n, D);
   for (int i = 0; i < n; ++i) {
-    const std::string cls = "c" + std::to_string(i % 3), photo = "photo/" + cls + "/p" + std::to_string(i),
+    const std::string cls = "c" + std::to_string(i % 3),
+                      photo = "photo/" + cls + "/p" + std::to_string(i),
                       sketch = "sketch/" + cls + "/p" + std::to_string(i) + "-1";
     for (int64_t j = 0; j < F; ++j) gallery.frozen.x.row(i)[j] = 1.0f + noise(rng);
     gallery.frozen.rows.push_back({photo, cls, "photo"});
@@ -117,7 +120,8 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   opt.source_weight = 0;
   opt.ridge = 1e-6;
   sk.frozen.x = Matrix(n, F);
-  for (int i = 0; i < n; ++i) sk.frozen.x.row(i)[i % 3] = 1;  // one-hot of the class: exactly linear
+  for (int i = 0; i < n; ++i)
+    sk.frozen.x.row(i)[i % 3] = 1;  // one-hot of the class: exactly linear
   train_bridge("photo", gallery, queries, opt, f);
   b = open_bridge(f);
   const Matrix q0 = b->map("sketch", sk.frozen.x, sk.emb);
@@ -145,7 +149,6 @@ TEST(Bridge, FitRecoversALinearMapAndItsTargets) {
   std::remove(f.c_str());
 }
 
-
 TEST(Preserve, KlOfTheTeacherAgainstTheStudentByHand) {
   // Teacher (0.5, 0.5, 0) and (0.2, 0.3, 0.5); student logits (0, ln 3, 0) -> q = (0.2, 0.6, 0.2)
   // and (0, 0, 0) -> q = 1/3 each. KL = sum t ln(t / q), a zero entry adding nothing.
@@ -155,11 +158,13 @@ TEST(Preserve, KlOfTheTeacherAgainstTheStudentByHand) {
                       0.2 * std::log(0.2 * 3) + 0.3 * std::log(0.3 * 3) + 0.5 * std::log(0.5 * 3);
   EXPECT_NEAR(preservation_kl(t, l).item<double>(), want, 1e-9);
   // A student that is the teacher has nothing left to learn.
-  EXPECT_NEAR(preservation_kl(t.slice(0, 1, 2), torch::log(t.slice(0, 1, 2))).item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(preservation_kl(t.slice(0, 1, 2), torch::log(t.slice(0, 1, 2))).item<double>(), 0.0,
+              1e-12);
 }
 
 TEST(Preserve, SoftenByHand) {
-  // (0.9, 0.1) at t = 4: (0.9^0.25, 0.1^0.25) / their sum; at t = 1 unchanged; a zero row stays zero.
+  // (0.9, 0.1) at t = 4: (0.9^0.25, 0.1^0.25) / their sum; at t = 1 unchanged; a zero row stays
+  // zero.
   auto p = torch::tensor({{0.9, 0.1}, {0.0, 0.0}}, torch::kFloat64);
   const double a = std::pow(0.9, 0.25), b = std::pow(0.1, 0.25);
   auto q = soften(p, 4.0);
@@ -168,5 +173,6 @@ TEST(Preserve, SoftenByHand) {
   EXPECT_EQ(q[1].abs().sum().item<double>(), 0.0);
   EXPECT_TRUE(torch::allclose(soften(p, 1.0)[0], p[0], 1e-9, 1e-12));
   // The student matching it at t has logits log p (up to a constant): nothing left to learn.
-  EXPECT_NEAR(preservation_kl(q.slice(0, 0, 1), torch::log(p.slice(0, 0, 1)) / 4.0).item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(preservation_kl(q.slice(0, 0, 1), torch::log(p.slice(0, 0, 1)) / 4.0).item<double>(),
+              0.0, 1e-12);
 }

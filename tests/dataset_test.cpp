@@ -1,4 +1,6 @@
 // Data layer on deliberately constructed folders: layouts, bad input, split determinism and leaks.
+#include "duet/dataset.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -8,7 +10,6 @@
 #include <opencv2/imgproc.hpp>
 #include <set>
 
-#include "duet/dataset.h"
 #include "duet/error.h"
 #include "duet/image.h"
 #include "test_util.h"
@@ -77,8 +78,10 @@ TEST(Dataset, ReadsSketchyReleaseAndHonoursInvalidLists) {
 
 TEST(Dataset, BadLayoutsGiveClearErrors) {
   test::TempDir t;
-  EXPECT_NE(test::error_of([&] { load_folder(t / "nope"); }).find("no such dataset folder"), std::string::npos);
-  EXPECT_NE(test::error_of([&] { load_folder(t.path()); }).find("no images found"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t / "nope"); }).find("no such dataset folder"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t.path()); }).find("no images found"),
+            std::string::npos);
   make_folder(t.path(), 2, 2, 1);
   fs::create_directories(t / "photo/empty_class");
   std::string msg = test::error_of([&] { load_folder(t.path()); });
@@ -96,7 +99,8 @@ TEST(Dataset, CorruptImagesAreNamedOrSkipped) {
   EXPECT_NE(msg.find("broken.jpg"), std::string::npos) << msg;
   LoadOptions check;
   check.check_images = true;
-  EXPECT_NE(test::error_of([&] { load_folder(t.path(), check); }).find("broken.jpg"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_folder(t.path(), check); }).find("broken.jpg"),
+            std::string::npos);
   check.skip_bad = true;
   EXPECT_EQ(load_folder(t.path(), check).select("photo").size(), 4u);
   // An empty file says so in one line (no decoder's assertion text).
@@ -142,28 +146,37 @@ TEST(Dataset, SplitIsDeterministicStratifiedAndLeakFree) {
   }
   EXPECT_TRUE(differs) << "another seed should give another split";
   std::map<std::string, std::set<std::string>> sides;  // instance -> splits it appears in
-  std::map<std::string, int> test_photos;                 // class -> test photos
+  std::map<std::string, int> test_photos;              // class -> test photos
   for (const auto& s : a.samples) {
     sides[s.cls + "/" + s.instance].insert(s.split);
     if (s.domain == "photo" && s.split == "test") ++test_photos[s.cls];
   }
-  for (const auto& [inst, sp] : sides) EXPECT_EQ(sp.size(), 1u) << inst << " leaks across the split";
-  for (int c2 = 0; c2 < 5; ++c2) EXPECT_EQ(test_photos["class" + std::to_string(c2)], 2);  // 20% of 10
+  for (const auto& [inst, sp] : sides)
+    EXPECT_EQ(sp.size(), 1u) << inst << " leaks across the split";
+  for (int c2 = 0; c2 < 5; ++c2)
+    EXPECT_EQ(test_photos["class" + std::to_string(c2)], 2);  // 20% of 10
 }
 
 // A sketch's source photo is the photo of its own class with its stem: stems repeat across classes.
 TEST(Dataset, SourceRowsMatchClassAndInstance) {
   Dataset d;
-  for (const char* p : {"photo/cat/1.jpg", "photo/dog/1.jpg", "photo/dog/2.jpg", "sketch/dog/1-1.png",
-                        "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"}) {
+  for (const char* p :
+       {"photo/cat/1.jpg", "photo/dog/1.jpg", "photo/dog/2.jpg", "sketch/dog/1-1.png",
+        "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"}) {
     const std::string path = p;
-    d.samples.push_back({path, fs::path(path).parent_path().filename().string(), path.substr(0, path.find('/')), "", ""});
+    d.samples.push_back({path, fs::path(path).parent_path().filename().string(),
+                         path.substr(0, path.find('/')), "", ""});
   }
   link_instances(d);
   const std::vector<std::string> photos{"photo/cat/1.jpg", "photo/dog/1.jpg", "photo/dog/2.jpg"};
-  EXPECT_EQ(source_rows(d, {"sketch/dog/1-1.png", "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"}, photos),
-            (std::vector<int64_t>{1, 0, -1, 2}));  // 3-1: no photo 3; dog/2.png: the same stem, one instance
-  EXPECT_EQ(source_rows(d, {"sketch/dog/1-1.png"}, {"photo/cat/1.jpg"}), (std::vector<int64_t>{-1}));
+  EXPECT_EQ(
+      source_rows(
+          d, {"sketch/dog/1-1.png", "sketch/cat/1-2.png", "sketch/cat/3-1.png", "sketch/dog/2.png"},
+          photos),
+      (std::vector<int64_t>{1, 0, -1,
+                            2}));  // 3-1: no photo 3; dog/2.png: the same stem, one instance
+  EXPECT_EQ(source_rows(d, {"sketch/dog/1-1.png"}, {"photo/cat/1.jpg"}),
+            (std::vector<int64_t>{-1}));
   EXPECT_THROW(source_rows(d, {"sketch/elsewhere.png"}, photos), Error);
 }
 
@@ -203,13 +216,13 @@ TEST(Dataset, JpegExifOrientation) {
   ASSERT_TRUE(cv::imencode(".jpg", img, jpg));
   // "Exif\0\0", then TIFF little-endian: header, IFD0 at 8 with one entry (0x0112 Orientation,
   // SHORT, count 1, value 6), no next IFD.
-  const std::vector<uchar> exif = {'E', 'x', 'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0, 0x12, 0x01,
-                                   3, 0, 1, 0, 0, 0, 6, 0, 0, 0, 0, 0, 0, 0};
+  const std::vector<uchar> exif = {'E',  'x',  'i', 'f', 0, 0, 'I', 'I', 42, 0, 8, 0, 0, 0, 1, 0,
+                                   0x12, 0x01, 3,   0,   1, 0, 0,   0,   6,  0, 0, 0, 0, 0, 0, 0};
   std::vector<uchar> app1 = {0xFF, 0xE1, 0, static_cast<uchar>(exif.size() + 2)};
   app1.insert(app1.end(), exif.begin(), exif.end());
   jpg.insert(jpg.begin() + 2, app1.begin(), app1.end());
-  std::ofstream(t / "portrait.jpg", std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()),
-                                                             static_cast<std::streamsize>(jpg.size()));
+  std::ofstream(t / "portrait.jpg", std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpg.data()), static_cast<std::streamsize>(jpg.size()));
   cv::Mat rgb = load_rgb(t / "portrait.jpg");
   ASSERT_EQ(rgb.rows, 80);
   ASSERT_EQ(rgb.cols, 40);
@@ -219,8 +232,8 @@ TEST(Dataset, JpegExifOrientation) {
   EXPECT_LT(bottom[0], 15);  // black
   // Without the tag, the same pixels stay as stored.
   jpg.erase(jpg.begin() + 2, jpg.begin() + 2 + static_cast<long>(app1.size()));
-  std::ofstream(t / "plain.jpg", std::ios::binary).write(reinterpret_cast<const char*>(jpg.data()),
-                                                          static_cast<std::streamsize>(jpg.size()));
+  std::ofstream(t / "plain.jpg", std::ios::binary)
+      .write(reinterpret_cast<const char*>(jpg.data()), static_cast<std::streamsize>(jpg.size()));
   EXPECT_EQ(load_rgb(t / "plain.jpg").size(), cv::Size(80, 40));
 }
 
@@ -228,19 +241,20 @@ TEST(Dataset, JpegExifOrientation) {
 // square of side floor(20 * kFrameMargin) + 2.
 TEST(Dataset, FrameStrokes) {
   cv::Mat img(80, 100, CV_8UC3, cv::Scalar(255, 255, 255));
-  cv::rectangle(img, cv::Rect(60, 5, 20, 10), cv::Scalar(0, 0, 0), 1);  // outline: x 60..79, y 5..14
-  img.at<cv::Vec3b>(70, 10) = cv::Vec3b(230, 230, 230);                  // light noise: not a stroke
+  cv::rectangle(img, cv::Rect(60, 5, 20, 10), cv::Scalar(0, 0, 0),
+                1);                                      // outline: x 60..79, y 5..14
+  img.at<cv::Vec3b>(70, 10) = cv::Vec3b(230, 230, 230);  // light noise: not a stroke
   cv::Mat f = frame_strokes(img);
   const int side = static_cast<int>(20 * kFrameMargin) + 2;
   ASSERT_EQ(f.rows, side);
   ASSERT_EQ(f.cols, side);
   const int x0 = (side - 20) / 2, y0 = (side - 10) / 2;
-  EXPECT_EQ(f.at<cv::Vec3b>(y0, x0), cv::Vec3b(0, 0, 0));            // box corners where expected
+  EXPECT_EQ(f.at<cv::Vec3b>(y0, x0), cv::Vec3b(0, 0, 0));  // box corners where expected
   EXPECT_EQ(f.at<cv::Vec3b>(y0 + 9, x0 + 19), cv::Vec3b(0, 0, 0));
   EXPECT_EQ(f.at<cv::Vec3b>(y0 + 5, x0 + 10), cv::Vec3b(255, 255, 255));  // inside the outline
-  EXPECT_EQ(f.at<cv::Vec3b>(0, 0), cv::Vec3b(255, 255, 255));              // margin
+  EXPECT_EQ(f.at<cv::Vec3b>(0, 0), cv::Vec3b(255, 255, 255));             // margin
   EXPECT_EQ(f.at<cv::Vec3b>(side - 1, side - 1), cv::Vec3b(255, 255, 255));
-  EXPECT_EQ(cv::countNonZero(f.reshape(1) == 0), 3 * (2 * 20 + 2 * 8));   // every stroke pixel kept
+  EXPECT_EQ(cv::countNonZero(f.reshape(1) == 0), 3 * (2 * 20 + 2 * 8));  // every stroke pixel kept
   // Nothing to frame: the image comes back as it was.
   cv::Mat blank(30, 40, CV_8UC3, cv::Scalar(255, 255, 255));
   EXPECT_EQ(frame_strokes(blank).size(), blank.size());

@@ -1,4 +1,6 @@
 // Diffusion re-ranking against values solved by hand on a gallery whose graph is known.
+#include "duet/diffusion.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,7 +8,6 @@
 #include <cstdio>
 #include <vector>
 
-#include "duet/diffusion.h"
 #include "duet/error.h"
 
 using namespace duet;
@@ -126,8 +127,10 @@ TEST(Diffusion, ListGraphKeepsTheExactEdges) {
   EXPECT_EQ(lists.csr_weight(), again.csr_weight());
   int64_t kept = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const auto b = lists.csr_col().begin() + lists.csr_start()[i], e = lists.csr_col().begin() + lists.csr_start()[i + 1];
-    for (int64_t k = exact.csr_start()[i]; k < exact.csr_start()[i + 1]; ++k) kept += std::find(b, e, exact.csr_col()[k]) != e;
+    const auto b = lists.csr_col().begin() + lists.csr_start()[i],
+               e = lists.csr_col().begin() + lists.csr_start()[i + 1];
+    for (int64_t k = exact.csr_start()[i]; k < exact.csr_start()[i + 1]; ++k)
+      kept += std::find(b, e, exact.csr_col()[k]) != e;
   }
   const double recall = static_cast<double>(kept) / static_cast<double>(exact.csr_col().size());
   EXPECT_GT(recall, 0.95);

@@ -1,5 +1,7 @@
 // Domains as data, on constructed samples and images: instance links, the domains of a run, the
 // classes every domain has, and the drawing/image kind rule.
+#include "duet/domain.h"
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -10,7 +12,6 @@
 #include <set>
 
 #include "duet/dataset.h"
-#include "duet/domain.h"
 #include "duet/error.h"
 #include "test_util.h"
 
@@ -18,20 +19,22 @@ using namespace duet;
 namespace fs = std::filesystem;
 
 namespace {
-Dataset of(const std::vector<std::tuple<std::string, std::string, std::string>>& rows) {  // domain, class, file
+Dataset of(const std::vector<std::tuple<std::string, std::string, std::string>>&
+               rows) {  // domain, class, file
   Dataset d;
   d.root = "/nonexistent";
-  for (const auto& [dom, cls, file] : rows) d.samples.push_back({dom + "/" + cls + "/" + file, cls, dom, "", ""});
+  for (const auto& [dom, cls, file] : rows)
+    d.samples.push_back({dom + "/" + cls + "/" + file, cls, dom, "", ""});
   return d;
 }
-
 
 // Black strokes on white: a line drawing.
 cv::Mat drawing(int seed) {
   cv::Mat m(200, 160, CV_8UC3, cv::Scalar(255, 255, 255));
   std::mt19937 r(seed);
   for (int k = 0; k < 6; ++k)
-    cv::line(m, cv::Point(r() % 160, r() % 200), cv::Point(r() % 160, r() % 200), cv::Scalar(0, 0, 0), 2);
+    cv::line(m, cv::Point(r() % 160, r() % 200), cv::Point(r() % 160, r() % 200),
+             cv::Scalar(0, 0, 0), 2);
   return m;
 }
 // A textured colour scene: not a drawing.
@@ -45,21 +48,27 @@ cv::Mat scene(int seed) {
 }  // namespace
 
 TEST(Domains, InstancesLinkAFileToTheFileOfAnotherDomainItWasMadeFrom) {
-  Dataset d = of({{"photo", "cat", "a.jpg"},     {"sketch", "cat", "a-1.png"},   {"sketch", "cat", "a-2.png"},
-                  {"sketch", "cat", "b-1.png"},  {"photo", "cat", "IMG-2034.jpg"}, {"sketch", "dog", "a-3.png"},
-                  {"sketch", "cat", "a-x.png"},  {"edges", "cat", "a-7.png"}});
+  Dataset d = of({{"photo", "cat", "a.jpg"},
+                  {"sketch", "cat", "a-1.png"},
+                  {"sketch", "cat", "a-2.png"},
+                  {"sketch", "cat", "b-1.png"},
+                  {"photo", "cat", "IMG-2034.jpg"},
+                  {"sketch", "dog", "a-3.png"},
+                  {"sketch", "cat", "a-x.png"},
+                  {"edges", "cat", "a-7.png"}});
   link_instances(d);
   std::vector<std::string> got;
   for (const auto& s : d.samples) got.push_back(s.instance);
-  EXPECT_EQ(got, (std::vector<std::string>{
-                     "a", "a", "a",
-                     "b-1",       // no file b in another domain: its own instance
-                     "IMG-2034",  // a dash in a photo's own name links nothing
-                     "a-3",       // photo a is a cat, this sketch a dog
-                     "a-x",       // not "-<number>"
-                     "a"}));      // any domain links, not only one named "sketch"
+  EXPECT_EQ(got,
+            (std::vector<std::string>{"a", "a", "a",
+                                      "b-1",       // no file b in another domain: its own instance
+                                      "IMG-2034",  // a dash in a photo's own name links nothing
+                                      "a-3",       // photo a is a cat, this sketch a dog
+                                      "a-x",       // not "-<number>"
+                                      "a"}));      // any domain links, not only one named "sketch"
   // The names of the domains play no part.
-  Dataset r = of({{"picture", "cat", "a.jpg"}, {"drawing", "cat", "a-1.png"}, {"drawing", "cat", "b-1.png"}});
+  Dataset r = of(
+      {{"picture", "cat", "a.jpg"}, {"drawing", "cat", "a-1.png"}, {"drawing", "cat", "b-1.png"}});
   link_instances(r);
   EXPECT_EQ(r.samples[1].instance, "a");
   EXPECT_EQ(r.samples[2].instance, "b-1");
@@ -89,15 +98,20 @@ TEST(Domains, SplitKeepsAnInstanceOnOneSideInEveryDomain) {
 }
 
 TEST(Domains, RestrictKeepsClassesWithImagesInEveryDomainAndListsTheOthers) {
-  Dataset d = of({{"photo", "cat", "1.jpg"}, {"sketch", "cat", "1.png"}, {"art", "cat", "1.png"},
-                  {"photo", "dog", "2.jpg"}, {"sketch", "dog", "2.png"},
-                  {"photo", "owl", "3.jpg"}, {"art", "emu", "4.png"}});
+  Dataset d = of({{"photo", "cat", "1.jpg"},
+                  {"sketch", "cat", "1.png"},
+                  {"art", "cat", "1.png"},
+                  {"photo", "dog", "2.jpg"},
+                  {"sketch", "dog", "2.png"},
+                  {"photo", "owl", "3.jpg"},
+                  {"art", "emu", "4.png"}});
   Dataset two = d;
   auto dropped = restrict_domains(two, {"sketch", "photo"});
   EXPECT_EQ(two.samples.size(), 4u);  // cat and dog, sketch and photo only
   ASSERT_EQ(dropped.size(), 2u);
   EXPECT_EQ(dropped[0].cls, "emu");
-  EXPECT_EQ(dropped[0].missing, (std::vector<std::string>{"sketch", "photo"}));  // art only, not asked for
+  EXPECT_EQ(dropped[0].missing,
+            (std::vector<std::string>{"sketch", "photo"}));  // art only, not asked for
   EXPECT_EQ(dropped[1].cls, "owl");
   EXPECT_EQ(dropped[1].missing, (std::vector<std::string>{"sketch"}));
   Dataset three = d;
@@ -105,10 +119,14 @@ TEST(Domains, RestrictKeepsClassesWithImagesInEveryDomainAndListsTheOthers) {
   EXPECT_EQ(three.classes(), (std::vector<std::string>{"cat"}));
   EXPECT_EQ(dropped.size(), 3u);
   Dataset x = d;
-  EXPECT_NE(test::error_of([&] { restrict_domains(x, {"sketch", "cartoon"}); }).find("its domains: art, photo, sketch"),
+  EXPECT_NE(test::error_of([&] {
+              restrict_domains(x, {"sketch", "cartoon"});
+            }).find("its domains: art, photo, sketch"),
             std::string::npos);
   Dataset y = of({{"photo", "cat", "1.jpg"}, {"sketch", "dog", "2.png"}});
-  EXPECT_NE(test::error_of([&] { restrict_domains(y, {"sketch", "photo"}); }).find("no class has images in every one"),
+  EXPECT_NE(test::error_of([&] {
+              restrict_domains(y, {"sketch", "photo"});
+            }).find("no class has images in every one"),
             std::string::npos);
 }
 
@@ -124,11 +142,17 @@ TEST(Domains, ResolveFillsTheDefaultsAndNamesWhatTheDataHas) {
   EXPECT_NE(e.find("no domain 'sketch' (the default)"), std::string::npos) << e;
   EXPECT_NE(e.find("its domains are: art, photo"), std::string::npos) << e;
   EXPECT_NE(e.find("--query-domain"), std::string::npos) << e;
-  EXPECT_NE(test::error_of([&] { resolve_domains(art, {"photo"}, "photo"); }).find("both a query domain and the gallery"),
+  EXPECT_NE(test::error_of([&] {
+              resolve_domains(art, {"photo"}, "photo");
+            }).find("both a query domain and the gallery"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { resolve_domains(sk, {"art", "art"}, ""); }).find("named twice"), std::string::npos);
+  EXPECT_NE(test::error_of([&] {
+              resolve_domains(sk, {"art", "art"}, "");
+            }).find("named twice"),
+            std::string::npos);
   Dataset one = of({{"photo", "cat", "1.jpg"}});
-  EXPECT_NE(test::error_of([&] { resolve_domains(one, {"photo"}, "photo"); }).find("one domain"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { resolve_domains(one, {"photo"}, "photo"); }).find("one domain"),
+            std::string::npos);
 }
 
 TEST(Domains, KindRuleTellsLineDrawingsFromImages) {
@@ -163,7 +187,9 @@ TEST(Domains, KindRuleTellsLineDrawingsFromImages) {
   auto k = decide_kinds(d, {"lines", "scenes"}, parse_kind_overrides("scenes=drawing"));
   EXPECT_EQ(k.at("lines"), DomainKind::Drawing);
   EXPECT_EQ(k.at("scenes"), DomainKind::Drawing);  // the override wins over the rule
-  EXPECT_NE(test::error_of([&] { decide_kinds(d, {"lines"}, parse_kind_overrides("art=image")); }).find("not a domain"),
+  EXPECT_NE(test::error_of([&] {
+              decide_kinds(d, {"lines"}, parse_kind_overrides("art=image"));
+            }).find("not a domain"),
             std::string::npos);
 }
 
@@ -173,7 +199,10 @@ TEST(Domains, KindOverridesParse) {
   EXPECT_EQ(m.at("art"), DomainKind::Image);
   EXPECT_EQ(m.at("sketch"), DomainKind::Drawing);
   EXPECT_EQ(std::string(kind_name(parse_kind("drawing"))), "drawing");
-  EXPECT_NE(test::error_of([] { parse_kind_overrides("art"); }).find("DOMAIN=KIND"), std::string::npos);
-  EXPECT_NE(test::error_of([] { parse_kind_overrides("=image"); }).find("DOMAIN=KIND"), std::string::npos);
-  EXPECT_NE(test::error_of([] { parse_kind_overrides("art=paint"); }).find("drawing"), std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("art"); }).find("DOMAIN=KIND"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("=image"); }).find("DOMAIN=KIND"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([] { parse_kind_overrides("art=paint"); }).find("drawing"),
+            std::string::npos);
 }

@@ -1,9 +1,10 @@
 // .npy and manifest files: round trips, numpy's header layout, and rejected bad files.
+#include "duet/embeddings.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "test_util.h"

@@ -176,7 +176,8 @@ TEST(Fusion, DerivedRowsAreTheStoredRows) {
     stored.score_rows(zq.row(q), pq.row(q), fs.unseen[q], all, rs.data());
     derived.score_rows(zq.row(q), pq.row(q), fs.unseen[q], all, rd.data());
     EXPECT_EQ(rs, rd) << q;
-    for (int64_t j = 0; j < ng; ++j) ASSERT_NEAR(sd[q * ng + j], ss[q * ng + j], 1e-5) << q << " " << j;
+    for (int64_t j = 0; j < ng; ++j)
+      ASSERT_NEAR(sd[q * ng + j], ss[q * ng + j], 1e-5) << q << " " << j;
   }
   EXPECT_NE(std::count(fs.unseen.begin(), fs.unseen.end(), 1), 0);
   EXPECT_NE(std::count(fs.unseen.begin(), fs.unseen.end(), 0), 0);

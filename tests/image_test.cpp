@@ -1,16 +1,16 @@
 // Decoding untrusted image files: the pixel cap read from each format's header before any pixel
 // is decoded, the formats OpenCV would decode but duet refuses, compositing and empty drawings.
+#include "duet/image.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstring>
-
 #include <opencv2/imgcodecs.hpp>
 
 #include "duet/error.h"
 #include "duet/fileio.h"
-#include "duet/image.h"
 #include "test_util.h"
 
 namespace duet {
@@ -32,9 +32,7 @@ cv::Mat picture(int w, int h) {
   return img;
 }
 
-void put_be16(std::string& s, size_t at, uint32_t v) {
-  s[at] = char(v >> 8), s[at + 1] = char(v);
-}
+void put_be16(std::string& s, size_t at, uint32_t v) { s[at] = char(v >> 8), s[at + 1] = char(v); }
 void put_le(std::string& s, size_t at, uint32_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) s[at + i] = char(v >> (8 * i));
 }
@@ -74,19 +72,23 @@ TEST(Image, PixelCapFromEachFormatsHeader) {
                      put_be16(s, sof + 5, 60000), put_be16(s, sof + 7, 60000);
                    }});
   cases.push_back({"PNG", encode(".png", img), [](std::string& s) {
-                     put_le(s, 16, 0x00000100, 4), put_le(s, 20, 0x00000100, 4);  // 65536 x 65536, big-endian
+                     put_le(s, 16, 0x00000100, 4),
+                         put_le(s, 20, 0x00000100, 4);  // 65536 x 65536, big-endian
                    }});
   cases.push_back({"BMP", encode(".bmp", img), [](std::string& s) {
-                     put_le(s, 18, 30000, 4), put_le(s, 22, static_cast<uint32_t>(-30000), 4);  // top-down
+                     put_le(s, 18, 30000, 4),
+                         put_le(s, 22, static_cast<uint32_t>(-30000), 4);  // top-down
                    }});
-  cases.push_back({"WebP", encode(".webp", img, {cv::IMWRITE_WEBP_QUALITY, 80}), [](std::string& s) {
-                     ASSERT_EQ(s.substr(12, 4), "VP8 ");
-                     put_le(s, 26, 16383, 2), put_le(s, 28, 16383, 2);
-                   }});
-  cases.push_back({"WebP", encode(".webp", img, {cv::IMWRITE_WEBP_QUALITY, 101}), [](std::string& s) {
-                     ASSERT_EQ(s.substr(12, 4), "VP8L");
-                     put_le(s, 21, 0xFFFFFFF, 4);  // 14 + 14 bits of width and height less one: 16384 x 16384
-                   }});
+  cases.push_back(
+      {"WebP", encode(".webp", img, {cv::IMWRITE_WEBP_QUALITY, 80}), [](std::string& s) {
+         ASSERT_EQ(s.substr(12, 4), "VP8 ");
+         put_le(s, 26, 16383, 2), put_le(s, 28, 16383, 2);
+       }});
+  cases.push_back(
+      {"WebP", encode(".webp", img, {cv::IMWRITE_WEBP_QUALITY, 101}), [](std::string& s) {
+         ASSERT_EQ(s.substr(12, 4), "VP8L");
+         put_le(s, 21, 0xFFFFFFF, 4);  // 14 + 14 bits of width and height less one: 16384 x 16384
+       }});
   for (auto& c : cases) {
     ASSERT_FALSE(c.bytes.empty()) << c.name;
     const ImageHeader h = image_header(c.bytes, "real");
@@ -97,7 +99,8 @@ TEST(Image, PixelCapFromEachFormatsHeader) {
     c.claim_huge(c.bytes);
     const auto [msg, secs] = refusal(c.bytes, true);
     EXPECT_NE(msg.find("bomb: a " + std::string(c.name) + " of "), std::string::npos) << msg;
-    EXPECT_NE(msg.find("larger than the limit of " + std::to_string(kDefaultMaxImagePixels)), std::string::npos)
+    EXPECT_NE(msg.find("larger than the limit of " + std::to_string(kDefaultMaxImagePixels)),
+              std::string::npos)
         << msg;
     EXPECT_LT(secs, 0.05) << c.name;
   }
@@ -107,14 +110,17 @@ TEST(Image, PixelCapFromEachFormatsHeader) {
   EXPECT_NE(refusal(png, true).first.find("PNG of 4294967295 x 4294967295"), std::string::npos);
   // The OS/2 BMP header (16-bit sizes) and WebP's extended header (24-bit canvas sizes), by hand.
   std::string bmp(26, '\0');
-  bmp.replace(0, 2, "BM"), put_le(bmp, 14, 12, 4), put_le(bmp, 18, 65535, 2), put_le(bmp, 20, 65535, 2);
+  bmp.replace(0, 2, "BM"), put_le(bmp, 14, 12, 4), put_le(bmp, 18, 65535, 2),
+      put_le(bmp, 20, 65535, 2);
   EXPECT_NE(refusal(bmp, true).first.find("BMP of 65535 x 65535"), std::string::npos);
   std::string vp8x = "RIFF" + std::string(4, '\0') + "WEBPVP8X" + std::string(18, '\0');
   put_le(vp8x, 24, 0xFFFFFF, 3), put_le(vp8x, 27, 0xFFFFFF, 3);
   EXPECT_NE(refusal(vp8x, true).first.find("WebP of 16777216 x 16777216"), std::string::npos);
   // Headers cut short or without a frame: refused as malformed, not read past their end.
-  EXPECT_NE(refusal(std::string("\xFF\xD8\xFF\xE0\x00\x10", 6), false).first.find("malformed JPEG"), std::string::npos);
-  EXPECT_NE(refusal(std::string("\x89PNG\r\n\x1A\n\0\0", 10), false).first.find("malformed PNG"), std::string::npos);
+  EXPECT_NE(refusal(std::string("\xFF\xD8\xFF\xE0\x00\x10", 6), false).first.find("malformed JPEG"),
+            std::string::npos);
+  EXPECT_NE(refusal(std::string("\x89PNG\r\n\x1A\n\0\0", 10), false).first.find("malformed PNG"),
+            std::string::npos);
   EXPECT_NE(refusal("BM\x01", false).first.find("malformed BMP"), std::string::npos);
 }
 
@@ -125,25 +131,36 @@ TEST(Image, OtherFormatsAreRefusedBeforeOpenCV) {
   cv::Mat hdr;
   img.convertTo(hdr, CV_32FC3, 1.0 / 255);
   const std::vector<std::pair<const char*, std::string>> opencv_writes = {
-      {"TIFF", encode(".tiff", img)}, {"PPM", encode(".ppm", img)}, {"PGM", encode(".pgm", grey)},
-      {"PBM", encode(".pbm", grey)},  {"PAM", encode(".pam", img)}, {"Sun raster", encode(".ras", img)},
-      {"Radiance HDR", encode(".hdr", hdr)}, {"PFM", encode(".pfm", hdr)}, {"JPEG 2000", encode(".jp2", img)}};
+      {"TIFF", encode(".tiff", img)},        {"PPM", encode(".ppm", img)},
+      {"PGM", encode(".pgm", grey)},         {"PBM", encode(".pbm", grey)},
+      {"PAM", encode(".pam", img)},          {"Sun raster", encode(".ras", img)},
+      {"Radiance HDR", encode(".hdr", hdr)}, {"PFM", encode(".pfm", hdr)},
+      {"JPEG 2000", encode(".jp2", img)}};
   int decodable = 0;
   for (const auto& [name, bytes] : opencv_writes) {
     if (bytes.empty()) continue;
     const std::vector<uchar> buf(bytes.begin(), bytes.end());
     decodable += !cv::imdecode(buf, cv::IMREAD_UNCHANGED).empty();
-    EXPECT_NE(refusal(bytes, false).first.find("not a format duet reads"), std::string::npos) << name;
+    EXPECT_NE(refusal(bytes, false).first.find("not a format duet reads"), std::string::npos)
+        << name;
   }
   EXPECT_GE(decodable, 8);
   // Bombs in those formats' own words, and formats OpenCV cannot write: the same refusal.
   const std::vector<std::string> magic = {
-      "P6\n100000 100000\n255\n", "P7\nWIDTH 100000\nHEIGHT 100000\nDEPTH 3\nMAXVAL 255\nENDHDR\n",
-      std::string("II*\0\x08\0\0\0", 8), "MM\0*", std::string("\x59\xA6\x6A\x95", 4),
-      "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 100000 +X 100000\n", "PF\n100000 100000\n-1.0\n",
-      std::string("\0\0\0\x0CjP  \r\n\x87\n", 12), std::string("\xFF\x4F\xFF\x51", 4),
-      std::string("\x76\x2F\x31\x01", 4), std::string(128, '\0') + "DICM", "GIF89a\xFF\xFF\xFF\xFF"};
-  for (const auto& m : magic) EXPECT_NE(refusal(m, false).first.find("not a format duet reads"), std::string::npos) << m;
+      "P6\n100000 100000\n255\n",
+      "P7\nWIDTH 100000\nHEIGHT 100000\nDEPTH 3\nMAXVAL 255\nENDHDR\n",
+      std::string("II*\0\x08\0\0\0", 8),
+      "MM\0*",
+      std::string("\x59\xA6\x6A\x95", 4),
+      "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 100000 +X 100000\n",
+      "PF\n100000 100000\n-1.0\n",
+      std::string("\0\0\0\x0CjP  \r\n\x87\n", 12),
+      std::string("\xFF\x4F\xFF\x51", 4),
+      std::string("\x76\x2F\x31\x01", 4),
+      std::string(128, '\0') + "DICM",
+      "GIF89a\xFF\xFF\xFF\xFF"};
+  for (const auto& m : magic)
+    EXPECT_NE(refusal(m, false).first.find("not a format duet reads"), std::string::npos) << m;
 }
 
 // Compositing on white in integers gives what the float formula c * a / 255 + (255 - a) rounds
@@ -151,7 +168,8 @@ TEST(Image, OtherFormatsAreRefusedBeforeOpenCV) {
 TEST(Image, AlphaCompositedOnWhiteExactly) {
   cv::Mat bgra(256, 256, CV_8UC4);
   for (int a = 0; a < 256; ++a)
-    for (int c = 0; c < 256; ++c) bgra.at<cv::Vec4b>(a, c) = {uchar(c), uchar(255 - c), uchar(c / 2), uchar(a)};
+    for (int c = 0; c < 256; ++c)
+      bgra.at<cv::Vec4b>(a, c) = {uchar(c), uchar(255 - c), uchar(c / 2), uchar(a)};
   const cv::Mat rgb = decode_rgb(encode(".png", bgra), "alpha.png");
   ASSERT_EQ(rgb.type(), CV_8UC3);
   auto want = [](int c, int a) { return static_cast<int>(std::lround(c * a / 255.0 + 255 - a)); };
@@ -180,10 +198,14 @@ TEST(Image, TruncatedAndUnreadableAreRefused) {
   test::TempDir t;
   const std::string whole = encode(".jpg", cv::Mat(64, 64, CV_8UC3, cv::Scalar(10, 200, 30)));
   EXPECT_EQ(decode_rgb(whole, "ok.jpg").rows, 64);
-  EXPECT_NE(test::error_of([&] { decode_rgb(whole.substr(0, whole.size() / 2), "cut.jpg"); }).find("truncated JPEG"),
+  EXPECT_NE(test::error_of([&] {
+              decode_rgb(whole.substr(0, whole.size() / 2), "cut.jpg");
+            }).find("truncated JPEG"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { decode_rgb("", "e.png"); }).find("e.png: empty file"), std::string::npos);
-  EXPECT_NE(test::error_of([&] { load_rgb(t / "none.png"); }).find("no such image file"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { decode_rgb("", "e.png"); }).find("e.png: empty file"),
+            std::string::npos);
+  EXPECT_NE(test::error_of([&] { load_rgb(t / "none.png"); }).find("no such image file"),
+            std::string::npos);
   uint64_t h1 = 0, h2 = 0;
   write_file_atomic(t / "a.jpg", whole);
   write_file_atomic(t / "b.jpg", whole);

@@ -1,18 +1,19 @@
 // The compute ledger's memory figures on a deliberately made peak: a scope sees only its own span,
 // the process figure every span since the start.
-#include <gtest/gtest.h>
+#include "duet/ledger.h"
 
+#include <gtest/gtest.h>
 #include <sys/mman.h>
 
 #include <cstring>
-
-#include "duet/ledger.h"
 
 using namespace duet;
 
 TEST(Ledger, ProcessPeakOutlivesTheScopesReset) {
   const size_t bytes = size_t{256} << 20;
-  { LedgerScope reset; }  // the kernel's mark at the current RSS, whatever ran before in this process
+  {
+    LedgerScope reset;
+  }  // the kernel's mark at the current RSS, whatever ran before in this process
   const double before = peak_rss_mib();
   {
     // mmap, so that the pages are the kernel's again once unmapped (malloc may keep them).

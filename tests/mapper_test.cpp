@@ -87,7 +87,8 @@ TEST(Mapper, OneBranchPerQueryDomainIntoOneCodeSpace) {
   Embeddings wrong = ed2;
   wrong.meta["domain"] = "sketch";
   EXPECT_LT(nn_accuracy(*m, wrong, ph), 0.6);
-  EXPECT_NE(test::error_of([&] { m->map("art", sk.x); }).find("it has: sketch, edges, photo"), std::string::npos);
+  EXPECT_NE(test::error_of([&] { m->map("art", sk.x); }).find("it has: sketch, edges, photo"),
+            std::string::npos);
 }
 
 TEST(Mapper, SharedBranchIsOneNetworkForAllDomains) {
@@ -106,15 +107,23 @@ TEST(Mapper, SharedBranchIsOneNetworkForAllDomains) {
 TEST(Mapper, BadDomainsAreErrors) {
   test::TempDir t;
   const Embeddings sk = make("sketch", 1, 11), ph = make("photo", 3, 13);
-  EXPECT_NE(test::error_of([&] { train_mapper({sk, sk}, ph, small(), t / "m.pt"); }).find("give each query domain once"),
+  EXPECT_NE(test::error_of([&] {
+              train_mapper({sk, sk}, ph, small(), t / "m.pt");
+            }).find("give each query domain once"),
             std::string::npos);
-  EXPECT_NE(test::error_of([&] { train_mapper({ph}, ph, small(), t / "m.pt"); }).find("both of domain 'photo'"),
+  EXPECT_NE(test::error_of([&] {
+              train_mapper({ph}, ph, small(), t / "m.pt");
+            }).find("both of domain 'photo'"),
             std::string::npos);
   Embeddings other = make("art", 4, 14);
   for (auto& r : other.rows) r.cls = "x" + r.cls;  // no class in common with the gallery
-  EXPECT_NE(test::error_of([&] { train_mapper({sk, other}, ph, small(), t / "m.pt"); }).find("no art class has photo images"),
+  EXPECT_NE(test::error_of([&] {
+              train_mapper({sk, other}, ph, small(), t / "m.pt");
+            }).find("no art class has photo images"),
             std::string::npos);
   Embeddings anon = sk;
   anon.meta.erase("domain");
-  EXPECT_NE(test::error_of([&] { train_mapper({anon}, ph, small(), t / "m.pt"); }).find("name no domain"), std::string::npos);
+  EXPECT_NE(
+      test::error_of([&] { train_mapper({anon}, ph, small(), t / "m.pt"); }).find("name no domain"),
+      std::string::npos);
 }

@@ -1,4 +1,6 @@
 // Metrics against hand-computed values, and relevant_ranks against a brute-force full sort.
+#include "duet/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -6,7 +8,6 @@
 #include <random>
 
 #include "duet/error.h"
-#include "duet/metrics.h"
 
 using namespace duet;
 
@@ -18,12 +19,12 @@ RetrievalMetrics eval_fixed(const std::vector<std::vector<float>>& s, const std:
   EvalOptions opt;
   opt.ks = ks;
   opt.block = 1;  // exercise the block loop
-  return evaluate_scores(static_cast<int64_t>(ql.size()), ng,
-                         [&](int64_t q0, int64_t q1, float* out) {
-                           for (int64_t q = q0; q < q1; ++q)
-                             std::copy(s[q].begin(), s[q].end(), out + (q - q0) * ng);
-                         },
-                         ql, gl, opt);
+  return evaluate_scores(
+      static_cast<int64_t>(ql.size()), ng,
+      [&](int64_t q0, int64_t q1, float* out) {
+        for (int64_t q = q0; q < q1; ++q) std::copy(s[q].begin(), s[q].end(), out + (q - q0) * ng);
+      },
+      ql, gl, opt);
 }
 }  // namespace
 
@@ -31,7 +32,8 @@ TEST(Metrics, HandComputedSingleQuery) {
   // Ranking: g0(A) g1(B) g2(A) g3(B) -> relevant at ranks 1 and 3.
   auto m = eval_fixed({{0.9f, 0.8f, 0.7f, 0.6f}}, {0}, {0, 1, 0, 1});
   EXPECT_NEAR(m.map_all, (1.0 / 1 + 2.0 / 3) / 2, 1e-12);
-  EXPECT_NEAR(m.map_at[2], (1.0 / 1) / 2, 1e-12);  // only rank 1 is within K=2; divide by min(R,K)=2
+  EXPECT_NEAR(m.map_at[2], (1.0 / 1) / 2,
+              1e-12);  // only rank 1 is within K=2; divide by min(R,K)=2
   EXPECT_NEAR(m.p_at[2], 0.5, 1e-12);
   // K larger than the gallery: AP@K equals AP@all, P@K still divides by K.
   EXPECT_NEAR(m.map_at[10], m.map_all, 1e-12);

@@ -1,6 +1,8 @@
 // Phase I's knowledge-preservation teacher (duet/phase1.h), through train_encoder on a few real
 // sketches with the tiny backbone: a given teacher trains exactly as the encoder's own views do
 // when it holds the same distributions, and otherwise it trains another encoder.
+#include "duet/phase1.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,7 +15,6 @@
 #include "duet/dataset.h"
 #include "duet/embeddings.h"
 #include "duet/image.h"
-#include "duet/phase1.h"
 #include "phase1/trunk_cache.h"
 #include "test_util.h"
 
@@ -38,17 +39,21 @@ float max_abs_diff(const Matrix& a, const Matrix& b) {
 }
 // Both teachers go through one check: a teacher (`good`, set as o.*field) `cols` wide is refused
 // with `width_error`, and one with no row for any train image is refused too.
-void expect_bad_teachers_refused(const Dataset& d, EncoderTrainOptions o, Embeddings EncoderTrainOptions::*field,
-                                 const Embeddings& good, int64_t cols, const std::string& width_error) {
+void expect_bad_teachers_refused(const Dataset& d, EncoderTrainOptions o,
+                                 Embeddings EncoderTrainOptions::*field, const Embeddings& good,
+                                 int64_t cols, const std::string& width_error) {
   test::TempDir t;
   Embeddings narrow = good;
   narrow.x = Matrix(good.x.rows, cols);
   o.*field = narrow;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find(width_error), std::string::npos);
+  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find(width_error),
+            std::string::npos);
   Embeddings strangers = good;
   for (auto& r : strangers.rows) r.path = "elsewhere/" + r.path;
   o.*field = strangers;
-  EXPECT_NE(test::error_of([&] { train_encoder(d, "sketch", o, t / "x.pt"); }).find("none of its train images"),
+  EXPECT_NE(test::error_of([&] {
+              train_encoder(d, "sketch", o, t / "x.pt");
+            }).find("none of its train images"),
             std::string::npos);
 }
 }  // namespace
@@ -61,7 +66,8 @@ TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
 
   EncoderTrainOptions o;
   o.backbone.arch = "mobilenet_v1_025";
-  o.views = o.tta_views = 1;  // one view: the encoder's own teacher is frozen_features' distribution
+  o.views = o.tta_views =
+      1;  // one view: the encoder's own teacher is frozen_features' distribution
   o.frozen_epochs = 3;
   o.finetune_epochs = 1;
   o.preserve = 5;
@@ -84,13 +90,15 @@ TEST(Phase1, GivenTeacherTrainsAsTheViewsOwnWhenTheyAgree) {
 
   // Each sample taught its neighbour's distribution: another encoder.
   Embeddings rolled = teacher;
-  for (size_t i = 0; i < rolled.rows.size(); ++i) rolled.rows[i].path = teacher.rows[(i + 1) % teacher.rows.size()].path;
+  for (size_t i = 0; i < rolled.rows.size(); ++i)
+    rolled.rows[i].path = teacher.rows[(i + 1) % teacher.rows.size()].path;
   o.teacher = rolled;
   train_encoder(d, "sketch", o, t / "rolled.pt", t / "rolled.npy");
   EXPECT_GT(max_abs_diff(own, read_embeddings(t / "rolled.npy").x), 1e-3);
 
   // A teacher of the wrong width, or with no row for any train image, is refused.
-  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::teacher, teacher, 10, "has 10 outputs, not 1001");
+  expect_bad_teachers_refused(d, o, &EncoderTrainOptions::teacher, teacher, 10,
+                              "has 10 outputs, not 1001");
 }
 
 // The trunk cache keeps the image and its mirror (views 0, 1) apart from the seeded views: another
@@ -107,9 +115,12 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
   const int split = net->num_stages() - 2;
   test::TempDir t;
   Ledger l0, l1, lm;
-  TrunkCache a = build_trunk_cache(*net, "default", d, few, split, 4, 0, false, DomainKind::Image, t.path(), 1, l0);
-  TrunkCache b = build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image, t.path(), 1, l1);
-  TrunkCache m = build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image, "", 1, lm);
+  TrunkCache a = build_trunk_cache(*net, "default", d, few, split, 4, 0, false, DomainKind::Image,
+                                   t.path(), 1, l0);
+  TrunkCache b = build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image,
+                                   t.path(), 1, l1);
+  TrunkCache m =
+      build_trunk_cache(*net, "default", d, few, split, 4, 1, false, DomainKind::Image, "", 1, lm);
   EXPECT_EQ(l0.image_forward, 12 * 4);
   EXPECT_EQ(l1.image_forward, 12 * 2);  // only its two seeded views
   EXPECT_EQ(lm.image_forward, 12 * 4);  // no folder: all computed
@@ -118,7 +129,8 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
   EXPECT_TRUE(torch::equal(b.act, m.act));  // what the files gave is what a pass computes
   ASSERT_EQ(a.groups.size(), 2u);
   EXPECT_TRUE(m.groups[0].pooled_file.empty());
-  EXPECT_EQ(a.groups[0].pooled_file, b.groups[0].pooled_file);  // the seedless views: one file for all seeds
+  EXPECT_EQ(a.groups[0].pooled_file,
+            b.groups[0].pooled_file);  // the seedless views: one file for all seeds
   EXPECT_NE(a.groups[1].pooled_file, b.groups[1].pooled_file);
 
   // Pooled through the top stages once, then read back; another seed pools only its own views.
@@ -144,7 +156,8 @@ TEST(Phase1, TrunkCacheSharesTheUnseededViewsBetweenSeeds) {
 
 // A model's members see the image and its mirror alike, so encode_members runs those views' lower
 // stages once for every member that loads member 0's (same split): each member's outputs are still
-// exactly its own encode_logits', and the work saved is those stages, for those views, for it alone.
+// exactly its own encode_logits', and the work saved is those stages, for those views, for it
+// alone.
 TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   const std::string shared = test::shared_or_empty();
   if (shared.empty()) GTEST_SKIP() << "no shared folder";
@@ -180,7 +193,8 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
     Out o;
     o.x.resize(n * V * per);
     for (int64_t i = 0; i < n; ++i)
-      view_inputs(img[i], e.kind(), V, view_seed(e.view_seed(), hash[i]), S, o.x.data() + i * V * per);
+      view_inputs(img[i], e.kind(), V, view_seed(e.view_seed(), hash[i]), S,
+                  o.x.data() + i * V * per);
     o.emb.assign(first ? n * V * D : 0, 0.f);
     o.logits.assign(n * V * C, 0.f);
     o.frozen.assign(first ? n * V * F : 0, 0.f);
@@ -202,7 +216,8 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   }
   // The seeded view differs between seeds, the seedless ones do not.
   EXPECT_EQ(0, std::memcmp(alone[0].x.data(), alone[1].x.data(), 2 * per * sizeof(float)));
-  EXPECT_NE(0, std::memcmp(alone[0].x.data() + 2 * per, alone[1].x.data() + 2 * per, per * sizeof(float)));
+  EXPECT_NE(0, std::memcmp(alone[0].x.data() + 2 * per, alone[1].x.data() + 2 * per,
+                           per * sizeof(float)));
 
   // Together: the same outputs, bit for bit.
   std::vector<Out> together;
@@ -220,7 +235,8 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   auto net = open_backbone_net("mobilenet_v1_025", "");
   const double lower = stage_flops(*net, 0, net->num_stages() - 2);
   EXPECT_GT(lower, 0);
-  EXPECT_NEAR(count.flops, alone_flops[0] + alone_flops[1] + alone_flops[2] - n * 2 * lower, 1e-6 * count.flops);
+  EXPECT_NEAR(count.flops, alone_flops[0] + alone_flops[1] + alone_flops[2] - n * 2 * lower,
+              1e-6 * count.flops);
 }
 
 // Distillation: a query encoder's classifier learns its teacher's classes. Told the wrong class

@@ -1,22 +1,22 @@
 // The retrieval path (Searcher), gallery index files, folder scans and image checks, on
 // constructed data.
+#include "duet/search.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <set>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/gallery.h"
 #include "duet/image.h"
 #include "duet/runtime.h"
-#include "duet/search.h"
 #include "test_util.h"
 
 namespace duet {
@@ -34,7 +34,8 @@ GalleryArrays clustered(int64_t n, int classes, uint64_t seed) {
     for (int j = 0; j < 8; ++j) g.emb.row(i)[j] = (j == c % 8 ? 3.f : 0.f) + 0.3f * normal(rng);
     for (int j = 0; j < 6; ++j) g.code.row(i)[j] = (j == c % 6 ? 2.f : 0.f) + 0.5f * normal(rng);
     double z = 0;
-    for (int j = 0; j < classes; ++j) z += g.post.row(i)[j] = std::exp((j == c ? 3.f : 0.f) + normal(rng));
+    for (int j = 0; j < classes; ++j)
+      z += g.post.row(i)[j] = std::exp((j == c ? 3.f : 0.f) + normal(rng));
     for (int j = 0; j < classes; ++j) g.post.row(i)[j] /= static_cast<float>(z);
   }
   return g;
@@ -141,8 +142,10 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
       ro.diffusion = diffuse;
       Searcher exact(g, ro);
       Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
-      EXPECT_EQ(ann.index_type(), kind == "ivf-flat" ? "ivf54,flat,nprobe8,cand200" : "ivf54,sq8,nprobe8,cand200");
-      EXPECT_GE(overlap(ann.search(q, 10), exact.search(q, 10)), diffuse ? 0.75 : 0.9) << kind << " diffusion " << diffuse;
+      EXPECT_EQ(ann.index_type(),
+                kind == "ivf-flat" ? "ivf54,flat,nprobe8,cand200" : "ivf54,sq8,nprobe8,cand200");
+      EXPECT_GE(overlap(ann.search(q, 10), exact.search(q, 10)), diffuse ? 0.75 : 0.9)
+          << kind << " diffusion " << diffuse;
       EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
     }
   }
@@ -177,7 +180,8 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
     every.nprobe = 4;
     every.kind = kind;
     Searcher ann(g, ro, exact.graph(), every);
-    ASSERT_EQ(ann.index_type(), kind == "ivf-flat" ? "ivf4,flat,nprobe4,cand800" : "ivf4,sq8,nprobe4,cand800");
+    ASSERT_EQ(ann.index_type(),
+              kind == "ivf-flat" ? "ivf4,flat,nprobe4,cand800" : "ivf4,sq8,nprobe4,cand800");
     for (int64_t k : {10, 0}) {
       auto a = ann.search(q, k), e = exact.search(q, k);
       for (size_t i = 0; i < a.size(); ++i) {
@@ -185,7 +189,8 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
         ASSERT_EQ(a[i].hits.size(), k ? 10u : 800u);
         for (size_t j = 0; j < 10; ++j) {
           EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row) << kind << " " << k << " " << i << " " << j;
-          EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score)) << i << " " << j;
+          EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score))
+              << i << " " << j;
         }
       }
     }
@@ -221,13 +226,16 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
     const bool u = unseen[0] != 0;
     std::vector<int64_t> order(800);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return base[a] > base[b] || (base[a] == base[b] && a < b); });
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+      return base[a] > base[b] || (base[a] == base[b] && a < b);
+    });
     const float top = base[order[0]];
     double mass = 0;
     for (float v : base) mass += std::exp(v - top);
     const float* zq = q.code.row(0);
     const float* pq = q.post.row(0);
-    Searcher::Part e = exact.best_rows(zq, pq, nullptr, u, 20), a = all_cand.best_rows(zq, pq, nullptr, u, 20);
+    Searcher::Part e = exact.best_rows(zq, pq, nullptr, u, 20),
+                   a = all_cand.best_rows(zq, pq, nullptr, u, 20);
     ASSERT_EQ(e.rows, std::vector<int64_t>(order.begin(), order.begin() + 20)) << i;
     EXPECT_EQ(e.top, top);
     EXPECT_NEAR(e.mass, mass, 1e-9 * mass);
@@ -238,7 +246,8 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
       EXPECT_NEAR(a.score[j], e.score[j], 1e-5 * std::abs(e.score[j]));
     }
     const std::vector<int64_t> pick = {order[700], order[3], 5};
-    const auto er = exact.row_scores(zq, pq, nullptr, u, pick), ar = all_cand.row_scores(zq, pq, nullptr, u, pick);
+    const auto er = exact.row_scores(zq, pq, nullptr, u, pick),
+               ar = all_cand.row_scores(zq, pq, nullptr, u, pick);
     for (size_t j = 0; j < pick.size(); ++j) {
       EXPECT_EQ(er[j], base[pick[j]]);
       EXPECT_NEAR(ar[j], er[j], 1e-5 * std::abs(er[j]));
@@ -278,10 +287,12 @@ TEST(Diffusion, ShortlistIsTheBestItemsAndTheSeedsNeighbours) {
     const float* b = before.data() + qi * 300;
     std::vector<int64_t> order(300);
     std::iota(order.begin(), order.end(), 0);
-    std::sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return b[x] > b[y] || (b[x] == b[y] && x < y); });
+    std::sort(order.begin(), order.end(),
+              [&](int64_t x, int64_t y) { return b[x] > b[y] || (b[x] == b[y] && x < y); });
     std::set<int64_t> nodes(order.begin(), order.begin() + 40);
     for (int i = 0; i < 5; ++i)
-      for (int64_t e = graph.csr_start()[order[i]]; e < graph.csr_start()[order[i] + 1]; ++e) nodes.insert(graph.csr_col()[e]);
+      for (int64_t e = graph.csr_start()[order[i]]; e < graph.csr_start()[order[i] + 1]; ++e)
+        nodes.insert(graph.csr_col()[e]);
     ASSERT_LT(nodes.size(), 300u);
     const float top = b[order[0]];
     double total = 0;
@@ -291,9 +302,12 @@ TEST(Diffusion, ShortlistIsTheBestItemsAndTheSeedsNeighbours) {
     std::vector<float> pn, want(list.size());
     for (int64_t r : list) pn.push_back(p[r]);
     graph.rerank_subset(list, pn.data(), want.data(), total);
-    for (size_t i = 0; i < list.size(); ++i) EXPECT_EQ(after[qi * 300 + list[i]], want[i]) << qi << " " << list[i];
+    for (size_t i = 0; i < list.size(); ++i)
+      EXPECT_EQ(after[qi * 300 + list[i]], want[i]) << qi << " " << list[i];
     for (int j = 0; j < 300; ++j)
-      if (!nodes.count(j)) EXPECT_FLOAT_EQ(after[qi * 300 + j], static_cast<float>(ro.diff.blend * p[j] / total)) << qi << " " << j;
+      if (!nodes.count(j))
+        EXPECT_FLOAT_EQ(after[qi * 300 + j], static_cast<float>(ro.diff.blend * p[j] / total))
+            << qi << " " << j;
   }
   // A shortlist as large as the gallery is the whole graph's diffusion.
   RankOptions whole = ro, large = ro;
@@ -326,7 +340,8 @@ TEST(Diffusion, SubsetOfEveryNodeIsTheWholeGraph) {
   const double blend = DiffusionOptions{}.blend;
   for (int i = 0; i < 50; ++i) EXPECT_NEAR(full[i] - sub[i], blend * p[i] / (2 * sum), 1e-6) << i;
   // A stored graph (CSR) reranks as the one it came from.
-  GalleryGraph again(50, DiffusionOptions{}, graph.csr_start(), graph.csr_col(), graph.csr_weight());
+  GalleryGraph again(50, DiffusionOptions{}, graph.csr_start(), graph.csr_col(),
+                     graph.csr_weight());
   again.rerank(p.data(), sub.data());
   for (int i = 0; i < 50; ++i) EXPECT_EQ(full[i], sub[i]);
   EXPECT_THROW(GalleryGraph(50, DiffusionOptions{}, {0, 1}, {0}, {1.f}), Error);
@@ -391,9 +406,14 @@ TEST(GalleryFile, RoundTripAndDamage) {
   EXPECT_EQ(bytes, gallery_bytes(g));
   EXPECT_EQ(parse_gallery(bytes, "mem").entries[7].thumb, "xxxxxxx");
   std::string emb_flip = bytes;
-  const size_t header = 16 + [&] { uint64_t len; std::memcpy(&len, bytes.data() + 8, 8); return len; }();
+  const size_t header = 16 + [&] {
+    uint64_t len;
+    std::memcpy(&len, bytes.data() + 8, 8);
+    return len;
+  }();
   emb_flip[header + 5] ^= 4;
-  EXPECT_NE(message(emb_flip).find("emb fails its checksum"), std::string::npos) << message(emb_flip);
+  EXPECT_NE(message(emb_flip).find("emb fails its checksum"), std::string::npos)
+      << message(emb_flip);
   for (size_t back : {1, 13, 30, 61}) {
     std::string thumb_flip = bytes;
     thumb_flip[bytes.size() - back] ^= 1;
@@ -406,8 +426,8 @@ TEST(ScanImages, RecursiveHiddenSkippedLinksOnce) {
   namespace fs = std::filesystem;
   fs::create_directories(t / "a/b");
   fs::create_directories(t / ".hidden");
-  for (const char* f : {"a/1.jpg", "a/b/2.PNG", "a/b/3.webp", "a/4.Jpeg", "a/5.bmp", "a/notes.txt", "a/.x.jpg",
-                        ".hidden/6.jpg", "7.gif"})
+  for (const char* f : {"a/1.jpg", "a/b/2.PNG", "a/b/3.webp", "a/4.Jpeg", "a/5.bmp", "a/notes.txt",
+                        "a/.x.jpg", ".hidden/6.jpg", "7.gif"})
     write_file_atomic(t / f, "x");
   fs::create_directory_symlink(t.path(), t / "a/b/loop");
   fs::create_directory_symlink(t / "a/b", t / "linked");

@@ -3,6 +3,8 @@
 //
 // The expected facts about the real models (op counts, shapes, raw quantized bytes) were taken
 // from an independent dump of the files (`flatc --json --raw-binary`), not from the reader itself.
+#include "duet/tflite.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include <vector>
 
 #include "duet/error.h"
-#include "duet/tflite.h"
 #include "tflite_schema_generated.h"
 
 namespace fs = std::filesystem;
@@ -37,10 +38,10 @@ std::string shared_dir() {
 
 std::string weights(const std::string& name) { return shared_dir() + "/weights/" + name; }
 
-#define REQUIRE_FILE(path)                                                                  \
-  do {                                                                                      \
-    if (!fs::exists(path))                                                                  \
-      GTEST_SKIP() << "missing " << (path) << " (set DUET_SHARED to the shared folder)";    \
+#define REQUIRE_FILE(path)                                                               \
+  do {                                                                                   \
+    if (!fs::exists(path))                                                               \
+      GTEST_SKIP() << "missing " << (path) << " (set DUET_SHARED to the shared folder)"; \
   } while (0)
 
 const char* kV2 = "mobilenet_v2_1.0_224_quant.tflite";
@@ -297,21 +298,21 @@ std::string build(const Synth& s) {
   const int32_t shape[] = {1, 48};
   const uint8_t dw[] = {11, 22, 13, 18};
   const uint16_t f16[] = {0x3c00, 0xc000};
-  tensor("in", {1, 4, 4, 2}, 0, 0);                                               // 0
-  tensor("w", {3, 1, 1, 2}, 9, buffer(w, sizeof w), quant(s.pc_scales, {0, 1, -2}, 0));  // 1
-  tensor("bias", s.bias_shape, 2, buffer(bias, sizeof bias), quant({0.1f}, {2}, 0));    // 2
-  tensor("out", {1, 4, 4, 3}, 0, 0);                                              // 3
-  tensor("f32", {2}, 0, buffer(f32, sizeof f32));                                 // 4
-  tensor("shape", {2}, 2, buffer(shape, sizeof shape));                           // 5
+  tensor("in", {1, 4, 4, 2}, 0, 0);                                                        // 0
+  tensor("w", {3, 1, 1, 2}, 9, buffer(w, sizeof w), quant(s.pc_scales, {0, 1, -2}, 0));    // 1
+  tensor("bias", s.bias_shape, 2, buffer(bias, sizeof bias), quant({0.1f}, {2}, 0));       // 2
+  tensor("out", {1, 4, 4, 3}, 0, 0);                                                       // 3
+  tensor("f32", {2}, 0, buffer(f32, sizeof f32));                                          // 4
+  tensor("shape", {2}, 2, buffer(shape, sizeof shape));                                    // 5
   tensor("dw", {1, 1, 2, 2}, 3, buffer(dw, sizeof dw), quant({1.0f, 2.0f}, {10, 20}, 3));  // 6
-  tensor("f16", {2}, 1, buffer(f16, sizeof f16));                                 // 7
+  tensor("f16", {2}, 1, buffer(f16, sizeof f16));                                          // 7
 
   std::vector<flatbuffers::Offset<tfl::OperatorCode>> codes{
-      tfl::CreateOperatorCodeDirect(fb, 3),             // CONV_2D, old files: byte field only
+      tfl::CreateOperatorCodeDirect(fb, 3),  // CONV_2D, old files: byte field only
       tfl::CreateOperatorCodeDirect(fb, 4, nullptr, 1, 4),
-      tfl::CreateOperatorCodeDirect(fb, 17),            // MAX_POOL_2D
+      tfl::CreateOperatorCodeDirect(fb, 17),                    // MAX_POOL_2D
       tfl::CreateOperatorCodeDirect(fb, 127, nullptr, 1, 150),  // beyond the byte range
-      tfl::CreateOperatorCodeDirect(fb, 9),             // FULLY_CONNECTED
+      tfl::CreateOperatorCodeDirect(fb, 9),                     // FULLY_CONNECTED
   };
   std::vector<flatbuffers::Offset<tfl::Operator>> ops;
   auto op = [&](uint32_t code, std::vector<int32_t> in, std::vector<int32_t> out,

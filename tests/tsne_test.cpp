@@ -1,11 +1,12 @@
 // t-SNE on data with known structure: well-separated Gaussian clusters come out separated, the
 // map is trustworthy, and one seed gives one map.
+#include "duet/tsne.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "duet/error.h"
-#include "duet/tsne.h"
 
 using namespace duet;
 
@@ -32,7 +33,9 @@ double knn_purity(const Matrix& y, const std::vector<int>& label, int k) {
   for (int64_t i = 0; i < y.rows; ++i) {
     std::vector<std::pair<double, int64_t>> d;
     for (int64_t j = 0; j < y.rows; ++j)
-      if (j != i) d.push_back({std::pow(y.row(i)[0] - y.row(j)[0], 2) + std::pow(y.row(i)[1] - y.row(j)[1], 2), j});
+      if (j != i)
+        d.push_back(
+            {std::pow(y.row(i)[0] - y.row(j)[0], 2) + std::pow(y.row(i)[1] - y.row(j)[1], 2), j});
     std::partial_sort(d.begin(), d.begin() + k, d.end());
     for (int m = 0; m < k; ++m) same += label[d[m].second] == label[i];
   }

@@ -4,8 +4,9 @@
 //          greyscale, 8x8 cells, 16x16 blocks, 9 bins), ranked by cosine similarity.
 //   raw:   ImageNet backbone features of both domains (MobileNetV2: 1280-d), cosine, no training.
 //   siamese: the end-to-end method dual-phase is compared against: one backbone per domain, each
-//          -> FC-hidden -> FC-code (L2-normalised), trained jointly on sketch/photo triplets through
-//          the full networks (or from stage `train_from` up), evaluated as each FLOP budget is spent.
+//          -> FC-hidden -> FC-code (L2-normalised), trained jointly on sketch/photo triplets
+//          through the full networks (or from stage `train_from` up), evaluated as each FLOP budget
+//          is spent.
 // All evaluate the test images of the query domain against those of the gallery domain of a split,
 // like `duet run` (default: sketch against photo).
 #pragma once
@@ -22,18 +23,18 @@
 namespace duet {
 
 struct BaselineOptions {
-  std::string split_file;  // <data>/splits/<name>.tsv
-  std::string data;        // "" = the split file's dataset root
+  std::string split_file;                    // <data>/splits/<name>.tsv
+  std::string data;                          // "" = the split file's dataset root
   std::string query_domain, gallery_domain;  // "" = the defaults of duet/domain.h
   BackboneOptions backbone;
 };
 
 struct BaselineResult {
   RetrievalMetrics metrics;
-  double wall_s = 0;      // everything, evaluation included
-  Ledger train;           // training only (zero for hog/raw)
-  int64_t steps = 0;      // siamese: optimiser steps taken
-  double epochs = 0;      // siamese: passes over the train sketches
+  double wall_s = 0;  // everything, evaluation included
+  Ledger train;       // training only (zero for hog/raw)
+  int64_t steps = 0;  // siamese: optimiser steps taken
+  double epochs = 0;  // siamese: passes over the train sketches
   std::string to_json() const;
 };
 
@@ -42,11 +43,11 @@ struct SiameseOptions {
   // Evaluate (and finally stop) once training has spent each of these many TFLOPs; one training
   // run serves every budget, the learning rate being constant. Empty: evaluate after all epochs.
   std::vector<double> budgets_tflops;
-  int epochs = 100;          // upper bound on passes over the train sketches
-  int batch = 16;            // sketches per step, each with one photo of its class
-  int train_from = 0;        // backbone stages below this stay frozen (0: the full networks)
+  int epochs = 100;    // upper bound on passes over the train sketches
+  int batch = 16;      // sketches per step, each with one photo of its class
+  int train_from = 0;  // backbone stages below this stay frozen (0: the full networks)
   int hidden = 1024, code_dim = 125;
-  double lr = 1e-4;          // backbones; the heads train at 10x
+  double lr = 1e-4;  // backbones; the heads train at 10x
   double weight_decay = 1e-4, margin = 0.2;
   uint64_t seed = 0;
 };

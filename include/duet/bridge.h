@@ -28,8 +28,8 @@ namespace duet {
 constexpr const char* kBridgeFormat = "duet-bridge-v1";
 
 struct BridgeOptions {
-  double ridge = 10;          // lambda of the ridge regression
-  double source_weight = 0.5; // s above
+  double ridge = 10;           // lambda of the ridge regression
+  double source_weight = 0.5;  // s above
 };
 
 // One domain's train rows: frozen features [n, F] and (query domains) Phase I embeddings [n, D],
@@ -51,8 +51,8 @@ struct BridgeTrainResult {
 // Fits the map of each query domain into the gallery domain's space and writes it to out_file
 // (atomically). Throws Error when a side has no rows or the widths disagree.
 BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
-                               const std::map<std::string, BridgeRows>& queries, const BridgeOptions& opt,
-                               const std::string& out_file);
+                               const std::map<std::string, BridgeRows>& queries,
+                               const BridgeOptions& opt, const std::string& out_file);
 
 class Bridge {
  public:

@@ -3,8 +3,8 @@
 // Layouts read:
 //   image folder     <root>/<domain>/<class>/<file>          (domains: sketch, photo, art, ...)
 //   Sketchy release  <root>/photo/tx_000000000000/<class>/<id>.jpg,
-//                    <root>/sketch/tx_000000000000/<class>/<id>-<n>.png, and <root>/info/invalid-*.txt
-//                    (sketches listed there are dropped)
+//                    <root>/sketch/tx_000000000000/<class>/<id>-<n>.png, and
+//                    <root>/info/invalid-*.txt (sketches listed there are dropped)
 //   split file       TSV with header "domain path class split", paths relative to the dataset root
 //                    (the folder above splits/); split is train or test.
 // A sample's `instance` ties images of one thing across domains (link_instances): a file whose
@@ -40,8 +40,8 @@ struct Dataset {
 };
 
 struct LoadOptions {
-  bool skip_bad = false;     // warn and drop unreadable entries instead of failing
-  bool check_images = false; // decode every image once (slow: catches corrupt files up front)
+  bool skip_bad = false;      // warn and drop unreadable entries instead of failing
+  bool check_images = false;  // decode every image once (slow: catches corrupt files up front)
 };
 
 // Reads an image folder or a Sketchy release (detected by photo/tx_000000000000).

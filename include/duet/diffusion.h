@@ -21,7 +21,7 @@ namespace duet {
 // Defaults chosen on validation splits carved from the train part of the Sketchy splits (never
 // the test part): see README "Choosing hyperparameters".
 struct DiffusionOptions {
-  int k = 10;           // neighbours per gallery item (graph edges; kept when either end chose them)
+  int k = 10;  // neighbours per gallery item (graph edges; kept when either end chose them)
   double alpha = 0.95;  // how far votes travel: 0 = no diffusion
   int seeds = 20;       // top entries of a query's scores that start the diffusion
   double blend = 0.5;   // weight of the original score distribution in the final score
@@ -42,7 +42,8 @@ class GalleryGraph {
   // the neighbours are exact (all pairs, n^2 d); above it each item's come from the items of the
   // 8 inverted lists (k-means over sqrt(n) lists) nearest its own list, one matrix product per
   // list (n (8 n / lists) d): minutes at 1M where all pairs take hours. Deterministic either way.
-  GalleryGraph(const Matrix& features, const DiffusionOptions& opt, int64_t exact_limit = kGraphExactLimit);
+  GalleryGraph(const Matrix& features, const DiffusionOptions& opt,
+               int64_t exact_limit = kGraphExactLimit);
 
   // A graph built earlier (a gallery index stores one): the CSR arrays csr_* return, checked.
   GalleryGraph(int64_t n, const DiffusionOptions& opt, std::vector<int64_t> start,
@@ -62,7 +63,8 @@ class GalleryGraph {
   // are indexed like nodes. For a query's shortlist (see search.cpp). total (> 0):
   // the query's score mass over the whole gallery, which the blend term divides by as rerank's
   // does (the nodes' own sum when not given: then the blend weighs more than over the whole).
-  void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out, double total = 0) const;
+  void rerank_subset(const std::vector<int64_t>& nodes, const float* probs, float* out,
+                     double total = 0) const;
 
  private:
   int64_t n_ = 0;

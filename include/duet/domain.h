@@ -10,10 +10,9 @@
 #pragma once
 
 #include <map>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "duet/dataset.h"
 
@@ -54,11 +53,13 @@ struct Domains {
 // Fills in the defaults for what is not named and checks the result against the dataset: every
 // domain has images, none is named twice, the gallery is not a query domain. One Error listing
 // the dataset's domains otherwise.
-Domains resolve_domains(const Dataset& d, const std::vector<std::string>& query, const std::string& gallery);
+Domains resolve_domains(const Dataset& d, const std::vector<std::string>& query,
+                        const std::string& gallery);
 
 // The kind of each domain: the override where the user gave one, else detect_kind's guess;
 // logs each decision. Error when an override names a domain not in `domains`.
-std::map<std::string, DomainKind> decide_kinds(const Dataset& d, const std::vector<std::string>& domains,
+std::map<std::string, DomainKind> decide_kinds(const Dataset& d,
+                                               const std::vector<std::string>& domains,
                                                const std::map<std::string, DomainKind>& overrides);
 
 }  // namespace duet

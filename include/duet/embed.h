@@ -13,7 +13,7 @@ namespace duet {
 struct EmbedOptions {
   int batch = 32;         // images per forward pass
   bool skip_bad = false;  // drop unreadable images (with a warning) instead of failing
-  int views = 0;          // test-time views averaged (duet/augment.h); 0 = the encoder's own tta_views()
+  int views = 0;  // test-time views averaged (duet/augment.h); 0 = the encoder's own tta_views()
 };
 
 // Decodes, preprocesses and encodes `samples` (paths relative to d.root) with a progress bar;

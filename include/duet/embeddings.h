@@ -2,8 +2,8 @@
 //
 // A Matrix is N x D float32, row-major: x[i * cols + j]. On disk it is a .npy file (numpy's
 // format, C order, '<f4'), readable with numpy.load. Next to "E.npy" lives its manifest "E.tsv":
-// comment lines "# key=value" (format, dim, source that made it, ...), a header "path class domain",
-// then one row per matrix row in the same order. Both are written atomically.
+// comment lines "# key=value" (format, dim, source that made it, ...), a header "path class
+// domain", then one row per matrix row in the same order. Both are written atomically.
 #pragma once
 
 #include <cstdint>
@@ -32,9 +32,9 @@ struct ManifestRow {
 };
 
 struct Embeddings {
-  Matrix x;                                  // [N, D]
-  std::vector<ManifestRow> rows;             // [N]
-  std::map<std::string, std::string> meta;   // "# key=value" lines: format, dim, source, ...
+  Matrix x;                                 // [N, D]
+  std::vector<ManifestRow> rows;            // [N]
+  std::map<std::string, std::string> meta;  // "# key=value" lines: format, dim, source, ...
 };
 
 // "runs/a.npy" -> "runs/a.tsv"

@@ -1,9 +1,8 @@
 // duet/encoder.h — the narrow, torch-free interface every image encoder offers.
 //
-//   auto enc = duet::open_backbone({.arch = "mobilenet_v2", .weights = "mobilenet_v2_1.0_224_quant.tflite"});
-//   std::vector<float> x(n * 3 * S * S);   // images, CHW, see duet/image.h
-//   std::vector<float> y(n * enc->dim());
-//   enc->encode(n, x.data(), y.data());
+//   auto enc = duet::open_backbone({.arch = "mobilenet_v2", .weights =
+//   "mobilenet_v2_1.0_224_quant.tflite"}); std::vector<float> x(n * 3 * S * S);   // images, CHW,
+//   see duet/image.h std::vector<float> y(n * enc->dim()); enc->encode(n, x.data(), y.data());
 //
 // An Encoder is thread-compatible, not thread-safe: give each thread its own.
 #pragma once
@@ -40,9 +39,9 @@ class Encoder {
 
 struct BackboneOptions {
   std::string arch = "mobilenet_v2";  // mobilenet_v2 | mobilenet_v1_025 | vgg16
-  std::string weights;                // .tflite (MobileNets) or TorchScript .pt; "" = default/random
-  int threads = 0;                    // images encoded in parallel, one core each; 0 = all cores
-  bool channels_last = true;          // NHWC inputs: faster LibTorch CPU convolutions (bench/embed_speed)
+  std::string weights;        // .tflite (MobileNets) or TorchScript .pt; "" = default/random
+  int threads = 0;            // images encoded in parallel, one core each; 0 = all cores
+  bool channels_last = true;  // NHWC inputs: faster LibTorch CPU convolutions (bench/embed_speed)
 };
 
 // The architectures duet knows, for --help and "did you mean".
@@ -68,7 +67,8 @@ class Classifier {
   // x [n, 3, S, S] -> top-k predictions per image, best first.
   virtual std::vector<std::vector<Prediction>> classify(int64_t n, const float* x, int k) = 0;
 };
-std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file);
+std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt,
+                                            const std::string& labels_file);
 
 // Sets LibTorch's intra-op thread count for training (0 = all cores); returns the count in effect.
 int set_threads(int threads);

@@ -1,8 +1,9 @@
 // duet/error.h — the one error type of duet.
 //
 // User errors (bad file, bad flag, wrong shape) throw duet::Error with a message that names the
-// offending file or value and, where there is one, the fix. The CLI turns it into one line on stderr
-// and exit code 1; the server into a 4xx JSON body. Broken internal invariants are not Errors.
+// offending file or value and, where there is one, the fix. The CLI turns it into one line on
+// stderr and exit code 1; the server into a 4xx JSON body. Broken internal invariants are not
+// Errors.
 #pragma once
 
 #include <sstream>

@@ -60,14 +60,15 @@ class FusedScore {
   // derive_rows: keep the codes and posteriors alone and derive each row's sharpened posterior
   // and profile when the row is scored, so a gallery takes half the memory (the compressed tier
   // of duet/search.h); scorer() then scores every row through score_rows.
-  FusedScore(Matrix code_g, Matrix post_g, std::function<double(double)> same_prob, const FusionOptions& opt,
-             bool derive_rows = false, Matrix bridge_g = Matrix());
+  FusedScore(Matrix code_g, Matrix post_g, std::function<double(double)> same_prob,
+             const FusionOptions& opt, bool derive_rows = false, Matrix bridge_g = Matrix());
   // code_q [nq, d], post_q [nq, C] over the gallery's C classes. The scorer holds its own copies
   // of the queries and shares the gallery side with this object, which it may outlive. unseen
   // (one per query): the gate decided elsewhere (a shard of a larger gallery, duet/shards.h);
   // none: decided here, over this gallery. bridge_q [nq, F]: the queries' bridge rows (when the
   // options weigh them).
-  FusedScorer scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen = nullptr,
+  FusedScorer scorer(const Matrix& code_q, const Matrix& post_q,
+                     const std::vector<char>* unseen = nullptr,
                      const Matrix& bridge_q = Matrix()) const;
   // The gate's evidence for one query: max over the gallery of p_q . p_g (unseen below the gate).
   float gate_evidence(const float* post_q) const;
@@ -85,8 +86,9 @@ class FusedScore {
   // lanes, not through the block products of scorer(), so it agrees with it up to float
   // rounding). unseen: the gate. Rows may repeat and come in any order. bridge_q: the query's
   // bridge row (when the options weigh it).
-  void score_rows(const float* code_q, const float* post_q, bool unseen, const std::vector<int64_t>& rows,
-                  float* out, const float* bridge_q = nullptr) const;
+  void score_rows(const float* code_q, const float* post_q, bool unseen,
+                  const std::vector<int64_t>& rows, float* out,
+                  const float* bridge_q = nullptr) const;
   // The gate over some rows: its evidence (max over the rows of p_q . p_g), and true when that is
   // below unseen_gate (always false when the gate is off).
   float gate_evidence_among(const float* post_q, const std::vector<int64_t>& rows) const;
@@ -94,8 +96,9 @@ class FusedScore {
 
  private:
   int64_t ng_ = 0;
-  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_, bridge_p_;  // ready for embedding_scorer (no sharp_p_ or
-                                                           // profile_p_ when rows are derived)
+  PreparedGallery code_p_, post_p_, sharp_p_, profile_p_,
+      bridge_p_;  // ready for embedding_scorer (no sharp_p_ or
+                  // profile_p_ when rows are derived)
   std::function<double(double)> same_prob_;
   FusionOptions opt_;
 };
@@ -103,7 +106,7 @@ class FusedScore {
 // One batch of queries against one gallery: FusedScore(code_g, post_g, ...).scorer(code_q, post_q).
 FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
                          std::function<double(double)> same_prob, const Matrix& post_q,
-                         const Matrix& post_g, const FusionOptions& opt, const Matrix& bridge_q = Matrix(),
-                         const Matrix& bridge_g = Matrix());
+                         const Matrix& post_g, const FusionOptions& opt,
+                         const Matrix& bridge_q = Matrix(), const Matrix& bridge_g = Matrix());
 
 }  // namespace duet

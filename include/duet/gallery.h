@@ -25,11 +25,11 @@ namespace duet {
 constexpr const char* kGalleryFormat = "duet-gallery-v1";
 
 struct GalleryEntry {
-  std::string path;     // relative to GalleryIndex::root
-  int64_t bytes = 0;    // file size
+  std::string path;   // relative to GalleryIndex::root
+  int64_t bytes = 0;  // file size
   int64_t mtime_ns = 0;
-  uint64_t hash = 0;    // fnv1a of the file's bytes (load_rgb's content_hash)
-  std::string thumb;    // JPEG bytes (may be empty)
+  uint64_t hash = 0;  // fnv1a of the file's bytes (load_rgb's content_hash)
+  std::string thumb;  // JPEG bytes (may be empty)
 };
 
 // A shard of a larger index (`duet shard`, served behind `duet serve --shards`): rows
@@ -69,10 +69,10 @@ GalleryIndex shard_of(const GalleryIndex& g, int i, int n);
 Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank);
 
 struct GalleryOptions {
-  bool strict = false;   // a bad image is an error instead of a skipped line
-  int batch = 16;        // images per model call
-  int thumb = 128;       // thumbnail's longer side in pixels (0: none)
-  std::string partial;   // checkpoint file for resuming ("" = none)
+  bool strict = false;       // a bad image is an error instead of a skipped line
+  int batch = 16;            // images per model call
+  int thumb = 128;           // thumbnail's longer side in pixels (0: none)
+  std::string partial;       // checkpoint file for resuming ("" = none)
   double checkpoint_s = 10;  // seconds between checkpoints
 };
 
@@ -101,13 +101,14 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
 // Query images (paths as given) through the model's `domain` encoder, in batches with a progress
 // bar; a file that is not a readable image is an Error. Data-parallel ranks each embed a share;
 // every rank gets every row.
-Features embed_files(const Model& model, const std::string& domain, const std::vector<std::string>& files,
-                     int batch = 16);
+Features embed_files(const Model& model, const std::string& domain,
+                     const std::vector<std::string>& files, int batch = 16);
 
 // `duet index`: every image under `images` through the model's gallery domain into `out`.
 // Re-running updates `out` (see embed_gallery); an interrupted run resumes from out.partial
 // (out.partial.rank<r> per data-parallel rank). Rank 0 writes `out`.
-GalleryReport build_gallery_index(const Model& model, const std::string& model_dir, const std::string& images,
-                                  const std::string& out, const GalleryOptions& opt);
+GalleryReport build_gallery_index(const Model& model, const std::string& model_dir,
+                                  const std::string& images, const std::string& out,
+                                  const GalleryOptions& opt);
 
 }  // namespace duet

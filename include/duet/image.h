@@ -1,9 +1,8 @@
 // duet/image.h — image decoding and the backbone's preprocessing, through OpenCV.
 #pragma once
 
-#include <opencv2/core.hpp>
-
 #include <cstdint>
+#include <opencv2/core.hpp>
 #include <string>
 
 #include "duet/error.h"
@@ -39,8 +38,9 @@ ImageHeader checked_header(const std::string& bytes, const std::string& name);
 // Decodes an image file as 8-bit RGB (greyscale is expanded, alpha composited on white so
 // transparent sketches stay black-on-white, a JPEG turned upright by its EXIF orientation). Throws
 // Error naming the file when it cannot: missing, empty, not one of the four formats, truncated (a
-// JPEG without its end marker, a PNG short of data) or over max_image_pixels() (ImageTooLarge). With content_hash, also returns fnv1a of the file's bytes: what seeds its
-// test-time views (duet/augment.h) and identifies it in a gallery index, whatever its name.
+// JPEG without its end marker, a PNG short of data) or over max_image_pixels() (ImageTooLarge).
+// With content_hash, also returns fnv1a of the file's bytes: what seeds its test-time views
+// (duet/augment.h) and identifies it in a gallery index, whatever its name.
 cv::Mat load_rgb(const std::string& path, uint64_t* content_hash = nullptr);
 // An image file's bytes, refused (ImageTooLarge) unread when the file is larger than the pixel cap
 // allows (8 bytes a pixel, 16-bit RGBA uncompressed, is the most any of the formats stores).
@@ -53,8 +53,9 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& name);
 // the backbone at one scale. An image without strokes comes back unchanged. The square is at most
 // kMaxFrameSide pixels a side (a larger box is shrunk into it first): a thin stroke across a long
 // image would otherwise make a canvas of gigabytes (a 3 x 60000 PNG of 300 bytes asked for 24 GB).
-constexpr double kFrameMargin = 1.5;   // chosen on a validation split (README, "Sketch framing")
-constexpr int kMaxFrameSide = 2048;    // far above any backbone's input; Sketchy's 256 px never reach it
+constexpr double kFrameMargin = 1.5;  // chosen on a validation split (README, "Sketch framing")
+constexpr int kMaxFrameSide =
+    2048;  // far above any backbone's input; Sketchy's 256 px never reach it
 cv::Mat frame_strokes(const cv::Mat& rgb);
 // Whether a drawing has any ink: a pixel frame_strokes would take as a stroke (grey <= 200).
 bool has_ink(const cv::Mat& rgb);

@@ -1,7 +1,8 @@
 // duet/ledger.h — the compute ledger every training command writes into its JSON.
 //
 // Wall and CPU time, peak resident memory, image passes through a CNN (forward and backward) and
-// an estimate of the floating-point operations (2 x multiply-adds; backward counted as 2 x forward).
+// an estimate of the floating-point operations (2 x multiply-adds; backward counted as 2 x
+// forward).
 #pragma once
 
 #include <chrono>
@@ -12,15 +13,16 @@ namespace duet {
 
 struct Ledger {
   double wall_s = 0, cpu_s = 0;
-  double peak_rss_mib = 0;       // peak resident memory of the process during the measured span
-  int64_t image_forward = 0;     // images through (part of) a CNN, forward
-  int64_t image_backward = 0;    // images through (part of) a CNN, backward
-  double flops = 0;              // estimated, forward + backward
+  double peak_rss_mib = 0;     // peak resident memory of the process during the measured span
+  int64_t image_forward = 0;   // images through (part of) a CNN, forward
+  int64_t image_backward = 0;  // images through (part of) a CNN, backward
+  double flops = 0;            // estimated, forward + backward
   Ledger& operator+=(const Ledger& o);
   std::string to_json() const;
 };
 
-// Measures wall/CPU time and peak RSS from construction to stop(); counters are added by the caller.
+// Measures wall/CPU time and peak RSS from construction to stop(); counters are added by the
+// caller.
 class LedgerScope {
  public:
   LedgerScope();  // resets the kernel's peak-RSS mark (Linux /proc/self/clear_refs) when it can

@@ -28,7 +28,7 @@ struct RetrievalMetrics {
   std::map<int, double> map_at, p_at;  // K -> value
   int64_t queries = 0;                 // queries that counted (R > 0)
   int64_t skipped = 0;                 // queries with R = 0
-  std::string to_json() const;         // {"map_all":..,"map@100":..,"p@100":..,"queries":..,"skipped":..}
+  std::string to_json() const;  // {"map_all":..,"map@100":..,"p@100":..,"queries":..,"skipped":..}
 };
 
 struct EvalOptions {
@@ -49,7 +49,8 @@ RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& sco
                                  std::vector<std::vector<int64_t>>* relevant_out = nullptr);
 
 // Embedding form: q [nq, d], g [ng, d], scored by cosine similarity or negative Euclidean distance.
-RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<std::string>& q_labels,
+RetrievalMetrics evaluate(const Matrix& q, const Matrix& g,
+                          const std::vector<std::string>& q_labels,
                           const std::vector<std::string>& g_labels, const EvalOptions& opt);
 
 // Score blocks for embeddings, shared with the ranking code: scores [(q1-q0), ng].
@@ -70,8 +71,8 @@ ScoreBlockFn embedding_scorer(const Matrix& q, const PreparedGallery& g);
 Matrix l2_normalized(const Matrix& m);
 
 // Class names -> ids shared by both lists (for evaluate_scores).
-void label_ids(const std::vector<std::string>& q, const std::vector<std::string>& g, std::vector<int>& qi,
-               std::vector<int>& gi);
+void label_ids(const std::vector<std::string>& q, const std::vector<std::string>& g,
+               std::vector<int>& qi, std::vector<int>& gi);
 
 // 1-based ranks of the relevant items (relevant[g] != 0) in the ranking by `scores` (higher first,
 // ties by lower index), sorted ascending. O(n log R).

@@ -5,7 +5,8 @@
 //                            diffusion, Phase II calibration), file list
 //   <dir>/<domain>.<m>.pt    Phase I encoder m of each domain (m = 0, 1 for the default ensemble)
 //   <dir>/mapper.pt          Phase II
-//   <dir>/bridge.pt          the map of each domain into the gallery's frozen features (duet/bridge.h;
+//   <dir>/bridge.pt          the map of each domain into the gallery's frozen features
+//   (duet/bridge.h;
 //                            the default config's, absent in others)
 //   <dir>/backbone.<ext>     the ImageNet backbone the encoders' frozen stages come from
 //
@@ -18,10 +19,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "duet/search.h"
 
@@ -31,14 +31,14 @@ constexpr const char* kModelFormat = "duet-model-v2";  // v2: domain kinds, any 
 
 // What `duet run` hands over to write a model folder.
 struct ModelSpec {
-  std::string config;                                       // "default", "paper", ...
-  std::vector<std::string> query_domains;                   // mapped by the query branch
-  std::string gallery_domain;                               // mapped by the gallery branch
-  std::map<std::string, std::vector<std::string>> encoders; // domain -> member encoder files
-  std::string mapper;                                       // mapper file
-  std::string bridge;                                       // bridge file ("": none)
+  std::string config;                                        // "default", "paper", ...
+  std::vector<std::string> query_domains;                    // mapped by the query branch
+  std::string gallery_domain;                                // mapped by the gallery branch
+  std::map<std::string, std::vector<std::string>> encoders;  // domain -> member encoder files
+  std::string mapper;                                        // mapper file
+  std::string bridge;                                        // bridge file ("": none)
   RankOptions rank;
-  std::string training = "{}";                              // JSON: the data it learnt from
+  std::string training = "{}";  // JSON: the data it learnt from
 };
 
 // manifest.json, read and checked.
@@ -48,7 +48,7 @@ struct ModelInfo {
   std::string gallery_domain;
   std::vector<std::string> classes;
   std::map<std::string, std::vector<std::string>> encoders;  // domain -> files in dir
-  std::map<std::string, std::string> kinds;                 // domain -> "drawing" | "image"
+  std::map<std::string, std::string> kinds;                  // domain -> "drawing" | "image"
   std::string mapper, backbone;
   std::string bridge;  // "" when the model has none
   RankOptions rank;

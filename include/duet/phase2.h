@@ -25,8 +25,8 @@ struct MapperOptions {
   bool shared = false;               // one branch for both domains
   bool normalize = false;            // scale each embedding to unit length before its branch
   int hidden = 1024, code = 125;
-  int pos = 10, neg = 10;            // gallery images per query per epoch
-  bool hard_negatives = false;       // negatives from the 50 closest other-class gallery images
+  int pos = 10, neg = 10;       // gallery images per query per epoch
+  bool hard_negatives = false;  // negatives from the 50 closest other-class gallery images
   int epochs = 30, batch = 256;
   double lr = 1e-3, weight_decay = 1e-4, margin = 1.0;
   uint64_t seed = 0;
@@ -38,7 +38,7 @@ struct MapperTrainResult {
   std::map<std::string, int64_t> queries;  // usable query rows per domain
   int64_t gallery = 0, pairs_per_epoch = 0;
   double prob_a = 0, prob_b = 0;  // p(same) = sigmoid(a - b * d)
-  int ranks = 1;                   // data-parallel workers (duet/dist.h)
+  int ranks = 1;                  // data-parallel workers (duet/dist.h)
   Ledger ledger;
   std::string to_json() const;
 };

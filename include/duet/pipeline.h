@@ -1,11 +1,13 @@
 // duet/pipeline.h — the main job: the whole dual-phase pipeline on one dataset, per split.
 //
 //   Phase I   one encoder per domain (each alone)              -> <out>/<split>/<domain>_encoder.pt
-//             their embeddings + class posteriors              -> <out>/<split>/<domain>{,.probs}.npy
+//             their embeddings + class posteriors              ->
+//             <out>/<split>/<domain>{,.probs}.npy
 //   Phase II  mapper on the train embeddings: a branch per     -> <out>/<split>/mapper.pt
 //             query domain and one for the gallery domain
 //   Model     everything retrieval needs                       -> <out>/<split>/model/
-//   Retrieval each query domain's test images rank the test    -> <out>/metrics.json (+ table on stdout)
+//   Retrieval each query domain's test images rank the test    -> <out>/metrics.json (+ table on
+//   stdout)
 //             gallery images; metrics per query domain
 // The domains are the dataset's folders: by default sketch queries a photo gallery; any others
 // by name (--query-domain, --gallery-domain), each with its kind (duet/domain.h).
@@ -21,35 +23,36 @@
 #include "duet/bridge.h"
 #include "duet/diffusion.h"
 #include "duet/domain.h"
-#include "duet/fusion.h"
 #include "duet/encoder.h"
+#include "duet/fusion.h"
 
 namespace duet {
 
 struct RunOptions {
-  std::string data;                                       // dataset root ("" = shared Sketchy subset)
-  std::vector<std::string> splits = {"category", "zeroshot21"};  // <data>/splits/<name>.tsv, or .tsv paths
+  std::string data;  // dataset root ("" = shared Sketchy subset)
+  std::vector<std::string> splits = {"category",
+                                     "zeroshot21"};  // <data>/splits/<name>.tsv, or .tsv paths
   std::string out = "runs/default";
-  std::string config = "default";                         // default | paper
-  bool quick = false;                                     // tiny backbone, few classes, short schedules
-  int max_classes = 0;                                    // keep the first N classes (0 = all)
-  std::vector<std::string> query_domains;                 // "" = kDefaultQueryDomain (duet/domain.h)
-  std::string gallery_domain;                             // "" = kDefaultGalleryDomain
-  std::map<std::string, DomainKind> kinds;                // overrides of detect_kind's rule
+  std::string config = "default";           // default | paper
+  bool quick = false;                       // tiny backbone, few classes, short schedules
+  int max_classes = 0;                      // keep the first N classes (0 = all)
+  std::vector<std::string> query_domains;   // "" = kDefaultQueryDomain (duet/domain.h)
+  std::string gallery_domain;               // "" = kDefaultGalleryDomain
+  std::map<std::string, DomainKind> kinds;  // overrides of detect_kind's rule
   uint64_t seed = 0;
   int threads = 0;
-  double preserve = 0;                                    // Phase I knowledge preservation (duet/phase1.h)
-  double preserve_source = 0;                             // the same for query domains, each image keeping
-                                                          // its source gallery image's distribution (SAKE)
-  double distill = -1;                                    // query domains learn their source images' gallery
-                                                          // posteriors (duet/phase1.h); < 0: the config's choice
-  BackboneOptions backbone;                               // arch/weights ("" = config's choice)
-  bool diffusion = true;                                  // default config: re-rank over the gallery graph
-  DiffusionOptions diffusion_opt;                         // (retrieval only: changing it retrains nothing)
-  FusionOptions fusion_opt;                               // default config's pair score (retrieval only)
-  std::string graph = "embedding";                        // the diffusion graph's space (retrieval only)
-  BridgeOptions bridge_opt;                               // default config's bridge (duet/bridge.h)
-  bool json = false;                                      // print metrics JSON instead of the table
+  double preserve = 0;              // Phase I knowledge preservation (duet/phase1.h)
+  double preserve_source = 0;       // the same for query domains, each image keeping
+                                    // its source gallery image's distribution (SAKE)
+  double distill = -1;              // query domains learn their source images' gallery
+                                    // posteriors (duet/phase1.h); < 0: the config's choice
+  BackboneOptions backbone;         // arch/weights ("" = config's choice)
+  bool diffusion = true;            // default config: re-rank over the gallery graph
+  DiffusionOptions diffusion_opt;   // (retrieval only: changing it retrains nothing)
+  FusionOptions fusion_opt;         // default config's pair score (retrieval only)
+  std::string graph = "embedding";  // the diffusion graph's space (retrieval only)
+  BridgeOptions bridge_opt;         // default config's bridge (duet/bridge.h)
+  bool json = false;                // print metrics JSON instead of the table
 };
 
 // Runs (or resumes) the pipeline; returns the metrics JSON text also written to <out>/metrics.json.

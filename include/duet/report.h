@@ -31,9 +31,9 @@ std::string retrieval_detail(const std::vector<std::vector<int64_t>>& ranks,
 std::vector<int64_t> example_queries(const std::vector<std::vector<int64_t>>& ranks);
 
 struct ReportOptions {
-  std::string run;          // a `duet run` output folder (metrics.json, <split>/eval.json, models)
-  std::string out;          // "" = <run>/report.html
-  std::string tradeoff;     // bench/tradeoff.sh JSON; "" = <run>/tradeoff.json if it exists
+  std::string run;       // a `duet run` output folder (metrics.json, <split>/eval.json, models)
+  std::string out;       // "" = <run>/report.html
+  std::string tradeoff;  // bench/tradeoff.sh JSON; "" = <run>/tradeoff.json if it exists
   int64_t tsne_points = 1500;  // per map, evenly spaced beyond this
   uint64_t seed = 0;
   int threads = 0;

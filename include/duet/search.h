@@ -1,8 +1,8 @@
 // duet/search.h — the one retrieval path: a gallery's plain arrays in, ranked gallery rows out.
 //
-//   Searcher s(gallery, rank);          // gallery: Phase I embedding, posteriors, Phase II code per row
-//   auto r = s.search(queries, 10);     // queries: posteriors and code per row -> top 10 each
-//   evaluate_scores(nq, s.size(), s.scores(queries), ...);   // what `duet run` reports
+//   Searcher s(gallery, rank);          // gallery: Phase I embedding, posteriors, Phase II code
+//   per row auto r = s.search(queries, 10);     // queries: posteriors and code per row -> top 10
+//   each evaluate_scores(nq, s.size(), s.scores(queries), ...);   // what `duet run` reports
 //
 // `duet run`'s metrics, `duet search` and the server all rank through this object, so the
 // benchmark measures what users get. The score is the config's: the fused pair score with the
@@ -26,33 +26,35 @@ namespace duet {
 
 // How a model ranks; recorded in its model folder (duet/model.h).
 struct RankOptions {
-  bool fuse = true;        // fused score (else -||code_q - code_g||^2)
+  bool fuse = true;  // fused score (else -||code_q - code_g||^2)
   FusionOptions fusion;
-  bool diffusion = true;   // re-rank over the gallery graph (fused score only)
+  bool diffusion = true;  // re-rank over the gallery graph (fused score only)
   DiffusionOptions diff;
   std::string graph = "embedding";  // the graph's space: "embedding" (Phase I), "bridge", or "both"
-  double prob_a = 0, prob_b = 1;  // Phase II calibration: p(same | d) = sigmoid(a - b d)
+  double prob_a = 0, prob_b = 1;    // Phase II calibration: p(same | d) = sigmoid(a - b d)
 };
 
 // Row i of each matrix describes gallery item i: what a model makes of an image (Model::features)
 // and what an index keeps of it.
 struct GalleryArrays {
-  Matrix emb;   // [n, hidden] Phase I embeddings, member 0's, averaged over its test-time views
-                // (the diffusion graph's space)
-  Matrix post;  // [n, C] Phase I class posteriors, averaged over the members
-  Matrix code;  // [n, code] Phase II codes (the domain's branch applied to emb)
-  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; 0 columns: none, or the score does not weigh them)
+  Matrix emb;     // [n, hidden] Phase I embeddings, member 0's, averaged over its test-time views
+                  // (the diffusion graph's space)
+  Matrix post;    // [n, C] Phase I class posteriors, averaged over the members
+  Matrix code;    // [n, code] Phase II codes (the domain's branch applied to emb)
+  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; 0 columns: none, or the score does not weigh
+                  // them)
 
   // The four, for code that treats them alike.
   std::array<Matrix*, 4> matrices() { return {&emb, &post, &code, &bridge}; }
   std::array<const Matrix*, 4> matrices() const { return {&emb, &post, &code, &bridge}; }
   GalleryArrays rows(int64_t b, int64_t e) const;  // rows [b, e) of each
-  void append(const GalleryArrays& o);  // o's rows after these (a matrix without rows takes o's width)
+  void append(
+      const GalleryArrays& o);  // o's rows after these (a matrix without rows takes o's width)
 };
 
 struct QueryArrays {
-  Matrix post;  // [nq, C]
-  Matrix code;  // [nq, code]
+  Matrix post;    // [nq, C]
+  Matrix code;    // [nq, code]
   Matrix bridge;  // [nq, F]
 };
 
@@ -86,11 +88,11 @@ struct Ranking {
 struct ScaleOptions {
   int64_t exact_limit = 50000;
   int64_t flat_limit = 2000000;
-  std::string kind;       // "ivf-flat" or "ivf-sq8": this kind above the exact limit ("": by size)
-  int lists = 0;          // IVF lists (0: about sqrt(n))
-  int nprobe = 32;        // IVF lists visited per query
-  int candidates = 1000;  // proposals per index
-  int mass_sample = 4096; // rows scored to estimate a query's score mass outside its candidates
+  std::string kind;        // "ivf-flat" or "ivf-sq8": this kind above the exact limit ("": by size)
+  int lists = 0;           // IVF lists (0: about sqrt(n))
+  int nprobe = 32;         // IVF lists visited per query
+  int candidates = 1000;   // proposals per index
+  int mass_sample = 4096;  // rows scored to estimate a query's score mass outside its candidates
 };
 
 // Scores some gallery rows for the query at hand (FusedScore::score_rows).
@@ -110,8 +112,9 @@ struct Added {
 // every row's final score to out [n] (which may be s): the diffused score on the shortlist,
 // blend * p / total (the blend term alone) off it. Searcher's two paths and a front over shards
 // (duet/shards.h) all diffuse through it.
-Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows, const float* s,
-                        size_t n, float top, double total, const RowScorer& score_more, float* out);
+Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows,
+                        const float* s, size_t n, float top, double total,
+                        const RowScorer& score_more, float* out);
 
 class Searcher {
  public:
@@ -125,7 +128,8 @@ class Searcher {
   Searcher(Searcher&&) noexcept;
   Searcher& operator=(Searcher&&) noexcept;
 
-  // "exact", or the candidate indexes above the exact limit: "ivf<lists>,flat|sq8,nprobe<p>,cand<c>".
+  // "exact", or the candidate indexes above the exact limit:
+  // "ivf<lists>,flat|sq8,nprobe<p>,cand<c>".
   std::string index_type() const;
   static std::string index_type_for(int64_t n, const ScaleOptions& scale = {});
 
@@ -138,7 +142,8 @@ class Searcher {
   // Each query is scored alone, so its scores do not depend on the queries beside it: a sketch
   // searched on its own gets exactly the scores it gets in a benchmark run.
   // diffuse = false: the score before diffusion. unseen (if given) receives the gate per query.
-  ScoreBlockFn scores(const QueryArrays& q, bool diffuse = true, std::vector<char>* unseen = nullptr) const;
+  ScoreBlockFn scores(const QueryArrays& q, bool diffuse = true,
+                      std::vector<char>* unseen = nullptr) const;
   // Top k of each query (k <= 0 or k >= size(): the whole gallery). Exhaustive, hence exactly the
   // ranking scores() gives, up to the exact limit; through candidates above it.
   std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
@@ -157,9 +162,10 @@ class Searcher {
   };
   // bridge_q: the query's bridge row (null when the score does not weigh it).
   float gate_evidence(const float* code_q, const float* post_q, const float* bridge_q) const;
-  Part best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen, int64_t limit) const;
-  std::vector<float> row_scores(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
-                                const std::vector<int64_t>& rows) const;
+  Part best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
+                 int64_t limit) const;
+  std::vector<float> row_scores(const float* code_q, const float* post_q, const float* bridge_q,
+                                bool unseen, const std::vector<int64_t>& rows) const;
   bool uses_bridge() const { return fused_ && fused_->bridge_rows(); }
 
  private:
@@ -175,7 +181,8 @@ class Searcher {
   struct Q {
     const float *code, *post, *bridge;
   };
-  Q query_row(const float* code_q, const float* post_q, const float* bridge_q) const;  // checks the bridge row
+  Q query_row(const float* code_q, const float* post_q,
+              const float* bridge_q) const;  // checks the bridge row
   Ranking search_candidates(const Q& q, int64_t k) const;
   std::vector<int64_t> candidates(const Q& q) const;  // sorted, distinct
   void score_some(const Q& q, bool unseen, const std::vector<int64_t>& rows,

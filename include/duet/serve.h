@@ -15,8 +15,8 @@
 // (413), an empty drawing refused (400), each search within timeout_s from its first byte (503),
 // `workers` searches at once and twice the pixel cap of images decoding at once (the rest wait,
 // within the timeout), read/write and keep-alive timeouts, k at most max_k. Every refused request
-// gets a 4xx or 503 and {"error": "..."}. Files reachable: the stored thumbnails and the indexed paths, by row number
-// only. One line per request on stderr.
+// gets a 4xx or 503 and {"error": "..."}. Files reachable: the stored thumbnails and the indexed
+// paths, by row number only. One line per request on stderr.
 #pragma once
 
 #include <cstddef>

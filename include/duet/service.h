@@ -35,16 +35,16 @@ struct Deadline {
 class Retrieval {
  public:
   struct Hit {
-    int64_t id = 0;    // row of the (whole) index
+    int64_t id = 0;  // row of the (whole) index
     float score = 0;
     std::string path;  // relative to the indexed folder
     std::string cls;   // the class its folder names, or ""
   };
   struct Answer {
-    std::vector<Hit> hits;  // best first
-    bool unseen = false;    // the unseen-class gate fired
-    double cnn_ms = 0;      // the query's pass through its encoder
-    double search_ms = 0;   // scoring and ranking the gallery
+    std::vector<Hit> hits;             // best first
+    bool unseen = false;               // the unseen-class gate fired
+    double cnn_ms = 0;                 // the query's pass through its encoder
+    double search_ms = 0;              // scoring and ranking the gallery
     std::vector<std::string> missing;  // shards left out (a front's answer only): "URL: why"
   };
   virtual ~Retrieval() = default;
@@ -72,15 +72,16 @@ class Retrieval {
 // drawing without ink (the ranking would not depend on it), then `model`'s pass over it, one pass
 // at a time (`cnn`). `duet search` and the server both embed their queries here, so the same bytes
 // get the same ranking. cnn_ms: the pass's time, not the wait for it.
-Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes, const std::string& name,
-                        const std::string& domain, const Deadline& deadline, double& cnn_ms);
+Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes,
+                        const std::string& name, const std::string& domain,
+                        const Deadline& deadline, double& cnn_ms);
 
 class SearchService : public Retrieval {
  public:
   // Reads the index and opens its model (model_dir overrides the folder the index names).
   // Throws Error when either is missing or damaged, or when the index was built with another model.
-  static std::unique_ptr<SearchService> open(const std::string& index, const std::string& model_dir = "",
-                                             int threads = 0);
+  static std::unique_ptr<SearchService> open(const std::string& index,
+                                             const std::string& model_dir = "", int threads = 0);
   // An index already in memory (bench/serve_latency's synthetic galleries) and a model.
   SearchService(GalleryIndex gallery, std::unique_ptr<Model> model);
 

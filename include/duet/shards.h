@@ -4,7 +4,8 @@
 //
 // A front runs the query's CNN pass itself, then asks every shard at once (POST /api/shard, JSON),
 // each round within the deadline:
-//   1. "gate"  the unseen-class gate's evidence over the shard's rows (the fused score's gate only);
+//   1. "gate"  the unseen-class gate's evidence over the shard's rows (the fused score's gate
+//   only);
 //   2. "top"   its best rows by the score before diffusion (as many as the diffusion's shortlist,
 //              or k), their gallery-graph rows, and its score mass: exp(s - top) summed;
 //   3. "rows"  the scores and graph rows of the seeds' neighbours no shard has sent yet;
@@ -37,7 +38,8 @@ class ShardFront : public Retrieval {
   // Asks each URL (http://host:port) for its /api/info: together they must serve shards 0..n-1 of
   // one index, made by one model. model_dir: the model to run queries through ("" = the folder
   // the shards name). deadline_s: what each round of a query waits for the shards.
-  ShardFront(std::vector<std::string> urls, const std::string& model_dir, int threads, double deadline_s);
+  ShardFront(std::vector<std::string> urls, const std::string& model_dir, int threads,
+             double deadline_s);
   ~ShardFront() override;
 
   const Model& model() const override { return *model_; }
@@ -58,7 +60,8 @@ class ShardFront : public Retrieval {
   double deadline_s_;
   mutable std::timed_mutex cnn_;
   // One query's posterior, code and bridge row (empty when the model has none).
-  Answer rank(const std::vector<float>& pq, const std::vector<float>& zq, const std::vector<float>& bq, int64_t k) const;
+  Answer rank(const std::vector<float>& pq, const std::vector<float>& zq,
+              const std::vector<float>& bq, int64_t k) const;
   size_t owner(int64_t row) const;  // the shard holding a row of the whole index
 };
 

@@ -17,10 +17,10 @@ namespace duet::tflite {
 struct Tensor {
   std::string name;
   std::vector<int32_t> shape;
-  int type = 0;                 // TFLite TensorType: 0 FLOAT32, 2 INT32, 3 UINT8, 9 INT8, ...
-  bool is_constant = false;     // has a non-empty buffer
-  std::vector<float> data;      // dequantized values when constant, row-major in `shape`
-  std::vector<float> scale;     // quantization scale(s), empty when not quantized
+  int type = 0;              // TFLite TensorType: 0 FLOAT32, 2 INT32, 3 UINT8, 9 INT8, ...
+  bool is_constant = false;  // has a non-empty buffer
+  std::vector<float> data;   // dequantized values when constant, row-major in `shape`
+  std::vector<float> scale;  // quantization scale(s), empty when not quantized
   std::vector<int64_t> zero_point;
   int quantized_dimension = 0;
 };
@@ -43,7 +43,7 @@ struct Op {
 
 struct Model {
   std::vector<Tensor> tensors;
-  std::vector<Op> ops;          // execution order of subgraph 0
+  std::vector<Op> ops;  // execution order of subgraph 0
   std::vector<int32_t> inputs, outputs;
 };
 

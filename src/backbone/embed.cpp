@@ -1,7 +1,6 @@
 #include "duet/embed.h"
 
 #include <future>
-
 #include <opencv2/core.hpp>
 
 #include "duet/augment.h"
@@ -13,7 +12,8 @@ namespace duet {
 
 namespace {
 struct Batch {
-  std::vector<float> x;     // [n * views, 3, S, S]: image i's views are rows i*views .. i*views+views-1
+  std::vector<float>
+      x;  // [n * views, 3, S, S]: image i's views are rows i*views .. i*views+views-1
   std::vector<size_t> idx;  // sample index of each image
 };
 
@@ -65,7 +65,8 @@ Embeddings embed_samples(Encoder& enc, const Dataset& d, const std::vector<Sampl
     if (b + opt.batch < samples.size()) next = launch(b + opt.batch);
     const int64_t n = static_cast<int64_t>(cur.idx.size());
     if (n > 0) {
-      std::vector<float> y(static_cast<size_t>(views * n * D)), mean(static_cast<size_t>(n * D), 0.f);
+      std::vector<float> y(static_cast<size_t>(views * n * D)),
+          mean(static_cast<size_t>(n * D), 0.f);
       enc.encode(views * n, cur.x.data(), y.data());
       for (int64_t i = 0; i < n; ++i)
         for (int v = 0; v < views; ++v)

@@ -37,8 +37,12 @@ torch::Tensor input_tensor(int64_t n, const float* x, int s, bool channels_last)
 
 class BackboneEncoder : public Encoder {
  public:
-  BackboneEncoder(std::shared_ptr<BackboneNetImpl> net, std::string source, bool channels_last, int workers)
-      : net_(std::move(net)), source_(std::move(source)), channels_last_(channels_last), workers_(workers) {}
+  BackboneEncoder(std::shared_ptr<BackboneNetImpl> net, std::string source, bool channels_last,
+                  int workers)
+      : net_(std::move(net)),
+        source_(std::move(source)),
+        channels_last_(channels_last),
+        workers_(workers) {}
   int input_size() const override { return net_->input_size; }
   int64_t dim() const override { return net_->feature_dim; }
   void encode(int64_t n, const float* x, float* out) override {
@@ -65,7 +69,8 @@ class BackboneClassifier : public Classifier {
   int input_size() const override { return net_->input_size; }
   std::vector<std::vector<Prediction>> classify(int64_t n, const float* x, int k) override {
     torch::NoGradGuard ng;
-    auto p = torch::softmax(net_->logits(net_->features(input_tensor(n, x, net_->input_size, true))), 1);
+    auto p =
+        torch::softmax(net_->logits(net_->features(input_tensor(n, x, net_->input_size, true))), 1);
     auto top = p.topk(std::min<int64_t>(k, p.size(1)), 1);
     auto vals = std::get<0>(top), idx = std::get<1>(top);
     std::vector<std::vector<Prediction>> out(n);
@@ -74,7 +79,8 @@ class BackboneClassifier : public Classifier {
         Prediction pr;
         pr.index = static_cast<int>(idx[i][j].item<int64_t>());
         pr.prob = vals[i][j].item<float>();
-        pr.label = pr.index < static_cast<int>(labels_.size()) ? labels_[pr.index] : std::to_string(pr.index);
+        pr.label = pr.index < static_cast<int>(labels_.size()) ? labels_[pr.index]
+                                                               : std::to_string(pr.index);
         out[i].push_back(pr);
       }
     return out;
@@ -94,14 +100,16 @@ std::unique_ptr<Encoder> open_backbone(const BackboneOptions& opt) {
                                            opt.channels_last, resolve_threads(opt.threads));
 }
 
-std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt, const std::string& labels_file) {
+std::unique_ptr<Classifier> open_classifier(const BackboneOptions& opt,
+                                            const std::string& labels_file) {
   set_threads(opt.threads);
   auto net = open_backbone_net(opt.arch, opt.weights);
   std::vector<std::string> labels;
   std::istringstream in(read_file(labels_file));
   for (std::string line; std::getline(in, line);) labels.push_back(line);
   if (static_cast<int>(labels.size()) != net->num_classes)
-    fail(labels_file, " has ", labels.size(), " labels but ", opt.arch, " outputs ", net->num_classes, " classes");
+    fail(labels_file, " has ", labels.size(), " labels but ", opt.arch, " outputs ",
+         net->num_classes, " classes");
   return std::make_unique<BackboneClassifier>(net, std::move(labels));
 }
 

@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <fstream>
 #include <mutex>
 #include <thread>
-#include <fstream>
 
 #include "duet/error.h"
 #include "duet/fileio.h"
@@ -17,7 +17,8 @@ namespace duet {
 
 namespace F = torch::nn::functional;
 
-// ---- FLOP counting ----------------------------------------------------------------------------------
+// ---- FLOP counting
+// ----------------------------------------------------------------------------------
 
 namespace {
 thread_local FlopCount* g_flops = nullptr;
@@ -59,14 +60,16 @@ torch::Tensor TfConvImpl::forward(torch::Tensor x) {
     y = torch::conv2d(padded, weight, bias, st, std::vector<int64_t>{0, 0}, dil, groups);
   }
   FlopCount::add(2.0 * y.numel() * (in / groups) * kernel * kernel);
-  if (act == kRelu6) return torch::clamp(y, 0, 6);  // hardtanh_ in place breaks autograd for fine-tuning
+  if (act == kRelu6)
+    return torch::clamp(y, 0, 6);  // hardtanh_ in place breaks autograd for fine-tuning
   if (act == kRelu) return torch::relu(y);
   return y;
 }
 
 namespace {
 
-// ---- MobileNetV2 (width 1.0) ------------------------------------------------------------------------
+// ---- MobileNetV2 (width 1.0)
+// ------------------------------------------------------------------------
 
 struct MobileNetV2Impl : BackboneNetImpl {
   struct Block {
@@ -83,17 +86,21 @@ struct MobileNetV2Impl : BackboneNetImpl {
     num_classes = 1001;
     stem = register_module("stem", TfConv(3, 32, 3, 2, 1, TfConvImpl::kRelu6));
     // (expansion t, channels c, repeats n, first stride s), as in Sandler et al. 2018, Table 2.
-    const int cfg[7][4] = {{1, 16, 1, 1},  {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
-                           {6, 96, 3, 1},  {6, 160, 3, 2}, {6, 320, 1, 1}};
+    const int cfg[7][4] = {{1, 16, 1, 1}, {6, 24, 2, 2},  {6, 32, 3, 2}, {6, 64, 4, 2},
+                           {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1}};
     int in = 32, id = 0;
     for (const auto& c : cfg) {
       for (int r = 0; r < c[2]; ++r, ++id) {
         int s = r == 0 ? c[3] : 1, hidden = in * c[0], out = c[1];
         Block b;
         std::string p = "block" + std::to_string(id) + "_";
-        if (c[0] != 1) b.convs.push_back(register_module(p + "expand", TfConv(in, hidden, 1, 1, 1, TfConvImpl::kRelu6)));
-        b.convs.push_back(register_module(p + "dw", TfConv(hidden, hidden, 3, s, hidden, TfConvImpl::kRelu6)));
-        b.convs.push_back(register_module(p + "project", TfConv(hidden, out, 1, 1, 1, TfConvImpl::kNone)));
+        if (c[0] != 1)
+          b.convs.push_back(
+              register_module(p + "expand", TfConv(in, hidden, 1, 1, 1, TfConvImpl::kRelu6)));
+        b.convs.push_back(
+            register_module(p + "dw", TfConv(hidden, hidden, 3, s, hidden, TfConvImpl::kRelu6)));
+        b.convs.push_back(
+            register_module(p + "project", TfConv(hidden, out, 1, 1, 1, TfConvImpl::kNone)));
         b.residual = s == 1 && in == out;
         blocks.push_back(std::move(b));
         in = out;
@@ -134,7 +141,7 @@ struct MobileNetV2Impl : BackboneNetImpl {
   std::vector<torch::Tensor> parameters_from(int from) override {
     std::vector<torch::Tensor> p;
     for (int i = std::max(from, 0); i < num_stages(); ++i) {
-      std::vector<TfConv> cs = i == 0 ? std::vector<TfConv>{stem}
+      std::vector<TfConv> cs = i == 0                                 ? std::vector<TfConv>{stem}
                                : i <= static_cast<int>(blocks.size()) ? blocks[i - 1].convs
                                                                       : std::vector<TfConv>{last};
       for (auto& c : cs)
@@ -144,7 +151,8 @@ struct MobileNetV2Impl : BackboneNetImpl {
   }
 };
 
-// ---- MobileNetV1 (width 0.25, 128x128: the tiny test model) ---------------------------------------
+// ---- MobileNetV1 (width 0.25, 128x128: the tiny test model)
+// ---------------------------------------
 
 struct MobileNetV1Impl : BackboneNetImpl {
   std::vector<TfConv> convs;  // stem, then (depthwise, pointwise) pairs
@@ -156,13 +164,15 @@ struct MobileNetV1Impl : BackboneNetImpl {
     feature_dim = 256;
     num_classes = 1001;
     convs.push_back(register_module("stem", TfConv(3, 8, 3, 2, 1, TfConvImpl::kRelu6)));
-    const int cfg[13][2] = {{16, 1}, {32, 2}, {32, 1}, {64, 2}, {64, 1}, {128, 2}, {128, 1},
+    const int cfg[13][2] = {{16, 1},  {32, 2},  {32, 1},  {64, 2},  {64, 1},  {128, 2}, {128, 1},
                             {128, 1}, {128, 1}, {128, 1}, {128, 1}, {256, 2}, {256, 1}};
     int in = 8;
     for (int i = 0; i < 13; ++i) {
       std::string p = "block" + std::to_string(i) + "_";
-      convs.push_back(register_module(p + "dw", TfConv(in, in, 3, cfg[i][1], in, TfConvImpl::kRelu6)));
-      convs.push_back(register_module(p + "pw", TfConv(in, cfg[i][0], 1, 1, 1, TfConvImpl::kRelu6)));
+      convs.push_back(
+          register_module(p + "dw", TfConv(in, in, 3, cfg[i][1], in, TfConvImpl::kRelu6)));
+      convs.push_back(
+          register_module(p + "pw", TfConv(in, cfg[i][0], 1, 1, 1, TfConvImpl::kRelu6)));
       in = cfg[i][0];
     }
     head = register_module("head", TfConv(256, 1001, 1, 1, 1, TfConvImpl::kNone));
@@ -189,7 +199,8 @@ struct MobileNetV1Impl : BackboneNetImpl {
   }
 };
 
-// ---- VGG16 (torchvision names: features.N, classifier.N) --------------------------------------------
+// ---- VGG16 (torchvision names: features.N, classifier.N)
+// --------------------------------------------
 
 struct VGG16Impl : BackboneNetImpl {
   torch::nn::Sequential features_seq{nullptr}, classifier{nullptr};
@@ -199,7 +210,8 @@ struct VGG16Impl : BackboneNetImpl {
     feature_dim = 4096;  // fc7, the reference paper's embedding source
     num_classes = 1000;
     features_seq = torch::nn::Sequential();
-    const int cfg[] = {64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0};
+    const int cfg[] = {64, 64,  0,   128, 128, 0,   256, 256, 256,
+                       0,  512, 512, 512, 0,   512, 512, 512, 0};
     int in = 3;
     for (int c : cfg) {
       if (c == 0) {
@@ -212,10 +224,10 @@ struct VGG16Impl : BackboneNetImpl {
     }
     register_module("features", features_seq);
     classifier = register_module(
-        "classifier",
-        torch::nn::Sequential(torch::nn::Linear(25088, 4096), torch::nn::ReLU(true), torch::nn::Dropout(0.5),
-                              torch::nn::Linear(4096, 4096), torch::nn::ReLU(true), torch::nn::Dropout(0.5),
-                              torch::nn::Linear(4096, 1000)));
+        "classifier", torch::nn::Sequential(torch::nn::Linear(25088, 4096), torch::nn::ReLU(true),
+                                            torch::nn::Dropout(0.5), torch::nn::Linear(4096, 4096),
+                                            torch::nn::ReLU(true), torch::nn::Dropout(0.5),
+                                            torch::nn::Linear(4096, 1000)));
   }
   torch::nn::LinearImpl& fc(int i) { return *classifier->ptr(i)->as<torch::nn::LinearImpl>(); }
   // Stages: the 31 modules of torchvision's `features`; pool() is avgpool + fc6 + fc7.
@@ -226,9 +238,10 @@ struct VGG16Impl : BackboneNetImpl {
       if (auto* c = m->as<torch::nn::Conv2dImpl>()) {
         x = c->forward(x);
         FlopCount::add(2.0 * x.numel() * c->weight[0].numel());
-      }
-      else if (auto* mp = m->as<torch::nn::MaxPool2dImpl>()) x = mp->forward(x);
-      else x = torch::relu(x);
+      } else if (auto* mp = m->as<torch::nn::MaxPool2dImpl>())
+        x = mp->forward(x);
+      else
+        x = torch::relu(x);
     }
     return x;
   }
@@ -263,9 +276,11 @@ void import_tflite(BackboneNetImpl& net, const std::string& path) {
   tflite::Model m = tflite::read(path);
   std::vector<const tflite::Op*> ops;
   for (const auto& op : m.ops) {
-    if (op.type == "CONV_2D" || op.type == "DEPTHWISE_CONV_2D" || op.type == "FULLY_CONNECTED") ops.push_back(&op);
-    else if (op.type != "ADD" && op.type != "AVERAGE_POOL_2D" && op.type != "RESHAPE" && op.type != "SOFTMAX" &&
-             op.type != "SQUEEZE" && op.type != "MEAN" && op.type != "QUANTIZE" && op.type != "DEQUANTIZE")
+    if (op.type == "CONV_2D" || op.type == "DEPTHWISE_CONV_2D" || op.type == "FULLY_CONNECTED")
+      ops.push_back(&op);
+    else if (op.type != "ADD" && op.type != "AVERAGE_POOL_2D" && op.type != "RESHAPE" &&
+             op.type != "SOFTMAX" && op.type != "SQUEEZE" && op.type != "MEAN" &&
+             op.type != "QUANTIZE" && op.type != "DEQUANTIZE")
       fail(path, ": unsupported operator ", op.type, " for backbone ", net.arch,
            "; duet imports MobileNet-style graphs only");
   }
@@ -281,12 +296,15 @@ void import_tflite(BackboneNetImpl& net, const std::string& path) {
     const auto& w = m.tensors.at(op.inputs[1]);
     if (!w.is_constant) fail(path, ": op ", i, " weights are not constant");
     auto wt = torch::from_blob(const_cast<float*>(w.data.data()), to_i64(w.shape), torch::kFloat32);
-    if (op.type == "CONV_2D") wt = wt.permute({0, 3, 1, 2});             // OHWI -> OIHW
-    else if (op.type == "DEPTHWISE_CONV_2D") wt = wt.permute({3, 0, 1, 2});  // 1HWO -> O1HW
-    else wt = wt.reshape({wt.size(0), wt.size(1), 1, 1});                // FC [O,I] -> 1x1 conv
+    if (op.type == "CONV_2D")
+      wt = wt.permute({0, 3, 1, 2});  // OHWI -> OIHW
+    else if (op.type == "DEPTHWISE_CONV_2D")
+      wt = wt.permute({3, 0, 1, 2});  // 1HWO -> O1HW
+    else
+      wt = wt.reshape({wt.size(0), wt.size(1), 1, 1});  // FC [O,I] -> 1x1 conv
     if (wt.sizes() != L.weight.sizes())
-      fail(path, ": layer ", i, " (", op.type, " ", w.name, ") has weights ", shape_str(wt.sizes()), " but ",
-           net.arch, " expects ", shape_str(L.weight.sizes()));
+      fail(path, ": layer ", i, " (", op.type, " ", w.name, ") has weights ", shape_str(wt.sizes()),
+           " but ", net.arch, " expects ", shape_str(L.weight.sizes()));
     if (op.type != "FULLY_CONNECTED" &&
         (op.stride_h != L.stride || op.stride_w != L.stride ||
          (op.padding == tflite::Padding::Same) != (L.same || L.kernel == 1)))
@@ -295,8 +313,10 @@ void import_tflite(BackboneNetImpl& net, const std::string& path) {
     if (op.inputs.size() > 2 && op.inputs[2] >= 0) {
       const auto& b = m.tensors.at(op.inputs[2]);
       if (static_cast<int64_t>(b.data.size()) != L.bias.numel())
-        fail(path, ": layer ", i, " bias has ", b.data.size(), " values, expected ", L.bias.numel());
-      L.bias.copy_(torch::from_blob(const_cast<float*>(b.data.data()), {L.bias.numel()}, torch::kFloat32));
+        fail(path, ": layer ", i, " bias has ", b.data.size(), " values, expected ",
+             L.bias.numel());
+      L.bias.copy_(
+          torch::from_blob(const_cast<float*>(b.data.data()), {L.bias.numel()}, torch::kFloat32));
     } else {
       L.bias.zero_();
     }
@@ -319,10 +339,12 @@ void import_torchscript(BackboneNetImpl& net, const std::string& path) {
   int copied = 0;
   for (auto& p : net.named_parameters()) {
     auto it = have.find(p.key());
-    if (it == have.end()) fail(path, ": has no parameter '", p.key(), "' that ", net.arch, " needs (torchvision names expected)");
+    if (it == have.end())
+      fail(path, ": has no parameter '", p.key(), "' that ", net.arch,
+           " needs (torchvision names expected)");
     if (it->second.sizes() != p.value().sizes())
-      fail(path, ": parameter '", p.key(), "' is ", shape_str(it->second.sizes()), ", ", net.arch, " expects ",
-           shape_str(p.value().sizes()));
+      fail(path, ": parameter '", p.key(), "' is ", shape_str(it->second.sizes()), ", ", net.arch,
+           " expects ", shape_str(p.value().sizes()));
     p.value().copy_(it->second.to(torch::kFloat32));
     ++copied;
   }
@@ -369,8 +391,10 @@ void load_backbone_weights(BackboneNetImpl& net, const std::string& path) {
   if (!file_exists(path)) fail(path, ": no such weights file");
   char head[8] = {0};
   std::ifstream(path, std::ios::binary).read(head, 8);
-  if (std::string(head + 4, 4) == "TFL3") import_tflite(net, path);
-  else import_torchscript(net, path);
+  if (std::string(head + 4, 4) == "TFL3")
+    import_tflite(net, path);
+  else
+    import_torchscript(net, path);
 }
 
 std::string backbone_weights_file(const std::string& arch, const std::string& weights) {
@@ -380,7 +404,8 @@ std::string backbone_weights_file(const std::string& arch, const std::string& we
   return "";
 }
 
-std::shared_ptr<BackboneNetImpl> open_backbone_net(const std::string& arch, const std::string& weights) {
+std::shared_ptr<BackboneNetImpl> open_backbone_net(const std::string& arch,
+                                                   const std::string& weights) {
   auto net = make_backbone(arch);
   const std::string w = backbone_weights_file(arch, weights);
   if (!w.empty()) load_backbone_weights(*net, w);

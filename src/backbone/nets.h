@@ -41,9 +41,9 @@ TORCH_MODULE(TfConv);
 // Splitting at a stage lets Phase I cache the frozen lower stages once and fine-tune the top ones.
 struct BackboneNetImpl : torch::nn::Module {
   std::string arch;
-  int input_size = 224;   // S
-  int feature_dim = 0;    // D of pooled features
-  int num_classes = 0;    // ImageNet head width (1001 for the TFLite MobileNets)
+  int input_size = 224;  // S
+  int feature_dim = 0;   // D of pooled features
+  int num_classes = 0;   // ImageNet head width (1001 for the TFLite MobileNets)
 
   virtual int num_stages() const = 0;
   // Stages [from, to) of x: [N, 3, S, S] (from = 0) or a cached activation -> activation.
@@ -70,6 +70,7 @@ std::shared_ptr<BackboneNetImpl> make_backbone(const std::string& arch);
 // Loads weights: .tflite for MobileNets (TFLite import), TorchScript otherwise (by parameter name).
 void load_backbone_weights(BackboneNetImpl& net, const std::string& path);
 // make + load (+ eval mode); weights "" keeps random init (VGG16) or looks in the shared folder.
-std::shared_ptr<BackboneNetImpl> open_backbone_net(const std::string& arch, const std::string& weights);
+std::shared_ptr<BackboneNetImpl> open_backbone_net(const std::string& arch,
+                                                   const std::string& weights);
 
 }  // namespace duet

@@ -22,34 +22,63 @@ namespace {
 
 // TensorType values (real schema enum TensorType : byte).
 enum : int {
-  kFloat32 = 0, kFloat16 = 1, kInt32 = 2, kUint8 = 3, kInt64 = 4, kString = 5, kBool = 6,
-  kInt16 = 7, kInt8 = 9, kFloat64 = 10,
+  kFloat32 = 0,
+  kFloat16 = 1,
+  kInt32 = 2,
+  kUint8 = 3,
+  kInt64 = 4,
+  kString = 5,
+  kBool = 6,
+  kInt16 = 7,
+  kInt8 = 9,
+  kFloat64 = 10,
 };
 
 const char* type_name(int t) {
   switch (t) {
-    case kFloat32: return "FLOAT32";
-    case kFloat16: return "FLOAT16";
-    case kInt32: return "INT32";
-    case kUint8: return "UINT8";
-    case kInt64: return "INT64";
-    case kString: return "STRING";
-    case kBool: return "BOOL";
-    case kInt16: return "INT16";
-    case kInt8: return "INT8";
-    case kFloat64: return "FLOAT64";
-    default: return "unsupported type";
+    case kFloat32:
+      return "FLOAT32";
+    case kFloat16:
+      return "FLOAT16";
+    case kInt32:
+      return "INT32";
+    case kUint8:
+      return "UINT8";
+    case kInt64:
+      return "INT64";
+    case kString:
+      return "STRING";
+    case kBool:
+      return "BOOL";
+    case kInt16:
+      return "INT16";
+    case kInt8:
+      return "INT8";
+    case kFloat64:
+      return "FLOAT64";
+    default:
+      return "unsupported type";
   }
 }
 
 // Bytes per element of the types we can turn into floats; 0 for the others.
 size_t element_size(int t) {
   switch (t) {
-    case kUint8: case kInt8: case kBool: return 1;
-    case kFloat16: case kInt16: return 2;
-    case kFloat32: case kInt32: return 4;
-    case kInt64: case kFloat64: return 8;
-    default: return 0;
+    case kUint8:
+    case kInt8:
+    case kBool:
+      return 1;
+    case kFloat16:
+    case kInt16:
+      return 2;
+    case kFloat32:
+    case kInt32:
+      return 4;
+    case kInt64:
+    case kFloat64:
+      return 8;
+    default:
+      return 0;
   }
 }
 
@@ -57,35 +86,64 @@ size_t element_size(int t) {
 // neighbours. Anything else is reported as BUILTIN_<n> so an unsupported op is still identifiable.
 std::string op_name(int code) {
   switch (code) {
-    case 0: return "ADD";
-    case 1: return "AVERAGE_POOL_2D";
-    case 2: return "CONCATENATION";
-    case 3: return "CONV_2D";
-    case 4: return "DEPTHWISE_CONV_2D";
-    case 6: return "DEQUANTIZE";
-    case 9: return "FULLY_CONNECTED";
-    case 14: return "LOGISTIC";
-    case 17: return "MAX_POOL_2D";
-    case 18: return "MUL";
-    case 19: return "RELU";
-    case 21: return "RELU6";
-    case 22: return "RESHAPE";
-    case 23: return "RESIZE_BILINEAR";
-    case 25: return "SOFTMAX";
-    case 28: return "TANH";
-    case 32: return "CUSTOM";
-    case 34: return "PAD";
-    case 39: return "TRANSPOSE";
-    case 40: return "MEAN";
-    case 41: return "SUB";
-    case 42: return "DIV";
-    case 43: return "SQUEEZE";
-    case 45: return "STRIDED_SLICE";
-    case 60: return "PADV2";
-    case 98: return "LEAKY_RELU";
-    case 114: return "QUANTIZE";
-    case 117: return "HARD_SWISH";
-    default: return "BUILTIN_" + std::to_string(code);
+    case 0:
+      return "ADD";
+    case 1:
+      return "AVERAGE_POOL_2D";
+    case 2:
+      return "CONCATENATION";
+    case 3:
+      return "CONV_2D";
+    case 4:
+      return "DEPTHWISE_CONV_2D";
+    case 6:
+      return "DEQUANTIZE";
+    case 9:
+      return "FULLY_CONNECTED";
+    case 14:
+      return "LOGISTIC";
+    case 17:
+      return "MAX_POOL_2D";
+    case 18:
+      return "MUL";
+    case 19:
+      return "RELU";
+    case 21:
+      return "RELU6";
+    case 22:
+      return "RESHAPE";
+    case 23:
+      return "RESIZE_BILINEAR";
+    case 25:
+      return "SOFTMAX";
+    case 28:
+      return "TANH";
+    case 32:
+      return "CUSTOM";
+    case 34:
+      return "PAD";
+    case 39:
+      return "TRANSPOSE";
+    case 40:
+      return "MEAN";
+    case 41:
+      return "SUB";
+    case 42:
+      return "DIV";
+    case 43:
+      return "SQUEEZE";
+    case 45:
+      return "STRIDED_SLICE";
+    case 60:
+      return "PADV2";
+    case 98:
+      return "LEAKY_RELU";
+    case 114:
+      return "QUANTIZE";
+    case 117:
+      return "HARD_SWISH";
+    default:
+      return "BUILTIN_" + std::to_string(code);
   }
 }
 
@@ -93,10 +151,14 @@ Padding to_padding(int8_t p) { return p == 0 ? Padding::Same : Padding::Valid; }
 
 Activation to_activation(int8_t a) {
   switch (a) {
-    case 0: return Activation::None;
-    case 1: return Activation::Relu;
-    case 3: return Activation::Relu6;
-    default: return Activation::Other;
+    case 0:
+      return Activation::None;
+    case 1:
+      return Activation::Relu;
+    case 3:
+      return Activation::Relu6;
+    default:
+      return Activation::Other;
   }
 }
 
@@ -105,11 +167,11 @@ float half_to_float(uint16_t h) {
   uint32_t sign = uint32_t(h >> 15) << 31, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
   uint32_t bits;
   if (exp == 0x1f) {
-    bits = sign | 0x7f800000u | (mant << 13);              // inf / nan
+    bits = sign | 0x7f800000u | (mant << 13);  // inf / nan
   } else if (exp != 0) {
-    bits = sign | ((exp + 112) << 23) | (mant << 13);       // normal: rebias 15 -> 127
+    bits = sign | ((exp + 112) << 23) | (mant << 13);  // normal: rebias 15 -> 127
   } else {
-    float f = std::ldexp(float(mant), -24);                  // subnormal or zero
+    float f = std::ldexp(float(mant), -24);  // subnormal or zero
     return sign ? -f : f;
   }
   float f;
@@ -127,16 +189,26 @@ T load(const uint8_t* p, size_t i) {
 // Raw value i of a buffer of type t, as double so int32 / int64 survive until scaled.
 double raw_value(const uint8_t* p, int t, size_t i) {
   switch (t) {
-    case kFloat32: return load<float>(p, i);
-    case kFloat16: return half_to_float(load<uint16_t>(p, i));
-    case kInt32: return load<int32_t>(p, i);
-    case kUint8: return p[i];
-    case kInt64: return double(load<int64_t>(p, i));
-    case kBool: return p[i] ? 1.0 : 0.0;
-    case kInt16: return load<int16_t>(p, i);
-    case kInt8: return load<int8_t>(p, i);
-    case kFloat64: return load<double>(p, i);
-    default: return 0;
+    case kFloat32:
+      return load<float>(p, i);
+    case kFloat16:
+      return half_to_float(load<uint16_t>(p, i));
+    case kInt32:
+      return load<int32_t>(p, i);
+    case kUint8:
+      return p[i];
+    case kInt64:
+      return double(load<int64_t>(p, i));
+    case kBool:
+      return p[i] ? 1.0 : 0.0;
+    case kInt16:
+      return load<int16_t>(p, i);
+    case kInt8:
+      return load<int8_t>(p, i);
+    case kFloat64:
+      return load<double>(p, i);
+    default:
+      return 0;
   }
 }
 
@@ -157,8 +229,9 @@ std::vector<T> to_vec(const flatbuffers::Vector<T>* v) {
 void dequantize(const std::string& path, int index, Tensor& t, const uint8_t* bytes, size_t n) {
   const std::string who = path + ": tensor " + std::to_string(index) + " '" + t.name + "'";
   size_t esize = element_size(t.type);
-  if (esize == 0) fail(who, " is a constant of ", type_name(t.type), " (type ", t.type,
-                       "), which duet cannot read");
+  if (esize == 0)
+    fail(who, " is a constant of ", type_name(t.type), " (type ", t.type,
+         "), which duet cannot read");
   // `need` in double so that absurd shapes in a corrupt file cannot overflow the product.
   double need = double(esize);
   for (int32_t d : t.shape) {
@@ -174,14 +247,14 @@ void dequantize(const std::string& path, int index, Tensor& t, const uint8_t* by
 
   // Float constants are never rescaled; integer ones are when the tensor carries scales. A
   // non-quantized integer constant (a RESHAPE target shape, say) keeps its values as they are.
-  bool quantized = !t.scale.empty() && t.type != kFloat32 && t.type != kFloat16 &&
-                   t.type != kFloat64;
+  bool quantized =
+      !t.scale.empty() && t.type != kFloat32 && t.type != kFloat16 && t.type != kFloat64;
   size_t channels = 1, inner = 1;
   if (quantized && t.scale.size() > 1) {
     int qd = t.quantized_dimension;
     if (qd < 0 || size_t(qd) >= t.shape.size() || size_t(t.shape[qd]) != t.scale.size()) {
-      fail(who, " has ", t.scale.size(), " per-channel scales along dimension ", qd,
-           " but shape ", shape_str(t.shape));
+      fail(who, " has ", t.scale.size(), " per-channel scales along dimension ", qd, " but shape ",
+           shape_str(t.shape));
     }
     channels = t.scale.size();
     for (size_t d = size_t(qd) + 1; d < t.shape.size(); ++d) inner *= size_t(t.shape[d]);
@@ -199,8 +272,7 @@ void dequantize(const std::string& path, int index, Tensor& t, const uint8_t* by
       continue;
     }
     size_t c = channels > 1 ? (i / inner) % channels : 0;
-    double zp = t.zero_point.empty() ? 0.0
-                : double(t.zero_point[t.zero_point.size() == 1 ? 0 : c]);
+    double zp = t.zero_point.empty() ? 0.0 : double(t.zero_point[t.zero_point.size() == 1 ? 0 : c]);
     t.data[i] = float((q - zp) * double(t.scale[c]));
   }
 }

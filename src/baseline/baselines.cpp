@@ -1,11 +1,10 @@
 // Hand-crafted and off-the-shelf baselines. See duet/baseline.h.
-#include "duet/baseline.h"
-
 #include <chrono>
 #include <cstdio>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/objdetect.hpp>
 
+#include "duet/baseline.h"
 #include "duet/dataset.h"
 #include "duet/domain.h"
 #include "duet/embed.h"
@@ -54,15 +53,17 @@ std::string BaselineResult::to_json() const {
   std::string j = metrics.to_json();
   j.pop_back();  // the closing brace
   char buf[96];
-  std::snprintf(buf, sizeof buf, ", \"wall_s\": %.3f, \"steps\": %lld, \"epochs\": %.3f, \"ledger\": ", wall_s,
+  std::snprintf(buf, sizeof buf,
+                ", \"wall_s\": %.3f, \"steps\": %lld, \"epochs\": %.3f, \"ledger\": ", wall_s,
                 static_cast<long long>(steps), epochs);
   return j + buf + train.to_json() + "}";
 }
 
 BaselineSides baseline_sides(const Dataset& d, const BaselineOptions& opt) {
   BaselineSides t;
-  t.doms = resolve_domains(d, opt.query_domain.empty() ? std::vector<std::string>{}
-                                                       : std::vector<std::string>{opt.query_domain},
+  t.doms = resolve_domains(d,
+                           opt.query_domain.empty() ? std::vector<std::string>{}
+                                                    : std::vector<std::string>{opt.query_domain},
                            opt.gallery_domain);
   t.q = d.select(t.doms.query[0], "test");
   t.g = d.select(t.doms.gallery, "test");
@@ -83,7 +84,8 @@ BaselineResult baseline_hog(const BaselineOptions& opt) {
   BaselineSides t = baseline_sides(d, opt);
   t.decide_kinds(d);
   BaselineResult r;
-  r.metrics = evaluate(hog_matrix(d, t.q, t.qk), hog_matrix(d, t.g, t.gk), labels(t.q), labels(t.g), {});
+  r.metrics =
+      evaluate(hog_matrix(d, t.q, t.qk), hog_matrix(d, t.g, t.gk), labels(t.q), labels(t.g), {});
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
@@ -93,7 +95,8 @@ BaselineResult baseline_raw(const BaselineOptions& opt) {
   Dataset d = load_split(opt.split_file, opt.data);
   BaselineSides t = baseline_sides(d, opt);
   auto enc = open_backbone(opt.backbone);
-  auto qe = embed_samples(*enc, d, t.q, {}, "raw " + t.q[0].domain), ge = embed_samples(*enc, d, t.g, {}, "raw " + t.g[0].domain);
+  auto qe = embed_samples(*enc, d, t.q, {}, "raw " + t.q[0].domain),
+       ge = embed_samples(*enc, d, t.g, {}, "raw " + t.g[0].domain);
   BaselineResult r;
   r.metrics = evaluate(qe.x, ge.x, labels(t.q), labels(t.g), {});
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

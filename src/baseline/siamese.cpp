@@ -36,7 +36,8 @@ struct Branch {
       x = net->run_stages(x, 0, from);
     }
     x = net->pool(net->run_stages(x, from, net->num_stages()));
-    return torch::nn::functional::normalize(head->forward(x), torch::nn::functional::NormalizeFuncOptions().dim(1));
+    return torch::nn::functional::normalize(head->forward(x),
+                                            torch::nn::functional::NormalizeFuncOptions().dim(1));
   }
 };
 
@@ -46,14 +47,16 @@ Branch make_branch(const SiameseOptions& opt) {
   b.from = std::clamp(opt.train_from, 0, b.net->num_stages() - 1);
   for (auto& p : b.net->parameters()) p.set_requires_grad(false);
   for (auto& p : b.net->parameters_from(b.from)) p.set_requires_grad(true);
-  b.head = torch::nn::Sequential(torch::nn::Linear(b.net->feature_dim, opt.hidden), torch::nn::ReLU(),
-                                 torch::nn::Linear(opt.hidden, opt.code_dim));
+  b.head = torch::nn::Sequential(torch::nn::Linear(b.net->feature_dim, opt.hidden),
+                                 torch::nn::ReLU(), torch::nn::Linear(opt.hidden, opt.code_dim));
   return b;
 }
 
-// Images -> [n, 3, S, S] channels-last, decoded and given view `views[i]` (augment_view) in parallel.
-torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, DomainKind kind, const std::vector<int>& idx,
-                         const std::vector<int>& views, uint64_t seed, int S) {
+// Images -> [n, 3, S, S] channels-last, decoded and given view `views[i]` (augment_view) in
+// parallel.
+torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, DomainKind kind,
+                         const std::vector<int>& idx, const std::vector<int>& views, uint64_t seed,
+                         int S) {
   auto x = torch::empty({static_cast<int64_t>(idx.size()), 3, S, S});
   float* p = x.data_ptr<float>();
 #pragma omp parallel for schedule(dynamic, 1)
@@ -69,7 +72,8 @@ torch::Tensor load_batch(const Dataset& d, const std::vector<Sample>& s, DomainK
 // other embedding: one image per worker thread, the fast inference path (see for_each_image).
 class BranchEncoder : public Encoder {
  public:
-  BranchEncoder(Branch& b, int code_dim, int workers) : b_(b), code_dim_(code_dim), workers_(workers) {}
+  BranchEncoder(Branch& b, int code_dim, int workers)
+      : b_(b), code_dim_(code_dim), workers_(workers) {}
   int input_size() const override { return b_.net->input_size; }
   int64_t dim() const override { return code_dim_; }
   void encode(int64_t n, const float* x, float* out) override {
@@ -117,27 +121,32 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
   const int S = sk.net->input_size, from = sk.from;
   const int threads = set_threads(opt.base.backbone.threads);
 
-  // Compute per step: 2B images forward through the network, backward (2x) through the trained part.
-  const double frozen = stage_flops(*sk.net, 0, from), top = stage_flops(*sk.net, from, sk.net->num_stages());
+  // Compute per step: 2B images forward through the network, backward (2x) through the trained
+  // part.
+  const double frozen = stage_flops(*sk.net, 0, from),
+               top = stage_flops(*sk.net, from, sk.net->num_stages());
   const double head = 2.0 * (sk.net->feature_dim * opt.hidden + opt.hidden * opt.code_dim);
   const double step_flops = 2.0 * opt.batch * (frozen + 3.0 * (top + head));
   // Full batches only (the last partial one of an epoch is dropped), so every step costs the same.
   if (static_cast<int>(anchors.size()) < opt.batch)
-    fail("--batch ", opt.batch, " is larger than the ", anchors.size(), " train ", sides.doms.query[0], " images");
+    fail("--batch ", opt.batch, " is larger than the ", anchors.size(), " train ",
+         sides.doms.query[0], " images");
   const int64_t steps_per_epoch = static_cast<int64_t>(anchors.size()) / opt.batch;
   // Evaluation points: the step at which each budget is spent (all epochs when there is none).
   const int64_t max_steps = steps_per_epoch * opt.epochs;
   std::vector<int64_t> stops;
   for (double b : opt.budgets_tflops)
-    stops.push_back(std::min<int64_t>(max_steps, static_cast<int64_t>(std::ceil(b * 1e12 / step_flops))));
+    stops.push_back(
+        std::min<int64_t>(max_steps, static_cast<int64_t>(std::ceil(b * 1e12 / step_flops))));
   if (stops.empty()) stops.push_back(max_steps);
   std::sort(stops.begin(), stops.end());
   stops.erase(std::unique(stops.begin(), stops.end()), stops.end());
   const int64_t total = stops.back();
   sides.decide_kinds(d);  // after the checks above: an error stays one line
   log_line("siamese: " + std::to_string(anchors.size()) + " train " + sides.doms.query[0] + ", " +
-           std::to_string(tp.size()) + " train " + sides.doms.gallery + ", " + sk.net->arch + " trained from stage " + std::to_string(from) + ", " +
-           std::to_string(total) + " steps of " + std::to_string(opt.batch) + " pairs (" +
+           std::to_string(tp.size()) + " train " + sides.doms.gallery + ", " + sk.net->arch +
+           " trained from stage " + std::to_string(from) + ", " + std::to_string(total) +
+           " steps of " + std::to_string(opt.batch) + " pairs (" +
            std::to_string(step_flops * total / 1e12) + " TFLOPs)");
 
   std::vector<torch::Tensor> backbone_params, head_params;
@@ -146,10 +155,12 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
     for (auto& p : b->head->parameters()) head_params.push_back(p);
   }
   std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(backbone_params, std::make_unique<torch::optim::AdamWOptions>(
-                                           torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay)));
-  groups.emplace_back(head_params, std::make_unique<torch::optim::AdamWOptions>(
-                                       torch::optim::AdamWOptions(opt.lr * 10).weight_decay(opt.weight_decay)));
+  groups.emplace_back(backbone_params,
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay)));
+  groups.emplace_back(head_params,
+                      std::make_unique<torch::optim::AdamWOptions>(
+                          torch::optim::AdamWOptions(opt.lr * 10).weight_decay(opt.weight_decay)));
   torch::optim::AdamW optim(groups);
 
   std::vector<std::string> ql, gl;
@@ -174,7 +185,8 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
     const double c0 = process_cpu_seconds();
     {
       BranchEncoder se(sk, opt.code_dim, threads), pe(ph, opt.code_dim, threads);
-      auto qm = embed_samples(se, d, q, {}, "siamese query"), gm = embed_samples(pe, d, g, {}, "siamese gallery");
+      auto qm = embed_samples(se, d, q, {}, "siamese query"),
+           gm = embed_samples(pe, d, g, {}, "siamese gallery");
       EvalOptions eo;
       eo.metric = Metric::Euclidean;
       r.metrics = evaluate(qm.x, gm.x, ql, gl, eo);
@@ -182,8 +194,8 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
     eval_wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - w0).count();
     eval_cpu += process_cpu_seconds() - c0;
     r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log_line("siamese: " + std::to_string(r.train.flops / 1e12) + " TFLOPs, " + std::to_string(r.epochs) +
-             " epochs: map_all " + std::to_string(r.metrics.map_all));
+    log_line("siamese: " + std::to_string(r.train.flops / 1e12) + " TFLOPs, " +
+             std::to_string(r.epochs) + " epochs: map_all " + std::to_string(r.metrics.map_all));
     results.push_back(r);
   };
 
@@ -200,7 +212,8 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
       for (size_t i = 0; i < n; ++i) {
         const auto& pool = photos_of[ts[si[i]].cls];
         pi[i] = pool[rng() % pool.size()];
-        sv[i] = 2 + static_cast<int>(rng() % 1000000);  // a fresh augmentation (views 0/1 are fixed)
+        sv[i] =
+            2 + static_cast<int>(rng() % 1000000);  // a fresh augmentation (views 0/1 are fixed)
         pv[i] = 2 + static_cast<int>(rng() % 1000000);
         cls[i] = std::distance(photos_of.begin(), photos_of.find(ts[si[i]].cls));
       }
@@ -208,9 +221,10 @@ std::vector<BaselineResult> baseline_siamese(const SiameseOptions& opt) {
       ph.net->train();
       auto a = sk.forward(load_batch(d, ts, sides.qk, si, sv, opt.seed, S));
       auto p = ph.forward(load_batch(d, tp, sides.gk, pi, pv, opt.seed ^ 0x9e3779b97f4a7c15ull, S));
-      // Triplets inside the batch ("batch all"): each sketch's photo is its positive and every photo
-      // of another class a negative; the same with the roles swapped. Averaging over all triplets
-      // rather than taking the hardest negative keeps the codes from collapsing early in training.
+      // Triplets inside the batch ("batch all"): each sketch's photo is its positive and every
+      // photo of another class a negative; the same with the roles swapped. Averaging over all
+      // triplets rather than taking the hardest negative keeps the codes from collapsing early in
+      // training.
       auto dist = torch::cdist(a, p);
       auto c = torch::from_blob(cls.data(), {static_cast<int64_t>(n)}, torch::kInt64);
       auto neg = c.unsqueeze(1).ne(c.unsqueeze(0)).to(torch::kFloat32);

@@ -56,7 +56,8 @@ void register_baseline(CLI::App& app) {
         ->required()
         ->check(CLI::ExistingFile);
     s->add_option("--data", b.data, "dataset root (default: the split file's parent folder)");
-    s->add_option("--query-domain", b.query_domain, std::string("query domain (default: ") + kDefaultQueryDomain + ")");
+    s->add_option("--query-domain", b.query_domain,
+                  std::string("query domain (default: ") + kDefaultQueryDomain + ")");
     s->add_option("--gallery-domain", b.gallery_domain,
                   std::string("gallery domain (default: ") + kDefaultGalleryDomain + ")");
     if (kind != "hog") add_backbone_options(s, b.backbone);
@@ -84,9 +85,7 @@ void register_baseline(CLI::App& app) {
       s->add_option("--margin", o.margin, "triplet margin on L2-normalised codes")
           ->capture_default_str()
           ->check(positive);
-      s->add_option("--code-dim", o.code_dim, "code width")
-          ->capture_default_str()
-          ->check(positive);
+      s->add_option("--code-dim", o.code_dim, "code width")->capture_default_str()->check(positive);
       s->add_option("--seed", o.seed, "seed for sampling, augmentation and initialisation")
           ->capture_default_str();
     }

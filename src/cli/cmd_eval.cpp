@@ -45,11 +45,11 @@ void run_eval(const EvalArgs& a) {
     fail(a.query_emb, " is ", q.cols, "-d but ", a.gallery_emb, " is ", g.cols,
          "-d; query and gallery must come from the same embedding space");
   if (static_cast<int64_t>(ql.size()) != q.rows)
-    fail(a.query_labels.empty() ? a.query_emb : a.query_labels, ": ", ql.size(), " labels for ", q.rows,
-         " query rows");
+    fail(a.query_labels.empty() ? a.query_emb : a.query_labels, ": ", ql.size(), " labels for ",
+         q.rows, " query rows");
   if (static_cast<int64_t>(gl.size()) != g.rows)
-    fail(a.gallery_labels.empty() ? a.gallery_emb : a.gallery_labels, ": ", gl.size(), " labels for ", g.rows,
-         " gallery rows");
+    fail(a.gallery_labels.empty() ? a.gallery_emb : a.gallery_labels, ": ", gl.size(),
+         " labels for ", g.rows, " gallery rows");
   RetrievalMetrics m = evaluate(q, g, ql, gl, opt);
   if (a.json) {
     std::printf("%s\n", m.to_json().c_str());
@@ -57,22 +57,37 @@ void run_eval(const EvalArgs& a) {
   }
   std::printf("%-10s %10s\n", "metric", "value");
   std::printf("%-10s %10.4f\n", "map_all", m.map_all);
-  for (const auto& [k, v] : m.map_at) std::printf("%-10s %10.4f\n", ("map@" + std::to_string(k)).c_str(), v);
-  for (const auto& [k, v] : m.p_at) std::printf("%-10s %10.4f\n", ("p@" + std::to_string(k)).c_str(), v);
-  std::printf("%-10s %10lld\n%-10s %10lld\n", "queries", static_cast<long long>(m.queries), "skipped",
-              static_cast<long long>(m.skipped));
+  for (const auto& [k, v] : m.map_at)
+    std::printf("%-10s %10.4f\n", ("map@" + std::to_string(k)).c_str(), v);
+  for (const auto& [k, v] : m.p_at)
+    std::printf("%-10s %10.4f\n", ("p@" + std::to_string(k)).c_str(), v);
+  std::printf("%-10s %10lld\n%-10s %10lld\n", "queries", static_cast<long long>(m.queries),
+              "skipped", static_cast<long long>(m.skipped));
 }
 }  // namespace
 
 void register_eval(CLI::App& app) {
   auto a = std::make_shared<EvalArgs>();
-  auto* c = app.add_subcommand("eval", "retrieval metrics (mAP@all, mAP@K, P@K) of query vs gallery embeddings");
-  c->add_option("--query-emb", a->query_emb, "query embeddings (.npy, N x D float32)")->required()->check(CLI::ExistingFile);
-  c->add_option("--query-labels", a->query_labels, "query class per line (default: the .tsv manifest)")->check(CLI::ExistingFile);
-  c->add_option("--gallery-emb", a->gallery_emb, "gallery embeddings (.npy, M x D float32)")->required()->check(CLI::ExistingFile);
-  c->add_option("--gallery-labels", a->gallery_labels, "gallery class per line (default: the .tsv manifest)")->check(CLI::ExistingFile);
-  c->add_option("--metric", a->metric, "similarity")->check(CLI::IsMember({"cosine", "euclidean", "dot"}))->capture_default_str();
-  c->add_option("-k,--k", a->ks, "cut-offs K for map@K and p@K")->capture_default_str()->check(positive);
+  auto* c = app.add_subcommand(
+      "eval", "retrieval metrics (mAP@all, mAP@K, P@K) of query vs gallery embeddings");
+  c->add_option("--query-emb", a->query_emb, "query embeddings (.npy, N x D float32)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--query-labels", a->query_labels,
+                "query class per line (default: the .tsv manifest)")
+      ->check(CLI::ExistingFile);
+  c->add_option("--gallery-emb", a->gallery_emb, "gallery embeddings (.npy, M x D float32)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  c->add_option("--gallery-labels", a->gallery_labels,
+                "gallery class per line (default: the .tsv manifest)")
+      ->check(CLI::ExistingFile);
+  c->add_option("--metric", a->metric, "similarity")
+      ->check(CLI::IsMember({"cosine", "euclidean", "dot"}))
+      ->capture_default_str();
+  c->add_option("-k,--k", a->ks, "cut-offs K for map@K and p@K")
+      ->capture_default_str()
+      ->check(positive);
   c->add_flag("--json", a->json, "print one JSON object on stdout");
   c->callback([a] { run_eval(*a); });
 }

@@ -1,6 +1,5 @@
 // duet model info — what a model folder holds.
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -21,38 +20,49 @@ void print_info(const std::string& dir, bool as_json) {
     std::printf("%s\n", nlohmann::json::parse(m.json).dump().c_str());
     return;
   }
-  std::printf("model     %s\nformat    %s (duet %s)\nconfig    %s\nhash      %s\n", m.dir.c_str(), m.format.c_str(),
-              m.duet_version.c_str(), m.config.c_str(), m.hash.c_str());
-  std::printf("domains   query: %s; gallery: %s\n", join(m.query_domains, ", ").c_str(), m.gallery_domain.c_str());
+  std::printf("model     %s\nformat    %s (duet %s)\nconfig    %s\nhash      %s\n", m.dir.c_str(),
+              m.format.c_str(), m.duet_version.c_str(), m.config.c_str(), m.hash.c_str());
+  std::printf("domains   query: %s; gallery: %s\n", join(m.query_domains, ", ").c_str(),
+              m.gallery_domain.c_str());
   for (const auto& [domain, files] : m.encoders)
-    std::printf("encoders  %s (%s): %s\n", domain.c_str(), m.kinds.at(domain).c_str(), join(files, ", ").c_str());
-  std::printf("mapper    %s (p(same | d) = sigmoid(%.4f - %.4f d))\nbackbone  %s\n", m.mapper.c_str(), m.rank.prob_a,
-              m.rank.prob_b, m.backbone.c_str());
-  std::printf("classes   %zu (%s%s)\n", m.classes.size(),
-              join(std::vector<std::string>(m.classes.begin(), m.classes.begin() + std::min<size_t>(5, m.classes.size())), ", ").c_str(),
-              m.classes.size() > 5 ? ", ..." : "");
+    std::printf("encoders  %s (%s): %s\n", domain.c_str(), m.kinds.at(domain).c_str(),
+                join(files, ", ").c_str());
+  std::printf("mapper    %s (p(same | d) = sigmoid(%.4f - %.4f d))\nbackbone  %s\n",
+              m.mapper.c_str(), m.rank.prob_a, m.rank.prob_b, m.backbone.c_str());
+  std::printf(
+      "classes   %zu (%s%s)\n", m.classes.size(),
+      join(std::vector<std::string>(m.classes.begin(),
+                                    m.classes.begin() + std::min<size_t>(5, m.classes.size())),
+           ", ")
+          .c_str(),
+      m.classes.size() > 5 ? ", ..." : "");
   const RankOptions& r = m.rank;
   if (r.fuse)
-    std::printf("score     fused: photo power %g, unseen gate %g (posterior %g, profile %g)\n", r.fusion.photo_power,
-                r.fusion.unseen_gate, r.fusion.unseen_post, r.fusion.unseen_profile);
+    std::printf("score     fused: photo power %g, unseen gate %g (posterior %g, profile %g)\n",
+                r.fusion.photo_power, r.fusion.unseen_gate, r.fusion.unseen_post,
+                r.fusion.unseen_profile);
   else
     std::printf("score     Phase II code distance\n");
   if (!m.bridge.empty())
-    std::printf("bridge    %s (weight %g, unseen %g)\n", m.bridge.c_str(), r.fusion.bridge, r.fusion.unseen_bridge);
+    std::printf("bridge    %s (weight %g, unseen %g)\n", m.bridge.c_str(), r.fusion.bridge,
+                r.fusion.unseen_bridge);
   if (r.fuse && r.diffusion)
-    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d, graph over %s\n", r.diff.k, r.diff.alpha,
-                r.diff.seeds, r.diff.blend, r.diff.shortlist, r.graph.c_str());
+    std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d, graph over %s\n",
+                r.diff.k, r.diff.alpha, r.diff.seeds, r.diff.blend, r.diff.shortlist,
+                r.graph.c_str());
   else
     std::printf("diffusion off\n");
 }
 }  // namespace
 
 void register_model(CLI::App& app) {
-  auto* c = app.add_subcommand("model", "inspect a model folder (<out>/<split>/model from `duet run`)");
+  auto* c =
+      app.add_subcommand("model", "inspect a model folder (<out>/<split>/model from `duet run`)");
   c->require_subcommand(1);
   auto dir = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
-  auto* info = c->add_subcommand("info", "print a model's manifest: config, domains, classes, files, rank options");
+  auto* info = c->add_subcommand(
+      "info", "print a model's manifest: config, domains, classes, files, rank options");
   info->add_option("dir", *dir, "model folder")->required();
   info->add_flag("--json", *as_json, "print the manifest as JSON");
   info->callback([dir, as_json] { print_info(*dir, *as_json); });

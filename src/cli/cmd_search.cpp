@@ -1,6 +1,5 @@
 // duet search — rank a gallery index for query images, with the score `duet run` measures.
 #include <cstdio>
-
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -27,7 +26,8 @@ int64_t parse_k(const std::string& s) {
   } catch (const std::exception&) {
     used = 0;
   }
-  if (used != s.size() || used == 0 || v < 0) fail("-k: '", s, "' is not a count (a whole number >= 0, or all)");
+  if (used != s.size() || used == 0 || v < 0)
+    fail("-k: '", s, "' is not a count (a whole number >= 0, or all)");
   return v;
 }
 
@@ -36,11 +36,12 @@ void run_search(const SearchArgs& a) {
   auto svc = SearchService::open(a.index, a.model, a.threads);
   const GalleryIndex& g = svc->gallery();
   if (g.shard)
-    fail(a.index, ": shard ", g.shard->index, " of ", g.shard->of, " of an index; search the whole index, or a "
+    fail(a.index, ": shard ", g.shard->index, " of ", g.shard->of,
+         " of an index; search the whole index, or a "
          "`duet serve --shards` front over its shard servers");
   const std::string domain = svc->query_domain(a.domain);
-  // Every query is embedded before anything is printed: a bad one fails the command, not half of it.
-  // Each goes through query_features, as the server's do: the same bytes, the same ranking.
+  // Every query is embedded before anything is printed: a bad one fails the command, not half of
+  // it. Each goes through query_features, as the server's do: the same bytes, the same ranking.
   Features f = svc->model().features(domain, {}, {});  // no rows yet, the widths
   std::timed_mutex cnn;
   for (const std::string& q : a.queries) {
@@ -55,11 +56,13 @@ void run_search(const SearchArgs& a) {
       j["query"] = a.queries[q];
       j["unseen"] = r.unseen;
       j["results"] = nlohmann::json::array();
-      for (const Hit& h : r.hits) j["results"].push_back({{"path", g.abs_path(h.row)}, {"score", h.score}});
+      for (const Hit& h : r.hits)
+        j["results"].push_back({{"path", g.abs_path(h.row)}, {"score", h.score}});
       std::printf("%s\n", j.dump().c_str());
       continue;
     }
-    std::printf("%s%s\n", a.queries[q].c_str(), r.unseen ? "  (no learnt class fits: ranked by resemblance)" : "");
+    std::printf("%s%s\n", a.queries[q].c_str(),
+                r.unseen ? "  (no learnt class fits: ranked by resemblance)" : "");
     for (size_t i = 0; i < r.hits.size(); ++i)
       std::printf("%5zu  %12.6g  %s\n", i + 1, r.hits[i].score, g.abs_path(r.hits[i].row).c_str());
   }
@@ -68,14 +71,19 @@ void run_search(const SearchArgs& a) {
 
 void register_search(CLI::App& app) {
   auto a = std::make_shared<SearchArgs>();
-  auto* c = app.add_subcommand("search", "rank an indexed gallery for query images (sketches, or any model domain)");
+  auto* c = app.add_subcommand(
+      "search", "rank an indexed gallery for query images (sketches, or any model domain)");
   c->add_option("--index", a->index, "gallery index from `duet index`")->required();
   c->add_option("queries", a->queries, "query image files")->required();
-  c->add_option("-k", a->k, "results per query (0 or all: the whole gallery)")->capture_default_str();
-  c->add_option("--domain", a->domain, "the queries' domain (default: the model's first query domain)");
+  c->add_option("-k", a->k, "results per query (0 or all: the whole gallery)")
+      ->capture_default_str();
+  c->add_option("--domain", a->domain,
+                "the queries' domain (default: the model's first query domain)");
   c->add_option("--model", a->model, "model folder (default: the one the index was built with)");
   c->add_option("-t,--threads", a->threads, "threads (0 = all cores)")->capture_default_str();
-  c->add_flag("--json", a->json, "one JSON line per query: {\"query\", \"unseen\", \"results\": [{\"path\", \"score\"}]}");
+  c->add_flag(
+      "--json", a->json,
+      "one JSON line per query: {\"query\", \"unseen\", \"results\": [{\"path\", \"score\"}]}");
   c->callback([a] { run_search(*a); });
 }
 

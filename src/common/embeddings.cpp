@@ -42,7 +42,8 @@ Matrix read_npy(const std::string& path) {
   } else if (major == 2 || major == 3) {
     if (bytes.size() < 12) fail(path, ": truncated .npy header");
     hlen = 0;
-    for (int i = 0; i < 4; ++i) hlen |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+    for (int i = 0; i < 4; ++i)
+      hlen |= static_cast<size_t>(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
     hstart = 12;
   } else {
     fail(path, ": unsupported .npy version ", major);
@@ -84,15 +85,16 @@ Matrix read_npy(const std::string& path) {
   size_t want = static_cast<size_t>(m.rows * m.cols) * sizeof(float);
   size_t have = bytes.size() - hstart - hlen;
   if (have != want)
-    fail(path, ": data is ", have, " bytes but shape ", shape, " needs ", want, " (truncated file?)");
+    fail(path, ": data is ", have, " bytes but shape ", shape, " needs ", want,
+         " (truncated file?)");
   m.data.resize(static_cast<size_t>(m.rows * m.cols));
   if (want) std::memcpy(m.data.data(), bytes.data() + hstart + hlen, want);
   return m;
 }
 
 void write_npy(const std::string& path, const Matrix& m) {
-  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(m.rows) +
-                     ", " + std::to_string(m.cols) + "), }";
+  std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (" +
+                     std::to_string(m.rows) + ", " + std::to_string(m.cols) + "), }";
   // Pad with spaces so that magic + len + header + '\n' is a multiple of 64 (numpy's alignment).
   size_t total = 10 + dict.size() + 1;
   dict.append((64 - total % 64) % 64, ' ');
@@ -162,13 +164,15 @@ Embeddings read_embeddings(const std::string& npy_path) {
       continue;
     }
     if (!header) {
-      if (line != "path\tclass\tdomain") fail(mpath, ":", lineno, ": expected header 'path<TAB>class<TAB>domain'");
+      if (line != "path\tclass\tdomain")
+        fail(mpath, ":", lineno, ": expected header 'path<TAB>class<TAB>domain'");
       header = true;
       continue;
     }
     ManifestRow r;
     std::istringstream ls(line);
-    if (!std::getline(ls, r.path, '\t') || !std::getline(ls, r.cls, '\t') || !std::getline(ls, r.domain, '\t'))
+    if (!std::getline(ls, r.path, '\t') || !std::getline(ls, r.cls, '\t') ||
+        !std::getline(ls, r.domain, '\t'))
       fail(mpath, ":", lineno, ": expected 3 tab-separated columns");
     e.rows.push_back(std::move(r));
   }

@@ -28,7 +28,8 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, size_t n) {
-  if (n && std::fwrite(data, 1, n, f_) != n) fail("write failed for ", path_, ": ", std::strerror(errno));
+  if (n && std::fwrite(data, 1, n, f_) != n)
+    fail("write failed for ", path_, ": ", std::strerror(errno));
 }
 
 void AtomicFile::commit() {

@@ -10,7 +10,8 @@ namespace duet {
 template <typename T>
 T json_whole(const nlohmann::json& j) {
   if (!j.is_number_integer())
-    throw nlohmann::json::type_error::create(302, "a whole number, not " + j.dump().substr(0, 40), &j);
+    throw nlohmann::json::type_error::create(302, "a whole number, not " + j.dump().substr(0, 40),
+                                             &j);
   return j.get<T>();
 }
 

@@ -22,9 +22,9 @@ Ledger& Ledger::operator+=(const Ledger& o) {
 
 std::string Ledger::to_json() const {
   std::ostringstream os;
-  os << "{\"wall_s\": " << wall_s << ", \"cpu_s\": " << cpu_s << ", \"peak_rss_mib\": " << peak_rss_mib
-     << ", \"image_forward\": " << image_forward << ", \"image_backward\": " << image_backward
-     << ", \"flops\": " << flops << "}";
+  os << "{\"wall_s\": " << wall_s << ", \"cpu_s\": " << cpu_s
+     << ", \"peak_rss_mib\": " << peak_rss_mib << ", \"image_forward\": " << image_forward
+     << ", \"image_backward\": " << image_backward << ", \"flops\": " << flops << "}";
   return os.str();
 }
 
@@ -49,7 +49,8 @@ std::mutex g_peak_mu;
 double g_peak_before_reset = 0;  // the highest VmHWM a LedgerScope reset
 }  // namespace
 
-LedgerScope::LedgerScope() : wall0_(std::chrono::steady_clock::now()), cpu0_(process_cpu_seconds()) {
+LedgerScope::LedgerScope()
+    : wall0_(std::chrono::steady_clock::now()), cpu0_(process_cpu_seconds()) {
   std::lock_guard<std::mutex> lock(g_peak_mu);
   g_peak_before_reset = std::max(g_peak_before_reset, peak_rss_mib());
   std::ofstream("/proc/self/clear_refs") << "5";  // "5" resets VmHWM to the current RSS

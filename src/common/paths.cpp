@@ -20,8 +20,9 @@ std::string default_data_dir() {
   std::string s = shared_dir();
   std::string d = s + "/data/sketchy-subset";
   if (s.empty() || !dir_exists(d))
-    fail("no default dataset found: pass --data DIR, or set DUET_SHARED to a folder holding "
-         "data/sketchy-subset (see README, 'Data and weights')");
+    fail(
+        "no default dataset found: pass --data DIR, or set DUET_SHARED to a folder holding "
+        "data/sketchy-subset (see README, 'Data and weights')");
   return d;
 }
 
@@ -29,8 +30,10 @@ std::string default_weights_file(const std::string& file) {
   std::string s = shared_dir();
   std::string p = s + "/weights/" + file;
   if (s.empty() || !file_exists(p))
-    fail("no weights file ", file, " found: pass --weights FILE, or set DUET_SHARED to a folder "
-         "holding weights/", file, " (see README, 'Data and weights')");
+    fail("no weights file ", file,
+         " found: pass --weights FILE, or set DUET_SHARED to a folder "
+         "holding weights/",
+         file, " (see README, 'Data and weights')");
   return p;
 }
 

@@ -34,7 +34,8 @@ Progress::Progress(std::string label, int64_t total)
     while (!finished_) {
       // Wakes a second after the last draw (a tick may have drawn since), or at finish().
       wake_.wait_until(lock, last_draw_ + std::chrono::seconds(1));
-      if (!finished_ && std::chrono::steady_clock::now() - last_draw_ >= std::chrono::seconds(1)) draw(false);
+      if (!finished_ && std::chrono::steady_clock::now() - last_draw_ >= std::chrono::seconds(1))
+        draw(false);
     }
   });
 }
@@ -50,7 +51,9 @@ void Progress::tick(int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   done_ += n;
   // On a terminal the bar follows the work closely; a log gets the timer's line a second.
-  if (tty_ && !quiet() && std::chrono::steady_clock::now() - last_draw_ > std::chrono::milliseconds(100)) draw(false);
+  if (tty_ && !quiet() &&
+      std::chrono::steady_clock::now() - last_draw_ > std::chrono::milliseconds(100))
+    draw(false);
 }
 
 void Progress::finish() {
@@ -76,9 +79,9 @@ void Progress::draw(bool final) {
   bar.resize(width, '.');
   std::fprintf(stderr, "%s%s [%s] %lld/%lld %.1f/s %s %s%s", tty_ ? "\r" : "", label_.c_str(),
                bar.c_str(), static_cast<long long>(done_), static_cast<long long>(total_), rate,
-               final ? ("in " + std::to_string(static_cast<int>(secs + 0.5)) + "s").c_str()
-                     : done_ == 0 ? "eta ?"
-                                  : ("eta " + std::to_string(static_cast<int>(eta + 0.5)) + "s").c_str(),
+               final        ? ("in " + std::to_string(static_cast<int>(secs + 0.5)) + "s").c_str()
+               : done_ == 0 ? "eta ?"
+                            : ("eta " + std::to_string(static_cast<int>(eta + 0.5)) + "s").c_str(),
                suffix_.c_str(), (tty_ && !final) ? "\033[K" : "\n");
   std::fflush(stderr);
 }

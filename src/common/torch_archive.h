@@ -17,44 +17,48 @@
 
 namespace duet::archive {
 
-inline c10::IValue value(torch::serialize::InputArchive& ar, const std::string& key, const std::string& file,
-                         const char* what) {
+inline c10::IValue value(torch::serialize::InputArchive& ar, const std::string& key,
+                         const std::string& file, const char* what) {
   c10::IValue v;
   if (!ar.try_read(key, v)) fail(file, ": damaged ", what, " file (no '", key, "')");
   return v;
 }
 
-inline std::string str(torch::serialize::InputArchive& ar, const std::string& key, const std::string& file,
-                       const char* what) {
+inline std::string str(torch::serialize::InputArchive& ar, const std::string& key,
+                       const std::string& file, const char* what) {
   const c10::IValue v = value(ar, key, file, what);
   if (!v.isString()) fail(file, ": damaged ", what, " file ('", key, "' is not a string)");
   return v.toStringRef();
 }
 
 // A whole number in [lo, hi].
-inline int64_t integer(torch::serialize::InputArchive& ar, const std::string& key, const std::string& file,
-                       const char* what, int64_t lo, int64_t hi) {
+inline int64_t integer(torch::serialize::InputArchive& ar, const std::string& key,
+                       const std::string& file, const char* what, int64_t lo, int64_t hi) {
   const c10::IValue v = value(ar, key, file, what);
   if (!v.isInt() || v.toInt() < lo || v.toInt() > hi)
-    fail(file, ": damaged ", what, " file ('", key, "' is not a whole number from ", lo, " to ", hi, ")");
+    fail(file, ": damaged ", what, " file ('", key, "' is not a whole number from ", lo, " to ", hi,
+         ")");
   return v.toInt();
 }
 
-inline bool boolean(torch::serialize::InputArchive& ar, const std::string& key, const std::string& file,
-                    const char* what) {
+inline bool boolean(torch::serialize::InputArchive& ar, const std::string& key,
+                    const std::string& file, const char* what) {
   const c10::IValue v = value(ar, key, file, what);
   if (!v.isBool()) fail(file, ": damaged ", what, " file ('", key, "' is not true or false)");
   return v.toBool();
 }
 
 // A contiguous tensor of `dtype` whose elements lie within its storage.
-inline torch::Tensor tensor(torch::serialize::InputArchive& ar, const std::string& key, const std::string& file,
-                            const char* what, torch::ScalarType dtype = torch::kFloat32) {
+inline torch::Tensor tensor(torch::serialize::InputArchive& ar, const std::string& key,
+                            const std::string& file, const char* what,
+                            torch::ScalarType dtype = torch::kFloat32) {
   torch::Tensor t;
-  if (!ar.try_read(key, t) || !t.defined()) fail(file, ": damaged ", what, " file (no tensor '", key, "')");
-  const int64_t room = static_cast<int64_t>(t.storage().nbytes()) / static_cast<int64_t>(t.element_size());
-  if (t.scalar_type() != dtype || !t.is_contiguous() || t.storage_offset() < 0 || t.storage_offset() > room ||
-      t.numel() > room - t.storage_offset())
+  if (!ar.try_read(key, t) || !t.defined())
+    fail(file, ": damaged ", what, " file (no tensor '", key, "')");
+  const int64_t room =
+      static_cast<int64_t>(t.storage().nbytes()) / static_cast<int64_t>(t.element_size());
+  if (t.scalar_type() != dtype || !t.is_contiguous() || t.storage_offset() < 0 ||
+      t.storage_offset() > room || t.numel() > room - t.storage_offset())
     fail(file, ": damaged ", what, " file (tensor '", key, "' is not what this duet wrote)");
   return t;
 }

@@ -16,7 +16,9 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  double uniform(double a, double b) { return a + (b - a) * (next() >> 11) * (1.0 / 9007199254740992.0); }
+  double uniform(double a, double b) {
+    return a + (b - a) * (next() >> 11) * (1.0 / 9007199254740992.0);
+  }
 };
 }  // namespace
 
@@ -37,15 +39,18 @@ cv::Mat augment_view(const cv::Mat& rgb, DomainKind kind, int view, uint64_t see
     cv::Mat m = cv::getRotationMatrix2D(cv::Point2f(w / 2, h / 2), angle, scale);
     m.at<double>(0, 2) += r.uniform(-0.06, 0.06) * w;
     m.at<double>(1, 2) += r.uniform(-0.06, 0.06) * h;
-    cv::warpAffine(out, out, m, out.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar(255, 255, 255));
+    cv::warpAffine(out, out, m, out.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                   cv::Scalar(255, 255, 255));
     if (r.uniform(0, 1) < 0.5) {
       int k = r.uniform(0, 1) < 0.5 ? 2 : 3;
-      cv::erode(out, out, cv::getStructuringElement(cv::MORPH_RECT, cv::Size(k, k)));  // dark strokes grow
+      cv::erode(out, out,
+                cv::getStructuringElement(cv::MORPH_RECT, cv::Size(k, k)));  // dark strokes grow
     }
   } else {
     double side = r.uniform(0.7, 1.0);
     int cw = std::max(1, static_cast<int>(w * side)), ch = std::max(1, static_cast<int>(h * side));
-    int x0 = static_cast<int>(r.uniform(0, w - cw + 1)), y0 = static_cast<int>(r.uniform(0, h - ch + 1));
+    int x0 = static_cast<int>(r.uniform(0, w - cw + 1)),
+        y0 = static_cast<int>(r.uniform(0, h - ch + 1));
     x0 = std::min(x0, out.cols - cw);
     y0 = std::min(y0, out.rows - ch);
     out = out(cv::Rect(x0, y0, cw, ch)).clone();

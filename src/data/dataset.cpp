@@ -28,7 +28,8 @@ bool is_image(const fs::path& p) {
 std::vector<fs::path> sorted_entries(const fs::path& dir) {
   std::vector<fs::path> out;
   std::error_code ec;
-  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
+  for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec))
     out.push_back(it->path());
   if (ec) fail("cannot list ", dir.string(), ": ", ec.message());
   std::sort(out.begin(), out.end());
@@ -36,8 +37,9 @@ std::vector<fs::path> sorted_entries(const fs::path& dir) {
 }
 
 // Reads <domain_dir>/<class>/<file> into d (paths relative to root).
-void read_domain(Dataset& d, const fs::path& root, const fs::path& domain_dir, const std::string& domain,
-                 const std::set<std::string>& drop_stems, const LoadOptions& opt, int64_t& skipped) {
+void read_domain(Dataset& d, const fs::path& root, const fs::path& domain_dir,
+                 const std::string& domain, const std::set<std::string>& drop_stems,
+                 const LoadOptions& opt, int64_t& skipped) {
   for (const auto& cdir : sorted_entries(domain_dir)) {
     if (!fs::is_directory(cdir)) continue;
     std::string cls = cdir.filename().string();
@@ -53,7 +55,8 @@ void read_domain(Dataset& d, const fs::path& root, const fs::path& domain_dir, c
     }
     if (d.samples.size() == before) {
       if (!opt.skip_bad)
-        fail(cdir.string(), ": class folder has no images (.jpg/.png/...); remove it or use --skip-bad");
+        fail(cdir.string(),
+             ": class folder has no images (.jpg/.png/...); remove it or use --skip-bad");
       log_line("warning: " + cdir.string() + ": empty class folder, skipped");
       ++skipped;
     }
@@ -129,7 +132,8 @@ std::vector<int64_t> source_rows(const Dataset& d, const std::vector<std::string
     if (it == by_path.end()) fail("internal: ", path, " is not in the dataset");
     return *it->second;
   };
-  std::map<std::pair<std::string, std::string>, int64_t> row_of;  // (class, instance) -> gallery row
+  std::map<std::pair<std::string, std::string>, int64_t>
+      row_of;  // (class, instance) -> gallery row
   for (size_t i = 0; i < gallery.size(); ++i) {
     const Sample& g = sample(gallery[i]);
     row_of.emplace(std::make_pair(g.cls, g.instance), static_cast<int64_t>(i));
@@ -174,7 +178,8 @@ std::vector<DroppedClass> restrict_domains(Dataset& d, const std::vector<std::st
   if (d.samples.empty()) {
     std::string names;
     for (const auto& dom : domains) names += (names.empty() ? "" : ", ") + dom;
-    fail("no class has images in every one of the domains ", names, " (", dropped.size(), " classes, none complete)");
+    fail("no class has images in every one of the domains ", names, " (", dropped.size(),
+         " classes, none complete)");
   }
   return dropped;
 }
@@ -217,19 +222,25 @@ Dataset load_folder(const std::string& root_str, const LoadOptions& opt) {
   if (fs::is_directory(root / "photo" / "tx_000000000000")) {
     // Sketchy release: photo/tx_000000000000 and sketch/tx_000000000000 (first augmentation).
     if (!fs::is_directory(root / "sketch" / "tx_000000000000"))
-      fail(root_str, ": looks like a Sketchy release (photo/tx_000000000000) but has no sketch/tx_000000000000");
+      fail(root_str,
+           ": looks like a Sketchy release (photo/tx_000000000000) but has no "
+           "sketch/tx_000000000000");
     auto invalid = sketchy_invalid(root);
     read_domain(d, root, root / "photo" / "tx_000000000000", "photo", {}, opt, skipped);
     read_domain(d, root, root / "sketch" / "tx_000000000000", "sketch", invalid, opt, skipped);
-    if (!invalid.empty()) log_line("Sketchy info/invalid-*.txt: " + std::to_string(invalid.size()) + " sketches excluded");
+    if (!invalid.empty())
+      log_line("Sketchy info/invalid-*.txt: " + std::to_string(invalid.size()) +
+               " sketches excluded");
   } else {
     for (const auto& dom : sorted_entries(root)) {
-      if (!fs::is_directory(dom) || dom.filename() == "splits" || dom.filename() == "info") continue;
+      if (!fs::is_directory(dom) || dom.filename() == "splits" || dom.filename() == "info")
+        continue;
       read_domain(d, root, dom, dom.filename().string(), {}, opt, skipped);
     }
   }
   if (d.samples.empty())
-    fail(root_str, ": no images found; expected <root>/<domain>/<class>/<image> (e.g. sketch/cat/1.png) "
+    fail(root_str,
+         ": no images found; expected <root>/<domain>/<class>/<image> (e.g. sketch/cat/1.png) "
          "or a Sketchy release (photo/tx_000000000000/<class>/...)");
   if (opt.check_images) check_images(d, opt, skipped);
   if (skipped) log_line("skipped " + std::to_string(skipped) + " bad entries");
@@ -258,14 +269,16 @@ Dataset load_split(const std::string& tsv_path, const std::string& root, const L
     Sample s;
     if (!std::getline(ls, s.domain, '\t') || !std::getline(ls, s.path, '\t') ||
         !std::getline(ls, s.cls, '\t') || !std::getline(ls, s.split, '\t'))
-      fail(tsv_path, ":", lineno, ": expected 4 tab-separated columns (domain, path, class, split)");
+      fail(tsv_path, ":", lineno,
+           ": expected 4 tab-separated columns (domain, path, class, split)");
     if (s.split != "train" && s.split != "test")
       fail(tsv_path, ":", lineno, ": split must be train or test, got '", s.split, "'");
     if (!file_exists(d.abs_path(s))) {
       if (!opt.skip_bad)
         fail(tsv_path, ":", lineno, ": ", d.abs_path(s),
              " does not exist; pass the dataset folder with --data, or --skip-bad to drop it");
-      log_line("warning: " + tsv_path + ":" + std::to_string(lineno) + ": missing " + d.abs_path(s));
+      log_line("warning: " + tsv_path + ":" + std::to_string(lineno) + ": missing " +
+               d.abs_path(s));
       ++skipped;
       continue;
     }
@@ -282,7 +295,8 @@ Dataset load_split(const std::string& tsv_path, const std::string& root, const L
 void write_split(const std::string& tsv_path, const Dataset& d) {
   std::ostringstream os;
   os << "domain\tpath\tclass\tsplit\n";
-  for (const auto& s : d.samples) os << s.domain << "\t" << s.path << "\t" << s.cls << "\t" << s.split << "\n";
+  for (const auto& s : d.samples)
+    os << s.domain << "\t" << s.path << "\t" << s.cls << "\t" << s.split << "\n";
   write_file_atomic(tsv_path, os.str());
 }
 
@@ -307,8 +321,10 @@ std::set<std::string> pick_test(std::vector<std::string> keys, uint64_t seed, do
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
   seeded_shuffle(idx, seed);
   size_t n = static_cast<size_t>(frac * keys.size() + 0.5);
-  if (keys.size() >= 2) n = std::clamp<size_t>(n, 1, keys.size() - 1);
-  else n = 0;
+  if (keys.size() >= 2)
+    n = std::clamp<size_t>(n, 1, keys.size() - 1);
+  else
+    n = 0;
   std::set<std::string> out;
   for (size_t i = 0; i < n; ++i) out.insert(keys[idx[i]]);
   return out;
@@ -317,7 +333,8 @@ std::set<std::string> pick_test(std::vector<std::string> keys, uint64_t seed, do
 }  // namespace
 
 void make_split(Dataset& d, uint64_t seed, double test_fraction) {
-  if (!(test_fraction > 0 && test_fraction < 1)) fail("test fraction must be in (0, 1), got ", test_fraction);
+  if (!(test_fraction > 0 && test_fraction < 1))
+    fail("test fraction must be in (0, 1), got ", test_fraction);
   std::map<std::string, std::vector<std::string>> inst;  // class -> instances
   for (const auto& s : d.samples) inst[s.cls].push_back(s.instance);
   std::map<std::string, std::set<std::string>> test;
@@ -326,7 +343,8 @@ void make_split(Dataset& d, uint64_t seed, double test_fraction) {
 }
 
 void make_zeroshot_split(Dataset& d, uint64_t seed, double test_fraction) {
-  if (!(test_fraction > 0 && test_fraction < 1)) fail("test fraction must be in (0, 1), got ", test_fraction);
+  if (!(test_fraction > 0 && test_fraction < 1))
+    fail("test fraction must be in (0, 1), got ", test_fraction);
   auto test = pick_test(d.classes(), seed, test_fraction);
   for (auto& s : d.samples) s.split = test.count(s.cls) ? "test" : "train";
 }

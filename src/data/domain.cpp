@@ -2,9 +2,8 @@
 #include "duet/domain.h"
 
 #include <algorithm>
-#include <sstream>
-
 #include <opencv2/imgproc.hpp>
+#include <sstream>
 
 #include "duet/error.h"
 #include "duet/image.h"
@@ -72,7 +71,8 @@ KindGuess detect_kind(const Dataset& d, const std::string& domain, int sample) {
       if (first_error.empty()) first_error = e.what();
     }
   }
-  if (g.looked == 0) fail("none of the sampled ", domain, " images could be read (the first: ", first_error, ")");
+  if (g.looked == 0)
+    fail("none of the sampled ", domain, " images could be read (the first: ", first_error, ")");
   g.kind = 2 * g.drawings >= g.looked ? DomainKind::Drawing : DomainKind::Image;
   return g;
 }
@@ -91,17 +91,20 @@ std::string list(const std::vector<std::string>& v) {
 }
 }  // namespace
 
-Domains resolve_domains(const Dataset& d, const std::vector<std::string>& query, const std::string& gallery) {
+Domains resolve_domains(const Dataset& d, const std::vector<std::string>& query,
+                        const std::string& gallery) {
   Domains r{query.empty() ? std::vector<std::string>{kDefaultQueryDomain} : query,
             gallery.empty() ? std::string(kDefaultGalleryDomain) : gallery};
   const auto have = d.domains();
   for (const auto& dom : r.all())
     if (std::find(have.begin(), have.end(), dom) == have.end()) {
       const bool named = dom == r.gallery ? !gallery.empty() : !query.empty();
-      fail("the dataset has no domain '", dom, "'", named ? "" : " (the default)", "; its domains are: ", list(have),
+      fail("the dataset has no domain '", dom, "'", named ? "" : " (the default)",
+           "; its domains are: ", list(have),
            ". Name them with --query-domain D (repeatable) and --gallery-domain D");
     }
-  if (have.size() < 2) fail("the dataset has one domain (", list(have), "); cross-domain retrieval needs two or more");
+  if (have.size() < 2)
+    fail("the dataset has one domain (", list(have), "); cross-domain retrieval needs two or more");
   for (size_t i = 0; i < r.query.size(); ++i) {
     if (r.query[i] == r.gallery)
       fail("domain '", r.gallery, "' is both a query domain and the gallery domain");
@@ -111,11 +114,13 @@ Domains resolve_domains(const Dataset& d, const std::vector<std::string>& query,
   return r;
 }
 
-std::map<std::string, DomainKind> decide_kinds(const Dataset& d, const std::vector<std::string>& domains,
+std::map<std::string, DomainKind> decide_kinds(const Dataset& d,
+                                               const std::vector<std::string>& domains,
                                                const std::map<std::string, DomainKind>& overrides) {
   for (const auto& [dom, kind] : overrides)
     if (std::find(domains.begin(), domains.end(), dom) == domains.end())
-      fail("--domain-kind names '", dom, "', which is not a domain of this run (", list(domains), ")");
+      fail("--domain-kind names '", dom, "', which is not a domain of this run (", list(domains),
+           ")");
   std::map<std::string, DomainKind> out;
   for (const auto& dom : domains) {
     auto it = overrides.find(dom);

@@ -4,7 +4,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -43,7 +42,8 @@ ImageHeader jpeg_header(const unsigned char* b, size_t n, const std::string& nam
     if (sof) {
       if (len < 7 || i + 9 > n) break;
       ImageHeader h{"JPEG", be16(b + i + 7), be16(b + i + 5)};
-      if (h.width == 0 || h.height == 0) fail(name, ": JPEG of ", h.width, " x ", h.height, " pixels");
+      if (h.width == 0 || h.height == 0)
+        fail(name, ": JPEG of ", h.width, " x ", h.height, " pixels");
       return h;
     }
     i += 2 + len;
@@ -92,7 +92,8 @@ ImageHeader image_header(const std::string& bytes, const std::string& name) {
       const uint32_t bits = le32(b + 21);
       h = {"WebP", int64_t{bits & 0x3FFF} + 1, int64_t{(bits >> 14) & 0x3FFF} + 1};
     } else if (b[15] == ' ') {
-      if (b[23] != 0x9D || b[24] != 0x01 || b[25] != 0x2A) fail(name, ": malformed WebP (no key frame)");
+      if (b[23] != 0x9D || b[24] != 0x01 || b[25] != 0x2A)
+        fail(name, ": malformed WebP (no key frame)");
       h = {"WebP", le16(b + 26) & 0x3FFF, le16(b + 28) & 0x3FFF};
     } else {
       fail(name, ": malformed WebP (unknown first chunk)");
@@ -100,7 +101,8 @@ ImageHeader image_header(const std::string& bytes, const std::string& name) {
   } else {
     fail(name, ": cannot decode image: not a format duet reads (JPEG, PNG, BMP or WebP)");
   }
-  if (h.width <= 0 || h.height <= 0) fail(name, ": ", h.format, " of ", h.width, " x ", h.height, " pixels");
+  if (h.width <= 0 || h.height <= 0)
+    fail(name, ": ", h.format, " of ", h.width, " x ", h.height, " pixels");
   return h;
 }
 
@@ -108,8 +110,9 @@ ImageHeader checked_header(const std::string& bytes, const std::string& name) {
   const ImageHeader h = image_header(bytes, name);
   // By division: a PNG may claim 2^32 - 1 a side, whose product overflows 64 bits.
   if (h.width > max_image_pixels() / h.height)
-    throw ImageTooLarge(name + ": a " + h.format + " of " + std::to_string(h.width) + " x " + std::to_string(h.height) +
-                        " pixels is larger than the limit of " + std::to_string(max_image_pixels()) +
+    throw ImageTooLarge(name + ": a " + h.format + " of " + std::to_string(h.width) + " x " +
+                        std::to_string(h.height) + " pixels is larger than the limit of " +
+                        std::to_string(max_image_pixels()) +
                         " (refused before decoding; DUET_MAX_PIXELS raises it)");
   return h;
 }
@@ -121,7 +124,8 @@ int64_t max_image_pixels() {
     char* end = nullptr;
     const long long v = std::strtoll(e, &end, 10);
     if (*end != '\0' || v < 1 || v > kMostMaxImagePixels)
-      fail("DUET_MAX_PIXELS: '", e, "' is not a whole number of pixels from 1 to ", kMostMaxImagePixels);
+      fail("DUET_MAX_PIXELS: '", e, "' is not a whole number of pixels from 1 to ",
+           kMostMaxImagePixels);
     return static_cast<int64_t>(v);
   }();
   return cap;
@@ -133,7 +137,8 @@ std::string read_image_file(const std::string& path) {
   const auto size = std::filesystem::file_size(path, ec);
   if (!ec && size > static_cast<uint64_t>(max_image_pixels()) * 8 + (1 << 20))
     throw ImageTooLarge(path + ": a file of " + std::to_string(size) + " bytes, more than " +
-                        std::to_string(max_image_pixels()) + " pixels can take (DUET_MAX_PIXELS raises the limit)");
+                        std::to_string(max_image_pixels()) +
+                        " pixels can take (DUET_MAX_PIXELS raises the limit)");
   return read_file(path);
 }
 
@@ -149,13 +154,15 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   // The pixel cap is checked here, from the header: OpenCV's own (OPENCV_IO_MAX_IMAGE_PIXELS) is
   // read when its library loads, before main can set it, and defaults to a gigapixel.
   const ImageHeader h = checked_header(bytes, path);
-  if (n > static_cast<size_t>(INT32_MAX)) fail(path, ": a file of ", n, " bytes (OpenCV decodes at most 2 GB)");
+  if (n > static_cast<size_t>(INT32_MAX))
+    fail(path, ": a file of ", n, " bytes (OpenCV decodes at most 2 GB)");
   // libjpeg pads a cut-off JPEG with grey and calls it a warning; its end marker (FF D9) cannot
   // occur inside the entropy-coded data, so its absence near the end means the file was cut.
   const bool jpeg = h.format[0] == 'J';
   if (jpeg) {
     bool eoi = false;
-    for (size_t i = n - std::min<size_t>(n, 1024); i + 1 < n && !eoi; ++i) eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
+    for (size_t i = n - std::min<size_t>(n, 1024); i + 1 < n && !eoi; ++i)
+      eoi = b[i] == 0xFF && b[i + 1] == 0xD9;
     if (!eoi) fail(path, ": truncated JPEG (no end-of-image marker)");
   }
   // A JPEG is decoded as colour, which makes OpenCV turn it upright by its EXIF orientation (phones
@@ -170,7 +177,8 @@ cv::Mat decode_rgb(const std::string& bytes, const std::string& path) {
   }
   // The decoder must have read the header as image_header did (the pixel cap rests on it).
   if (!raw.empty() && static_cast<int64_t>(raw.rows) * raw.cols != h.width * h.height)
-    fail(path, ": decoded ", raw.cols, " x ", raw.rows, " pixels, but its header says ", h.width, " x ", h.height);
+    fail(path, ": decoded ", raw.cols, " x ", raw.rows, " pixels, but its header says ", h.width,
+         " x ", h.height);
   if (raw.empty() || raw.rows == 0 || raw.cols == 0)
     fail(path, ": cannot decode image (corrupt, truncated or not an image)");
   if (raw.depth() != CV_8U) {
@@ -229,13 +237,14 @@ cv::Mat frame_strokes(const cv::Mat& rgb) {
     const double f = (kMaxFrameSide - 2) / (want - 2);
     cv::Mat small;
     cv::resize(strokes, small,
-               cv::Size(std::max(1, cvRound(box.width * f)), std::max(1, cvRound(box.height * f))), 0, 0,
-               cv::INTER_AREA);
+               cv::Size(std::max(1, cvRound(box.width * f)), std::max(1, cvRound(box.height * f))),
+               0, 0, cv::INTER_AREA);
     strokes = small;
     side = kMaxFrameSide;
   }
   cv::Mat out(side, side, rgb.type(), cv::Scalar(255, 255, 255));
-  strokes.copyTo(out(cv::Rect((side - strokes.cols) / 2, (side - strokes.rows) / 2, strokes.cols, strokes.rows)));
+  strokes.copyTo(out(
+      cv::Rect((side - strokes.cols) / 2, (side - strokes.rows) / 2, strokes.cols, strokes.rows)));
   return out;
 }
 

@@ -1,18 +1,17 @@
 // The process group of duet/dist.h: c10d's TCPStore for the rendezvous, ProcessGroupGloo for the
 // collectives, and a local launcher (what torchrun does for one machine).
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
-
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "dist/collectives.h"
 #include "duet/error.h"
@@ -45,8 +44,9 @@ void guarded(const std::string& what, F&& f) {
   try {
     f();
   } catch (const std::exception& e) {
-    fail("rank ", o.rank, " of ", o.world, ": ", what, " failed: another rank stopped, or did not answer within ",
-         o.timeout_s, " s (", first_line(e.what()), ")");
+    fail("rank ", o.rank, " of ", o.world, ": ", what,
+         " failed: another rank stopped, or did not answer within ", o.timeout_s, " s (",
+         first_line(e.what()), ")");
   }
 }
 
@@ -66,7 +66,9 @@ std::pair<int64_t, int64_t> share_of(int r, int world, int64_t b0, int64_t e0) {
   return {b, b + q + (r < extra ? 1 : 0)};
 }
 
-bool loopback(const std::string& addr) { return addr == "127.0.0.1" || addr == "localhost" || addr == "::1"; }
+bool loopback(const std::string& addr) {
+  return addr == "127.0.0.1" || addr == "localhost" || addr == "::1";
+}
 
 }  // namespace
 
@@ -86,20 +88,24 @@ void init(const Options& o) {
   if (s.pg) fail("internal: dist::init called twice");
   s.opt = o;
   if (o.world == 1) return;
-  guarded("rendezvous with " + std::to_string(o.world) + " ranks at " + o.addr + ":" + std::to_string(o.port), [&] {
-    c10d::TCPStoreOptions so;
-    so.port = static_cast<uint16_t>(o.port);
-    so.isServer = o.rank == 0;
-    so.numWorkers = o.world;
-    so.waitWorkers = true;
-    so.timeout = std::chrono::seconds(o.timeout_s);
-    s.store = c10::make_intrusive<c10d::TCPStore>(o.addr, so);
-    auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(o.timeout_s));
-    // One machine talks over loopback; across machines Gloo picks the interface of this host's name.
-    opts->devices.push_back(loopback(o.addr) ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                                             : c10d::ProcessGroupGloo::createDefaultDevice());
-    s.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(s.store, o.rank, o.world, opts);
-  });
+  guarded("rendezvous with " + std::to_string(o.world) + " ranks at " + o.addr + ":" +
+              std::to_string(o.port),
+          [&] {
+            c10d::TCPStoreOptions so;
+            so.port = static_cast<uint16_t>(o.port);
+            so.isServer = o.rank == 0;
+            so.numWorkers = o.world;
+            so.waitWorkers = true;
+            so.timeout = std::chrono::seconds(o.timeout_s);
+            s.store = c10::make_intrusive<c10d::TCPStore>(o.addr, so);
+            auto opts = c10d::ProcessGroupGloo::Options::create(std::chrono::seconds(o.timeout_s));
+            // One machine talks over loopback; across machines Gloo picks the interface of this
+            // host's name.
+            opts->devices.push_back(
+                loopback(o.addr) ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                                 : c10d::ProcessGroupGloo::createDefaultDevice());
+            s.pg = c10::make_intrusive<c10d::ProcessGroupGloo>(s.store, o.rank, o.world, opts);
+          });
 }
 
 int local_world() { return env_int("LOCAL_WORLD_SIZE", 1, 65536, 1); }
@@ -107,7 +113,9 @@ int local_world() { return env_int("LOCAL_WORLD_SIZE", 1, 65536, 1); }
 int rank() { return state().opt.rank; }
 int world() { return state().opt.world; }
 
-std::pair<int64_t, int64_t> share(int64_t b0, int64_t e0) { return share_of(rank(), world(), b0, e0); }
+std::pair<int64_t, int64_t> share(int64_t b0, int64_t e0) {
+  return share_of(rank(), world(), b0, e0);
+}
 
 void barrier() {
   if (world() == 1) return;
@@ -190,7 +198,8 @@ std::vector<double> sum(std::vector<double> v) {
 
 Matrix gather_rows(const Matrix& mine, int64_t n) {
   if (world() == 1) return mine;
-  auto t = torch::from_blob(const_cast<float*>(mine.data.data()), {mine.rows, mine.cols}, torch::kFloat32);
+  auto t = torch::from_blob(const_cast<float*>(mine.data.data()), {mine.rows, mine.cols},
+                            torch::kFloat32);
   auto all = all_gather_rows(t, n).contiguous();
   Matrix m(n, mine.cols);
   std::copy(all.data_ptr<float>(), all.data_ptr<float>() + all.numel(), m.data.begin());

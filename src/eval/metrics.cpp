@@ -50,7 +50,8 @@ std::vector<int64_t> relevant_ranks(const float* s, const uint8_t* relevant, int
       continue;
     }
     // First relevant position t that j is ranked before.
-    auto it = std::partition_point(rel.begin(), rel.end(), [&](int64_t r) { return !before(j, r); });
+    auto it =
+        std::partition_point(rel.begin(), rel.end(), [&](int64_t r) { return !before(j, r); });
     ++beats[it - rel.begin()];
   }
   std::vector<int64_t> ranks(R);
@@ -64,7 +65,8 @@ std::vector<int64_t> relevant_ranks(const float* s, const uint8_t* relevant, int
 
 RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& score,
                                  const std::vector<int>& qlab, const std::vector<int>& glab,
-                                 const EvalOptions& opt, std::vector<std::vector<int64_t>>* relevant_out) {
+                                 const EvalOptions& opt,
+                                 std::vector<std::vector<int64_t>>* relevant_out) {
   if (static_cast<int64_t>(qlab.size()) != nq || static_cast<int64_t>(glab.size()) != ng)
     fail("internal: label counts do not match the score matrix");
   for (int k : opt.ks)
@@ -153,7 +155,8 @@ Matrix l2_normalized(const Matrix& m) {
 PreparedGallery prepare_gallery(Matrix g_in, Metric metric) {
   PreparedGallery p;
   p.metric = metric;
-  p.g = std::make_shared<const Matrix>(metric == Metric::Cosine ? l2_normalized(g_in) : std::move(g_in));
+  p.g = std::make_shared<const Matrix>(metric == Metric::Cosine ? l2_normalized(g_in)
+                                                                : std::move(g_in));
   p.norms = std::make_shared<const std::vector<float>>(row_norms_sq(*p.g));
   return p;
 }
@@ -192,17 +195,20 @@ RetrievalMetrics evaluate(const Matrix& q, const Matrix& g, const std::vector<st
   if (static_cast<int64_t>(ql.size()) != q.rows)
     fail(ql.size(), " query labels for ", q.rows, " query embeddings; they must match row for row");
   if (static_cast<int64_t>(gl.size()) != g.rows)
-    fail(gl.size(), " gallery labels for ", g.rows, " gallery embeddings; they must match row for row");
+    fail(gl.size(), " gallery labels for ", g.rows,
+         " gallery embeddings; they must match row for row");
   auto scorer = embedding_scorer(q, g, opt.metric);
   std::vector<int> gi, qi;
   label_ids(ql, gl, qi, gi);
   return evaluate_scores(q.rows, g.rows, scorer, qi, gi, opt);
 }
 
-void label_ids(const std::vector<std::string>& ql, const std::vector<std::string>& gl, std::vector<int>& qi,
-               std::vector<int>& gi) {
+void label_ids(const std::vector<std::string>& ql, const std::vector<std::string>& gl,
+               std::vector<int>& qi, std::vector<int>& gi) {
   std::unordered_map<std::string, int> ids;
-  auto id = [&ids](const std::string& s) { return ids.emplace(s, static_cast<int>(ids.size())).first->second; };
+  auto id = [&ids](const std::string& s) {
+    return ids.emplace(s, static_cast<int>(ids.size())).first->second;
+  };
   gi.clear();
   qi.clear();
   for (const auto& s : gl) gi.push_back(id(s));

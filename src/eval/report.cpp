@@ -1,14 +1,13 @@
 // Retrieval curves, example queries and the HTML report. See duet/report.h.
 #include "duet/report.h"
 
-#include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
-
 #include <algorithm>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <set>
 
 #include "duet/embeddings.h"
@@ -66,7 +65,8 @@ std::string retrieval_detail(const std::vector<std::vector<int64_t>>& ranks,
     for (size_t k = 0; k < ks.size(); ++k) {
       double s = 0;
       size_t hits = 0;
-      for (; hits < r.size() && r[hits] <= ks[k]; ++hits) s += static_cast<double>(hits + 1) / r[hits];
+      for (; hits < r.size() && r[hits] <= ks[k]; ++hits)
+        s += static_cast<double>(hits + 1) / r[hits];
       mapk[k] += s / std::min<double>(R, static_cast<double>(ks[k]));
     }
   }
@@ -81,7 +81,8 @@ std::string retrieval_detail(const std::vector<std::vector<int64_t>>& ranks,
   for (const auto& [c, v] : per) order.push_back({-v.first / v.second, c});
   std::sort(order.begin(), order.end());
   j["per_class"] = json::array();
-  for (const auto& [neg, c] : order) j["per_class"].push_back({{"class", c}, {"ap", -neg}, {"queries", per[c].second}});
+  for (const auto& [neg, c] : order)
+    j["per_class"].push_back({{"class", c}, {"ap", -neg}, {"queries", per[c].second}});
   j["ap"] = ap;
   return j.dump();
 }
@@ -103,7 +104,8 @@ std::string base64(const std::vector<uchar>& in) {
   std::string out;
   out.reserve((in.size() + 2) / 3 * 4);
   for (size_t i = 0; i < in.size(); i += 3) {
-    const uint32_t v = (uint32_t(in[i]) << 16) | (i + 1 < in.size() ? uint32_t(in[i + 1]) << 8 : 0) |
+    const uint32_t v = (uint32_t(in[i]) << 16) |
+                       (i + 1 < in.size() ? uint32_t(in[i + 1]) << 8 : 0) |
                        (i + 2 < in.size() ? uint32_t(in[i + 2]) : 0);
     out += t[(v >> 18) & 63];
     out += t[(v >> 12) & 63];
@@ -118,8 +120,8 @@ std::string thumb(const std::string& path) {
   try {
     cv::Mat rgb = load_rgb(path), small, bgr;
     const double s = 96.0 / std::max(rgb.cols, rgb.rows);
-    cv::resize(rgb, small, cv::Size(std::max(1, int(rgb.cols * s)), std::max(1, int(rgb.rows * s))), 0, 0,
-               cv::INTER_AREA);
+    cv::resize(rgb, small, cv::Size(std::max(1, int(rgb.cols * s)), std::max(1, int(rgb.rows * s))),
+               0, 0, cv::INTER_AREA);
     cv::cvtColor(small, bgr, cv::COLOR_RGB2BGR);
     std::vector<uchar> bytes;
     cv::imencode(".jpg", bgr, bytes, {cv::IMWRITE_JPEG_QUALITY, 80});
@@ -137,7 +139,8 @@ Embeddings pick(const Embeddings& e, const std::set<std::string>& paths, int64_t
     if (paths.count(e.rows[i].path)) rows.push_back(i);
   if (max > 0 && static_cast<int64_t>(rows.size()) > max) {
     std::vector<size_t> thin;
-    for (int64_t i = 0; i < max; ++i) thin.push_back(rows[static_cast<size_t>(i) * rows.size() / max]);
+    for (int64_t i = 0; i < max; ++i)
+      thin.push_back(rows[static_cast<size_t>(i) * rows.size() / max]);
     rows = std::move(thin);
   }
   return take_rows(e, rows);
@@ -145,7 +148,8 @@ Embeddings pick(const Embeddings& e, const std::set<std::string>& paths, int64_t
 
 // One t-SNE map of the stacked sets, as the page draws it: coordinates in [0, 1], class and
 // domain indices into its name lists.
-json tsne_map(const std::string& title, const std::vector<Embeddings>& sets, const ReportOptions& opt) {
+json tsne_map(const std::string& title, const std::vector<Embeddings>& sets,
+              const ReportOptions& opt) {
   Matrix x;
   std::vector<ManifestRow> rows;
   for (const auto& e : sets) {
@@ -190,7 +194,8 @@ json tsne_map(const std::string& title, const std::vector<Embeddings>& sets, con
     pc.push_back(ci[rows[i].cls]);
     pd.push_back(di[rows[i].domain]);
   }
-  m["x"] = px, m["y"] = py, m["c"] = pc, m["d"] = pd, m["classes"] = classes, m["domains"] = domains;
+  m["x"] = px, m["y"] = py, m["c"] = pc, m["d"] = pd, m["classes"] = classes,
+  m["domains"] = domains;
   return m;
 }
 
@@ -215,7 +220,9 @@ json split_section(const ReportOptions& opt, const std::string& name, const json
     e.erase("ap");
     for (auto& x : e["examples"]) {
       x["thumb"] = thumb(x.at("query").get<std::string>());
-      for (auto& r : x["results"]) r["thumb"] = thumb(ev.at("root").get<std::string>() + "/" + r.at("path").get<std::string>());
+      for (auto& r : x["results"])
+        r["thumb"] =
+            thumb(ev.at("root").get<std::string>() + "/" + r.at("path").get<std::string>());
     }
     s["detail"][qd] = e;
   }
@@ -236,7 +243,8 @@ json split_section(const ReportOptions& opt, const std::string& name, const json
     const std::string f = dir + "/" + domain + ".npy";
     if (!file_exists(f)) continue;
     const std::set<std::string> want(paths.begin(), paths.end());
-    Embeddings e = pick(read_embeddings(f), want, opt.tsne_points / std::max<size_t>(1, test.size()));
+    Embeddings e =
+        pick(read_embeddings(f), want, opt.tsne_points / std::max<size_t>(1, test.size()));
     if (e.x.rows == 0) continue;
     p1.push_back(std::move(e));
     for (const auto& r : p1.back().rows) known += learnt.count(r.cls), ++total;
@@ -246,19 +254,26 @@ json split_section(const ReportOptions& opt, const std::string& name, const json
       p2.push_back(std::move(c));
     }
   }
-  const std::string seen = known == total ? "seen classes" : known == 0 ? "unseen classes" : "seen and unseen classes";
+  const std::string seen = known == total ? "seen classes"
+                           : known == 0   ? "unseen classes"
+                                          : "seen and unseen classes";
   s["maps"] = json::array();
   for (const auto& e : p1)
-    s["maps"].push_back(tsne_map("Phase I: " + e.rows.at(0).domain + " embeddings (test, " + seen + ")", {e}, opt));
-  if (p1.size() > 1) s["maps"].push_back(tsne_map("Phase I: all domains, each its own encoder (" + seen + ")", p1, opt));
-  if (!p2.empty()) s["maps"].push_back(tsne_map("Phase II: the shared code space (" + seen + ")", p2, opt));
+    s["maps"].push_back(
+        tsne_map("Phase I: " + e.rows.at(0).domain + " embeddings (test, " + seen + ")", {e}, opt));
+  if (p1.size() > 1)
+    s["maps"].push_back(
+        tsne_map("Phase I: all domains, each its own encoder (" + seen + ")", p1, opt));
+  if (!p2.empty())
+    s["maps"].push_back(tsne_map("Phase II: the shared code space (" + seen + ")", p2, opt));
   return s;
 }
 
 std::string asset(const char* path) {
   for (size_t i = 0; i < kReportAssetsCount; ++i)
     if (std::string(kReportAssets[i].path) == path)
-      return std::string(reinterpret_cast<const char*>(kReportAssets[i].data), kReportAssets[i].size);
+      return std::string(reinterpret_cast<const char*>(kReportAssets[i].data),
+                         kReportAssets[i].size);
   fail("internal: no report asset ", path);
 }
 
@@ -290,8 +305,11 @@ std::string write_report(const ReportOptions& opt) {
   } catch (const json::exception&) {
     fail(mf, ": not valid JSON");
   }
-  json data = {{"run", opt.run}, {"dataset", metrics.value("dataset", "")}, {"config", metrics.value("config", "")},
-               {"seed", metrics.value("seed", 0)}, {"quick", metrics.value("quick", false)},
+  json data = {{"run", opt.run},
+               {"dataset", metrics.value("dataset", "")},
+               {"config", metrics.value("config", "")},
+               {"seed", metrics.value("seed", 0)},
+               {"quick", metrics.value("quick", false)},
                {"splits", json::array()}};
   for (const auto& [name, s] : metrics.at("splits").items()) {
     log_line("report: split " + name);

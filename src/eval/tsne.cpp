@@ -98,10 +98,10 @@ Affinities affinities(const Matrix& x, double perplexity) {
 // A quadtree over the map's points: each node holds its cell, point count and centre of mass.
 struct QuadTree {
   struct Node {
-    double cx, cy, half;        // cell centre and half side
-    double mx = 0, my = 0;      // centre of mass
+    double cx, cy, half;    // cell centre and half side
+    double mx = 0, my = 0;  // centre of mass
     int64_t count = 0;
-    int64_t point = -1;         // the one point of a leaf
+    int64_t point = -1;  // the one point of a leaf
     std::array<int32_t, 4> child{-1, -1, -1, -1};
   };
   std::vector<Node> nodes;
@@ -118,7 +118,9 @@ struct QuadTree {
     for (int64_t i = 0; i < n; ++i) insert(0, i, 0);
   }
 
-  int quadrant(const Node& nd, double px, double py) const { return (px > nd.cx ? 1 : 0) + (py > nd.cy ? 2 : 0); }
+  int quadrant(const Node& nd, double px, double py) const {
+    return (px > nd.cx ? 1 : 0) + (py > nd.cy ? 2 : 0);
+  }
 
   int32_t child_of(int32_t at, int q) {
     if (nodes[at].child[q] < 0) {
@@ -200,9 +202,10 @@ Matrix tsne(const Matrix& x_in, const TsneOptions& opt) {
   if (n < 2) fail("t-SNE needs at least 2 points (got ", n, ")");
   if (!(opt.perplexity > 0)) fail("--perplexity must be positive (got ", opt.perplexity, ")");
   if (opt.perplexity * 3 >= static_cast<double>(n))
-    log_line("t-SNE: perplexity " + std::to_string(opt.perplexity) + " is large for " + std::to_string(n) +
-             " points; using every other point as a neighbour");
-  if (opt.iterations < 1 || opt.exaggeration_iterations < 0) fail("t-SNE iterations must be positive");
+    log_line("t-SNE: perplexity " + std::to_string(opt.perplexity) + " is large for " +
+             std::to_string(n) + " points; using every other point as a neighbour");
+  if (opt.iterations < 1 || opt.exaggeration_iterations < 0)
+    fail("t-SNE iterations must be positive");
   if (!(opt.theta >= 0)) fail("--theta must be non-negative (got ", opt.theta, ")");
   for (float v : x_in.data)
     if (!std::isfinite(v)) fail("t-SNE: the input has a non-finite value");
@@ -216,10 +219,12 @@ Matrix tsne(const Matrix& x_in, const TsneOptions& opt) {
     pca.apply_noalloc(n, x.data.data(), r.data.data());
     x = std::move(r);
   }
-  const Affinities P = affinities(x, std::min(opt.perplexity, (n - 1) / 3.0 > 0 ? (n - 1) / 3.0 : 1.0));
+  const Affinities P =
+      affinities(x, std::min(opt.perplexity, (n - 1) / 3.0 > 0 ? (n - 1) / 3.0 : 1.0));
 
   // Seeded start: N(0, 1e-4^2) by Box-Muller on splitmix64.
-  std::vector<double> y(static_cast<size_t>(2 * n)), vel(y.size(), 0.0), gain(y.size(), 1.0), grad(y.size());
+  std::vector<double> y(static_cast<size_t>(2 * n)), vel(y.size(), 0.0), gain(y.size(), 1.0),
+      grad(y.size());
   uint64_t s = opt.seed * 0x9E3779B97F4A7C15ull + 12345;
   for (size_t i = 0; i < y.size(); i += 2) {
     const double u1 = (static_cast<double>(splitmix(s) >> 11) + 1) / 9007199254740993.0;
@@ -279,10 +284,12 @@ Matrix tsne(const Matrix& x_in, const TsneOptions& opt) {
 
 double trustworthiness(const Matrix& x, const Matrix& y, int k) {
   const int64_t n = x.rows;
-  if (y.rows != n || k < 1 || 2 * k >= n) fail("trustworthiness: needs matching rows and 1 <= k < n/2");
+  if (y.rows != n || k < 1 || 2 * k >= n)
+    fail("trustworthiness: needs matching rows and 1 <= k < n/2");
   auto d2 = [](const Matrix& m, int64_t i, int64_t j) {
     double s = 0;
-    for (int64_t c = 0; c < m.cols; ++c) s += std::pow(static_cast<double>(m.row(i)[c]) - m.row(j)[c], 2);
+    for (int64_t c = 0; c < m.cols; ++c)
+      s += std::pow(static_cast<double>(m.row(i)[c]) - m.row(j)[c], 2);
     return s;
   };
   double penalty = 0;

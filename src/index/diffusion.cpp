@@ -19,12 +19,13 @@ namespace duet {
 namespace {
 void check_options(const DiffusionOptions& opt) {
   if (opt.k < 1) fail("diffusion: k must be at least 1 (got ", opt.k, ")");
-  if (!(opt.alpha >= 0 && opt.alpha < 1)) fail("diffusion: alpha must be in [0, 1) (got ", opt.alpha, ")");
+  if (!(opt.alpha >= 0 && opt.alpha < 1))
+    fail("diffusion: alpha must be in [0, 1) (got ", opt.alpha, ")");
   if (opt.seeds < 1) fail("diffusion: seeds must be at least 1 (got ", opt.seeds, ")");
   if (!(opt.blend >= 0)) fail("diffusion: blend must be non-negative (got ", opt.blend, ")");
   if (opt.shortlist < 0 || (opt.shortlist > 0 && opt.shortlist < opt.seeds))
-    fail("diffusion: the shortlist must be 0 (the whole gallery) or at least the seeds (", opt.seeds, "), got ",
-         opt.shortlist);
+    fail("diffusion: the shortlist must be 0 (the whole gallery) or at least the seeds (",
+         opt.seeds, "), got ", opt.shortlist);
 }
 }  // namespace
 
@@ -53,7 +54,8 @@ namespace {
 void list_neighbours(const Matrix& x, int64_t kk, float* sim, faiss::Index::idx_t* nb) {
   constexpr int kProbe = 8;
   const int64_t n = x.rows, d = x.cols;
-  const int lists = static_cast<int>(std::clamp<double>(std::sqrt(static_cast<double>(n)), 16, 65536));
+  const int lists =
+      static_cast<int>(std::clamp<double>(std::sqrt(static_cast<double>(n)), 16, 65536));
   const int64_t want = std::min<int64_t>(n, 64LL * lists), step = std::max<int64_t>(1, n / want);
   std::vector<float> sample;
   for (int64_t i = 0; i < n && static_cast<int64_t>(sample.size()) < want * d; i += step)
@@ -90,11 +92,13 @@ void list_neighbours(const Matrix& x, int64_t kk, float* sim, faiss::Index::idx_
     q.resize(static_cast<size_t>(nq * d));
     c.resize(static_cast<size_t>(nc * d));
     s.resize(static_cast<size_t>(nq * nc));
-    for (int64_t i = 0; i < nq; ++i) std::copy(x.row(rows[i]), x.row(rows[i]) + d, q.data() + i * d);
-    for (int64_t j = 0; j < nc; ++j) std::copy(x.row(cand[j]), x.row(cand[j]) + d, c.data() + j * d);
+    for (int64_t i = 0; i < nq; ++i)
+      std::copy(x.row(rows[i]), x.row(rows[i]) + d, q.data() + i * d);
+    for (int64_t j = 0; j < nc; ++j)
+      std::copy(x.row(cand[j]), x.row(cand[j]) + d, c.data() + j * d);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(nq), static_cast<int>(nc),
-                static_cast<int>(d), 1.0f, q.data(), static_cast<int>(d), c.data(), static_cast<int>(d), 0.0f,
-                s.data(), static_cast<int>(nc));
+                static_cast<int>(d), 1.0f, q.data(), static_cast<int>(d), c.data(),
+                static_cast<int>(d), 0.0f, s.data(), static_cast<int>(nc));
     std::vector<int64_t> order(static_cast<size_t>(nc));
     for (int64_t i = 0; i < nq; ++i) {
       const float* si = s.data() + i * nc;
@@ -119,7 +123,8 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt, 
   check_options(opt);
   const int64_t d = features.cols;
   for (size_t i = 0; i < features.data.size(); ++i)
-    if (!std::isfinite(features.data[i])) fail("diffusion: gallery features of row ", int64_t(i) / d, " are not finite");
+    if (!std::isfinite(features.data[i]))
+      fail("diffusion: gallery features of row ", int64_t(i) / d, " are not finite");
   const Matrix x = l2_normalized(features);
   // k + 1 nearest by cosine: the first is normally the item itself, dropped below by id.
   const int64_t kk = std::min<int64_t>(opt.k + 1, n_);
@@ -163,11 +168,12 @@ GalleryGraph::GalleryGraph(const Matrix& features, const DiffusionOptions& opt, 
 namespace {
 // The label propagation of duet/diffusion.h over one CSR graph of n nodes.
 // total: the mass the blend term divides by (<= 0: the sum of probs).
-void propagate(size_t n, const int64_t* start, const int64_t* col, const float* w, const DiffusionOptions& opt,
-               const float* probs, float* out, double total = 0) {
+void propagate(size_t n, const int64_t* start, const int64_t* col, const float* w,
+               const DiffusionOptions& opt, const float* probs, float* out, double total = 0) {
   double sum = 0;
   for (size_t i = 0; i < n; ++i) {
-    if (!(probs[i] >= 0) || !std::isfinite(probs[i])) fail("diffusion: query scores must be finite and non-negative");
+    if (!(probs[i] >= 0) || !std::isfinite(probs[i]))
+      fail("diffusion: query scores must be finite and non-negative");
     sum += probs[i];
   }
   if (!(total > 0)) total = sum;
@@ -175,8 +181,9 @@ void propagate(size_t n, const int64_t* start, const int64_t* col, const float* 
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   const size_t m = std::min<size_t>(static_cast<size_t>(opt.seeds), n);
-  std::partial_sort(order.begin(), order.begin() + m, order.end(),
-                    [&](size_t a, size_t b) { return probs[a] > probs[b] || (probs[a] == probs[b] && a < b); });
+  std::partial_sort(order.begin(), order.begin() + m, order.end(), [&](size_t a, size_t b) {
+    return probs[a] > probs[b] || (probs[a] == probs[b] && a < b);
+  });
   std::vector<double> y(n, 0), f(n), next(n);
   double top = 0;
   for (size_t i = 0; i < m; ++i) top += probs[order[i]];
@@ -218,7 +225,8 @@ void GalleryGraph::rerank_subset(const std::vector<int64_t>& nodes, const float*
   std::vector<float> w;
   for (size_t i = 0; i < m; ++i) {
     const int64_t g = nodes[i];
-    if (g < 0 || g >= n_ || (i > 0 && nodes[i - 1] >= g)) fail("internal: rerank_subset needs sorted, distinct rows");
+    if (g < 0 || g >= n_ || (i > 0 && nodes[i - 1] >= g))
+      fail("internal: rerank_subset needs sorted, distinct rows");
     for (int64_t e = start_[g]; e < start_[g + 1]; ++e) {
       auto it = std::lower_bound(nodes.begin(), nodes.end(), col_[e]);
       if (it == nodes.end() || *it != col_[e]) continue;

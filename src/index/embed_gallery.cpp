@@ -5,11 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <set>
-#include <unordered_map>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
+#include <unordered_map>
 
 #include "duet/dist.h"
 #include "duet/error.h"
@@ -41,8 +40,9 @@ std::string thumbnail(const cv::Mat& rgb, int side) {
   const double s = static_cast<double>(side) / std::max(rgb.cols, rgb.rows);
   cv::Mat small, bgr;
   if (s < 1)
-    cv::resize(rgb, small, cv::Size(std::max(1, static_cast<int>(rgb.cols * s + 0.5)),
-                                    std::max(1, static_cast<int>(rgb.rows * s + 0.5))),
+    cv::resize(rgb, small,
+               cv::Size(std::max(1, static_cast<int>(rgb.cols * s + 0.5)),
+                        std::max(1, static_cast<int>(rgb.rows * s + 0.5))),
                0, 0, cv::INTER_AREA);
   else
     small = rgb;
@@ -93,8 +93,9 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
     todo.push_back(i);
   }
 
-  std::vector<Features> done;       // batches embedded now
-  std::vector<std::pair<size_t, size_t>> where(paths.size(), {SIZE_MAX, 0});  // row -> (batch, index)
+  std::vector<Features> done;  // batches embedded now
+  std::vector<std::pair<size_t, size_t>> where(paths.size(),
+                                               {SIZE_MAX, 0});  // row -> (batch, index)
   Progress bar("index", static_cast<int64_t>(todo.size()));
   auto last_checkpoint = std::chrono::steady_clock::now();
   for (size_t b = 0; b < todo.size(); b += static_cast<size_t>(opt.batch)) {
@@ -110,7 +111,8 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
         r.e.hash = fnv1a(bytes);
         r.e.bytes = static_cast<int64_t>(bytes.size());
         if (auto it = prev_hash.find(r.e.hash); it != prev_hash.end()) {
-          // Same content as a previous row (renamed, copied or touched): its features are this file's.
+          // Same content as a previous row (renamed, copied or touched): its features are this
+          // file's.
           r.prev = static_cast<int64_t>(it->second);
           r.e.thumb = previous->entries[it->second].thumb;
           r.ok = true;
@@ -138,7 +140,8 @@ GalleryIndex embed_rows(const Model& model, const std::string& domain, const std
     }
     bar.tick(static_cast<int64_t>(e - b));
     // A checkpoint of what this run embedded, so an interrupted run resumes from it.
-    const double since = std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count();
+    const double since =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - last_checkpoint).count();
     if (!opt.partial.empty() && e < todo.size() && since >= opt.checkpoint_s && !done.empty()) {
       GalleryIndex part;
       part.root = root;
@@ -206,7 +209,8 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
     // shares (their rows in path order) and alone goes on. Each image is encoded alone, so the
     // rows are the ones one process computes.
     const auto [b, e] = dist::share(0, static_cast<int64_t>(paths.size()));
-    GalleryIndex part = embed_rows(model, domain, root, {paths.begin() + b, paths.begin() + e}, opt, previous, rep);
+    GalleryIndex part =
+        embed_rows(model, domain, root, {paths.begin() + b, paths.begin() + e}, opt, previous, rep);
     const std::vector<std::string> bytes = dist::gather_bytes(gallery_bytes(part));
     const auto n = dist::sum({static_cast<double>(rep.embedded), static_cast<double>(rep.reused),
                               static_cast<double>(rep.renamed), static_cast<double>(rep.skipped)});
@@ -219,7 +223,8 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
       return part;
     }
     std::vector<GalleryIndex> parts;
-    for (size_t r = 0; r < bytes.size(); ++r) parts.push_back(parse_gallery(bytes[r], "rank " + std::to_string(r) + "'s share"));
+    for (size_t r = 0; r < bytes.size(); ++r)
+      parts.push_back(parse_gallery(bytes[r], "rank " + std::to_string(r) + "'s share"));
     g = concat_galleries(parts);
   }
   if (previous) {
@@ -237,12 +242,14 @@ GalleryIndex embed_gallery(const Model& model, const std::string& domain, const 
   return g;
 }
 
-GalleryReport build_gallery_index(const Model& model, const std::string& model_dir, const std::string& images,
-                                  const std::string& out, const GalleryOptions& options) {
+GalleryReport build_gallery_index(const Model& model, const std::string& model_dir,
+                                  const std::string& images, const std::string& out,
+                                  const GalleryOptions& options) {
   if (!dir_exists(images)) fail(images, ": no such folder");
   // Data-parallel ranks each checkpoint their own share; rank 0 writes the index.
   GalleryOptions opt = options;
-  if (dist::world() > 1 && !opt.partial.empty()) opt.partial += ".rank" + std::to_string(dist::rank());
+  if (dist::world() > 1 && !opt.partial.empty())
+    opt.partial += ".rank" + std::to_string(dist::rank());
   const std::string root = fs::absolute(images).lexically_normal().string();
   auto paths = scan_images(root);
   if (paths.empty()) fail(images, ": no images (jpg, jpeg, png, bmp, webp) under it");
@@ -263,14 +270,16 @@ GalleryReport build_gallery_index(const Model& model, const std::string& model_d
         have_prev = true;
         continue;
       }
-      // Append the checkpoint's rows to the previous index's (paths may repeat: reuse takes the first).
+      // Append the checkpoint's rows to the previous index's (paths may repeat: reuse takes the
+      // first).
       prev = concat_galleries({prev, g});
     } catch (const Error& e) {
       log_line(std::string("not reused: ") + e.what());
     }
   }
   GalleryReport rep;
-  GalleryIndex g = embed_gallery(model, model.info().gallery_domain, root, paths, opt, have_prev ? &prev : nullptr, &rep);
+  GalleryIndex g = embed_gallery(model, model.info().gallery_domain, root, paths, opt,
+                                 have_prev ? &prev : nullptr, &rep);
   if (dist::leader()) {
     if (g.entries.empty()) fail(images, ": none of its ", paths.size(), " images could be read");
     g.model_dir = fs::absolute(model_dir).lexically_normal().string();
@@ -280,12 +289,14 @@ GalleryReport build_gallery_index(const Model& model, const std::string& model_d
   return rep;
 }
 
-Features embed_files(const Model& model, const std::string& domain, const std::vector<std::string>& files, int batch) {
+Features embed_files(const Model& model, const std::string& domain,
+                     const std::vector<std::string>& files, int batch) {
   // Data-parallel ranks embed their shares; every rank gets every row.
   const auto [b0, e0] = dist::share(0, static_cast<int64_t>(files.size()));
   Features all = model.features(domain, {}, {});  // no rows yet, the widths
   Progress bar("embed " + domain, e0 - b0);
-  for (size_t b = static_cast<size_t>(b0); b < static_cast<size_t>(e0); b += static_cast<size_t>(batch)) {
+  for (size_t b = static_cast<size_t>(b0); b < static_cast<size_t>(e0);
+       b += static_cast<size_t>(batch)) {
     const size_t e = std::min(static_cast<size_t>(e0), b + static_cast<size_t>(batch));
     std::vector<cv::Mat> imgs;
     std::vector<uint64_t> hashes(e - b);

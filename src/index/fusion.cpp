@@ -58,13 +58,14 @@ FusedScore::FusedScore(Matrix code_g, Matrix post_g, std::function<double(double
   if (code_g.rows != post_g.rows)
     fail("fusion needs one code and one posterior per gallery item: ", code_g.rows, " codes, ",
          post_g.rows, " posteriors");
-  if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 || opt.unseen_profile < 0 ||
-      opt.bridge < 0 || opt.unseen_bridge < 0)
+  if (opt.photo_power <= 0 || opt.unseen_gate < 0 || opt.unseen_post < 0 ||
+      opt.unseen_profile < 0 || opt.bridge < 0 || opt.unseen_bridge < 0)
     fail("fusion options must be non-negative (photo power positive)");
   if (opt.uses_bridge()) {
     if (bridge_g.rows != code_g.rows || bridge_g.cols < 1)
-      fail("the bridge term needs one bridge row per gallery item: ", bridge_g.rows, " rows of ", bridge_g.cols,
-           " for ", code_g.rows, " items (a model without a bridge cannot weigh it)");
+      fail("the bridge term needs one bridge row per gallery item: ", bridge_g.rows, " rows of ",
+           bridge_g.cols, " for ", code_g.rows,
+           " items (a model without a bridge cannot weigh it)");
     bridge_p_ = prepare_gallery(std::move(bridge_g), Metric::Dot);
   }
   // The prepared arrays are what score_rows reads too. The profiles are at unit length already,
@@ -80,8 +81,10 @@ FusedScore::FusedScore(Matrix code_g, Matrix post_g, std::function<double(double
 void FusedScore::sharpened_rows(int64_t i0, int64_t i1, float* out) const {
   const int64_t C = post_p_.g->cols;
   for (int64_t i = i0; i < i1; ++i, out += C) {
-    if (sharp_p_.g) std::copy(sharp_p_.g->row(i), sharp_p_.g->row(i) + C, out);
-    else sharpen_row(post_p_.g->row(i), C, opt_.photo_power, out);
+    if (sharp_p_.g)
+      std::copy(sharp_p_.g->row(i), sharp_p_.g->row(i) + C, out);
+    else
+      sharpen_row(post_p_.g->row(i), C, opt_.photo_power, out);
   }
 }
 
@@ -89,8 +92,10 @@ void FusedScore::profile_rows(int64_t i0, int64_t i1, float* out) const {
   if (!(opt_.unseen_gate > 0)) fail("internal: profiles are kept only with the unseen-class gate");
   const int64_t C = post_p_.g->cols;
   for (int64_t i = i0; i < i1; ++i, out += C) {
-    if (profile_p_.g) std::copy(profile_p_.g->row(i), profile_p_.g->row(i) + C, out);
-    else profile_row(post_p_.g->row(i), C, out);
+    if (profile_p_.g)
+      std::copy(profile_p_.g->row(i), profile_p_.g->row(i) + C, out);
+    else
+      profile_row(post_p_.g->row(i), C, out);
   }
 }
 
@@ -103,22 +108,24 @@ float FusedScore::gate_evidence(const float* post_q) const {
   return ng_ > 0 ? *std::max_element(row.begin(), row.end()) : 0.f;
 }
 
-FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const std::vector<char>* unseen,
-                               const Matrix& bridge_q) const {
+FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q,
+                               const std::vector<char>* unseen, const Matrix& bridge_q) const {
   if (code_q.rows != post_q.rows)
-    fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ", post_q.rows,
-         " posteriors");
+    fail("fusion needs one code and one posterior per query: ", code_q.rows, " codes, ",
+         post_q.rows, " posteriors");
   if (post_q.cols != post_p_.g->cols)
-    fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ", post_p_.g->cols,
-         "; both encoders must be trained on the same classes");
+    fail("query posteriors cover ", post_q.cols, " classes but gallery posteriors ",
+         post_p_.g->cols, "; both encoders must be trained on the same classes");
   if (bridge_p_.g && (bridge_q.rows != code_q.rows || bridge_q.cols != bridge_p_.g->cols))
-    fail("the bridge term needs one ", bridge_p_.g->cols, "-d bridge row per query: ", bridge_q.rows, " rows of ",
-         bridge_q.cols, " for ", code_q.rows, " queries");
+    fail("the bridge term needs one ", bridge_p_.g->cols,
+         "-d bridge row per query: ", bridge_q.rows, " rows of ", bridge_q.cols, " for ",
+         code_q.rows, " queries");
   const int64_t ng = ng_;
   const FusionOptions opt = opt_;
   FusedScorer f;
   f.unseen.assign(static_cast<size_t>(code_q.rows), 0);
-  if (unseen && unseen->size() != f.unseen.size()) fail("internal: one unseen-gate decision per query");
+  if (unseen && unseen->size() != f.unseen.size())
+    fail("internal: one unseen-gate decision per query");
   ScoreBlockFn profile;
   if (opt.unseen_gate > 0) {
     if (unseen) f.unseen = *unseen;
@@ -129,8 +136,8 @@ FusedScorer FusedScore::scorer(const Matrix& code_q, const Matrix& post_q, const
   if (!sharp_p_.g) {
     // Rows derived when scored: every row through score_rows, a block of rows at a time. The
     // lambda's copy of this object shares its arrays.
-    f.score = [self = *this, zq = code_q, pq = post_q, bq = bridge_q, unseen = f.unseen](int64_t q0, int64_t q1,
-                                                                                          float* out) {
+    f.score = [self = *this, zq = code_q, pq = post_q, bq = bridge_q, unseen = f.unseen](
+                  int64_t q0, int64_t q1, float* out) {
       constexpr int64_t kBlock = 65536;
       std::vector<int64_t> rows;
       for (int64_t q = q0; q < q1; ++q)
@@ -214,8 +221,8 @@ bool FusedScore::unseen_among(const float* pq, const std::vector<int64_t>& rows)
   return opt_.unseen_gate > 0 && gate_evidence_among(pq, rows) < opt_.unseen_gate;
 }
 
-void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const std::vector<int64_t>& rows,
-                            float* out, const float* bq) const {
+void FusedScore::score_rows(const float* zq, const float* pq, bool unseen,
+                            const std::vector<int64_t>& rows, float* out, const float* bq) const {
   // Each row's sharpened posterior and profile are read where stored, else derived from its
   // posterior (the same functions, so the same numbers).
   const Matrix& code = *code_p_.g;
@@ -248,7 +255,8 @@ void FusedScore::score_rows(const float* zq, const float* pq, bool unseen, const
         sg = sharp_g.data();
       }
       const double dist = dist2(zq, code.row(g), d), pp = dot(pq, sg, C);
-      double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) + wp * std::log(std::max(pp, 1e-30));
+      double s = std::log(std::max(same_prob_(std::sqrt(dist)), 1e-30)) +
+                 wp * std::log(std::max(pp, 1e-30));
       if (profile) {
         const float* lg = profile_p_.g ? profile_p_.g->row(g) : prof_g.data();
         if (!profile_p_.g) profile_row(post_p_.g->row(g), C, prof_g.data());
@@ -268,7 +276,8 @@ FusedScorer fused_scorer(const Matrix& code_q, const Matrix& code_g,
     fail("fusion needs one code and one posterior per item: ", code_q.rows, " query codes, ",
          post_q.rows, " query posteriors, ", code_g.rows, " gallery codes, ", post_g.rows,
          " gallery posteriors");
-  return FusedScore(code_g, post_g, std::move(same_prob), opt, false, bridge_g).scorer(code_q, post_q, nullptr, bridge_q);
+  return FusedScore(code_g, post_g, std::move(same_prob), opt, false, bridge_g)
+      .scorer(code_q, post_q, nullptr, bridge_q);
 }
 
 }  // namespace duet

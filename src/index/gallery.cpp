@@ -1,14 +1,13 @@
 // Gallery index files, folder scans and the searcher over an index. See duet/gallery.h.
 #include "duet/gallery.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/json_whole.h"
@@ -39,7 +38,8 @@ class Checksum {
   }
   uint64_t value() const {
     uint64_t h = h_;
-    for (size_t i = 0; i < pending_; ++i) h = (h ^ static_cast<unsigned char>(word_[i])) * 1099511628211ull;
+    for (size_t i = 0; i < pending_; ++i)
+      h = (h ^ static_cast<unsigned char>(word_[i])) * 1099511628211ull;
     return h;
   }
 
@@ -54,10 +54,10 @@ class Checksum {
   }
 };
 
-
 // A content hash as hex64 wrote it (std::stoull alone would throw std::invalid_argument).
 uint64_t from_hex(const std::string& s) {
-  if (s.empty() || s.size() > 16 || s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
+  if (s.empty() || s.size() > 16 ||
+      s.find_first_not_of("0123456789abcdefABCDEF") != std::string::npos)
     throw json::type_error::create(302, "a content hash, not '" + s.substr(0, 40) + "'", nullptr);
   return std::stoull(s, nullptr, 16);
 }
@@ -66,10 +66,10 @@ bool is_image_name(const std::string& name) {
   const auto dot = name.find_last_of('.');
   if (dot == std::string::npos) return false;
   std::string ext = name.substr(dot + 1);
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return ext == "jpg" || ext == "jpeg" || ext == "png" || ext == "bmp" || ext == "webp";
 }
-
 
 }  // namespace
 
@@ -140,7 +140,8 @@ void emit_gallery(const GalleryIndex& g, const std::function<void(const char*, s
   for (const auto& b : blobs) {
     Checksum c;
     for (const auto& [p, len] : b.pieces) c.add(p, len);
-    h["blobs"].push_back({{"name", b.name}, {"offset", off}, {"bytes", b.bytes()}, {"checksum", hex64(c.value())}});
+    h["blobs"].push_back(
+        {{"name", b.name}, {"offset", off}, {"bytes", b.bytes()}, {"checksum", hex64(c.value())}});
     off += b.bytes();
   }
   const std::string head = h.dump();
@@ -162,7 +163,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
   char start[16];
   if (size < 16) fail(path, ": not a duet gallery index (build one with `duet index`)");
   read(0, 16, start);
-  if (std::memcmp(start, kMagic, 8) != 0) fail(path, ": not a duet gallery index (build one with `duet index`)");
+  if (std::memcmp(start, kMagic, 8) != 0)
+    fail(path, ": not a duet gallery index (build one with `duet index`)");
   uint64_t len = 0;
   std::memcpy(&len, start + 8, 8);
   if (len > size - 16) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
@@ -172,8 +174,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
   try {
     const json h = json::parse(head);
     if (h.at("format").get<std::string>() != kGalleryFormat)
-      fail(path, ": a gallery index in format ", h.at("format").get<std::string>(), "; this duet reads ", kGalleryFormat,
-           " (rebuild it with `duet index`)");
+      fail(path, ": a gallery index in format ", h.at("format").get<std::string>(),
+           "; this duet reads ", kGalleryFormat, " (rebuild it with `duet index`)");
     g.model_hash = h.at("model_hash").get<std::string>();
     g.model_dir = h.at("model_dir").get<std::string>();
     g.root = h.at("root").get<std::string>();
@@ -181,7 +183,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     g.index_type = h.at("index_type").get<std::string>();
     // Each row has an entry in the header: more rows than header bytes is damage (and bounds n).
     const int64_t n = json_whole<int64_t>(h.at("rows"));
-    if (n < 0 || static_cast<uint64_t>(n) > len) fail(path, ": damaged gallery index header (", n, " rows)");
+    if (n < 0 || static_cast<uint64_t>(n) > len)
+      fail(path, ": damaged gallery index header (", n, " rows)");
     const uint64_t data = 16 + len;
     struct Span {
       uint64_t off = 0, bytes = 0;
@@ -190,12 +193,16 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     std::map<std::string, Span> blob;
     uint64_t total = 0;
     for (const auto& b : h.at("blobs")) {
-      const uint64_t off = json_whole<uint64_t>(b.at("offset")), bytes = json_whole<uint64_t>(b.at("bytes"));
-      if (off != total || bytes > size - data - off) fail(path, ": truncated gallery index (rebuild it with `duet index`)");
-      blob[b.at("name").get<std::string>()] = {data + off, bytes, b.at("checksum").get<std::string>()};
+      const uint64_t off = json_whole<uint64_t>(b.at("offset")),
+                     bytes = json_whole<uint64_t>(b.at("bytes"));
+      if (off != total || bytes > size - data - off)
+        fail(path, ": truncated gallery index (rebuild it with `duet index`)");
+      blob[b.at("name").get<std::string>()] = {data + off, bytes,
+                                               b.at("checksum").get<std::string>()};
       total += bytes;
     }
-    if (data + total != size) fail(path, ": gallery index has trailing bytes (damaged; rebuild it)");
+    if (data + total != size)
+      fail(path, ": gallery index has trailing bytes (damaged; rebuild it)");
     auto check = [&](const std::string& name, const Checksum& c) {
       if (hex64(c.value()) != blob.at(name).checksum)
         fail(path, ": damaged gallery index (", name, " fails its checksum; rebuild it)");
@@ -238,7 +245,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
       x.mtime_ns = json_whole<int64_t>(e.at(2));
       x.hash = from_hex(e.at(3).get<std::string>());
       const uint64_t off = json_whole<uint64_t>(e.at(4)), bytes = json_whole<uint64_t>(e.at(5));
-      if (off != thumb_at || bytes > thumbs.bytes - off) fail(path, ": thumbnail out of range (damaged index)");
+      if (off != thumb_at || bytes > thumbs.bytes - off)
+        fail(path, ": thumbnail out of range (damaged index)");
       x.thumb.resize(bytes);
       read(thumbs.off + off, bytes, x.thumb.data());
       tc.add(x.thumb.data(), bytes);
@@ -247,7 +255,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
     }
     if (thumb_at != thumbs.bytes) fail(path, ": thumbnail out of range (damaged index)");
     check("thumbs", tc);
-    if (static_cast<int64_t>(g.entries.size()) != n) fail(path, ": ", g.entries.size(), " entries for ", n, " rows");
+    if (static_cast<int64_t>(g.entries.size()) != n)
+      fail(path, ": ", g.entries.size(), " entries for ", n, " rows");
     if (h.contains("graph")) {
       std::vector<int64_t> start, col;
       std::vector<float> w;
@@ -255,7 +264,8 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
       array("graph_col", col);
       array("graph_w", w);
       DiffusionOptions o;  // only the CSR matters here; gallery_searcher sets the model's options
-      g.graph = std::make_shared<const GalleryGraph>(n, o, std::move(start), std::move(col), std::move(w));
+      g.graph = std::make_shared<const GalleryGraph>(n, o, std::move(start), std::move(col),
+                                                     std::move(w));
     }
     if (h.contains("shard")) {
       const json& j = h.at("shard");
@@ -269,8 +279,9 @@ GalleryIndex parse_index(uint64_t size, const ReadAt& read, const std::string& p
       array("shard_w", s.w);
       bool ok = s.of >= 1 && s.index >= 0 && s.index < s.of && s.offset >= 0 && s.total >= n &&
                 s.offset <= s.total - n &&
-                (s.start.empty() || (s.start.size() == static_cast<size_t>(n + 1) && s.start.front() == 0 &&
-                                     s.start.back() == static_cast<int64_t>(s.col.size()))) &&
+                (s.start.empty() ||
+                 (s.start.size() == static_cast<size_t>(n + 1) && s.start.front() == 0 &&
+                  s.start.back() == static_cast<int64_t>(s.col.size()))) &&
                 s.col.size() == s.w.size();
       for (size_t i = 1; ok && i < s.start.size(); ++i) ok = s.start[i - 1] <= s.start[i];
       for (int64_t c : s.col) ok = ok && c >= 0 && c < s.total;
@@ -313,16 +324,23 @@ GalleryIndex read_gallery(const std::string& path) {
   f.seekg(0, std::ios::end);
   const auto size = static_cast<uint64_t>(f.tellg());
   // Blob by blob from the file into the arrays that keep them.
-  return parse_index(size, [&](uint64_t off, size_t n, char* out) {
-    f.seekg(static_cast<std::streamoff>(off));
-    if (!f.read(out, static_cast<std::streamsize>(n))) fail(path, ": cannot read the gallery index (", n, " bytes at ", off, ")");
-  }, path);
+  return parse_index(
+      size,
+      [&](uint64_t off, size_t n, char* out) {
+        f.seekg(static_cast<std::streamoff>(off));
+        if (!f.read(out, static_cast<std::streamsize>(n)))
+          fail(path, ": cannot read the gallery index (", n, " bytes at ", off, ")");
+      },
+      path);
 }
 
 GalleryIndex shard_of(const GalleryIndex& g, int i, int n) {
   const int64_t rows = static_cast<int64_t>(g.entries.size());
-  if (g.shard) fail("this index is already a shard (", g.shard->index, " of ", g.shard->of, "); shard the whole index");
-  if (n < 1 || n > rows) fail("--shards: between 1 and the index's ", rows, " images (got ", n, ")");
+  if (g.shard)
+    fail("this index is already a shard (", g.shard->index, " of ", g.shard->of,
+         "); shard the whole index");
+  if (n < 1 || n > rows)
+    fail("--shards: between 1 and the index's ", rows, " images (got ", n, ")");
   if (i < 0 || i >= n) fail("internal: shard ", i, " of ", n);
   const int64_t b = rows * i / n, e = rows * (i + 1) / n;
   GalleryIndex s;
@@ -373,21 +391,26 @@ Searcher gallery_searcher(const GalleryIndex& g, const RankOptions& rank) {
 std::vector<std::string> scan_images(const std::string& root) {
   std::vector<std::string> out;
   std::set<fs::path> seen;  // real folders visited: a link cycle ends at the second visit
-  std::function<void(const fs::path&, const std::string&)> walk = [&](const fs::path& dir, const std::string& rel) {
+  std::function<void(const fs::path&, const std::string&)> walk = [&](const fs::path& dir,
+                                                                      const std::string& rel) {
     std::error_code ec;
     const fs::path real = fs::canonical(dir, ec);
     if (ec || !seen.insert(real).second) return;
     std::vector<fs::directory_entry> items;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) items.push_back(*it);
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      items.push_back(*it);
     // By name: which of two links to one folder is walked must not depend on the directory order.
-    std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) { return a.path() < b.path(); });
+    std::sort(items.begin(), items.end(),
+              [](const auto& a, const auto& b) { return a.path() < b.path(); });
     for (const auto& e : items) {
       const std::string name = e.path().filename().string();
       if (name.empty() || name[0] == '.') continue;
       const std::string r = rel.empty() ? name : rel + "/" + name;
       std::error_code e2;
-      if (e.is_directory(e2)) walk(e.path(), r);
-      else if (e.is_regular_file(e2) && is_image_name(name)) out.push_back(r);
+      if (e.is_directory(e2))
+        walk(e.path(), r);
+      else if (e.is_regular_file(e2) && is_image_name(name))
+        out.push_back(r);
     }
   };
   walk(fs::path(root), "");

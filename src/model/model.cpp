@@ -1,17 +1,17 @@
 // Model folders: writing, checking, and images -> features. See duet/model.h.
 #include "duet/model.h"
 
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
+#include "common/json_whole.h"
 #include "duet/augment.h"
 #include "duet/bridge.h"
-#include "common/json_whole.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
@@ -25,23 +25,26 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-
 json rank_to_json(const RankOptions& r) {
   return {{"fuse", r.fuse},
-          {"fusion", {{"photo_power", r.fusion.photo_power},
-                      {"unseen_gate", r.fusion.unseen_gate},
-                      {"unseen_post", r.fusion.unseen_post},
-                      {"unseen_profile", r.fusion.unseen_profile},
-                      {"bridge", r.fusion.bridge},
-                      {"unseen_bridge", r.fusion.unseen_bridge}}},
+          {"fusion",
+           {{"photo_power", r.fusion.photo_power},
+            {"unseen_gate", r.fusion.unseen_gate},
+            {"unseen_post", r.fusion.unseen_post},
+            {"unseen_profile", r.fusion.unseen_profile},
+            {"bridge", r.fusion.bridge},
+            {"unseen_bridge", r.fusion.unseen_bridge}}},
           {"graph", r.graph},
           {"diffusion", r.diffusion},
-          {"diffusion_options", {{"k", r.diff.k}, {"alpha", r.diff.alpha}, {"seeds", r.diff.seeds},
-                                 {"blend", r.diff.blend}, {"shortlist", r.diff.shortlist}}},
+          {"diffusion_options",
+           {{"k", r.diff.k},
+            {"alpha", r.diff.alpha},
+            {"seeds", r.diff.seeds},
+            {"blend", r.diff.blend},
+            {"shortlist", r.diff.shortlist}}},
           {"prob_a", r.prob_a},
           {"prob_b", r.prob_b}};
 }
-
 
 RankOptions rank_from_json(const json& j) {
   RankOptions r;
@@ -74,7 +77,8 @@ std::string model_hash(json manifest) {
   return hex64(fnv1a(manifest.dump()));
 }
 
-void copy_into(const std::string& from, const std::string& dir, const std::string& name, json& files) {
+void copy_into(const std::string& from, const std::string& dir, const std::string& name,
+               json& files) {
   const std::string bytes = read_file(from);
   write_file_atomic(dir + "/" + name, bytes);
   files[name] = {{"bytes", bytes.size()}, {"fnv1a", hex64(fnv1a(bytes))}};
@@ -83,7 +87,8 @@ void copy_into(const std::string& from, const std::string& dir, const std::strin
 }  // namespace
 
 void write_model(const std::string& dir, const ModelSpec& spec) {
-  if (spec.query_domains.empty() || spec.gallery_domain.empty()) fail("a model needs query and gallery domains");
+  if (spec.query_domains.empty() || spec.gallery_domain.empty())
+    fail("a model needs query and gallery domains");
   // The classes and the backbone come from the encoders; they must agree.
   std::vector<std::string> classes;
   std::string arch, weights;
@@ -91,18 +96,22 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
   for (const auto& [domain, files] : spec.encoders)
     for (const auto& f : files) {
       auto e = open_encoder(f, 1);
-      if (e->domain() != domain) fail(f, ": an encoder of domain ", e->domain(), ", given for ", domain);
+      if (e->domain() != domain)
+        fail(f, ": an encoder of domain ", e->domain(), ", given for ", domain);
       if (kinds.contains(domain) && kinds[domain] != kind_name(e->kind()))
         fail(f, ": its domain kind differs from the other ", domain, " encoder's");
       kinds[domain] = kind_name(e->kind());
       if (classes.empty()) classes = e->classes();
-      if (e->classes() != classes) fail(f, ": its classes differ from the other encoders' (retrain them on one split)");
+      if (e->classes() != classes)
+        fail(f, ": its classes differ from the other encoders' (retrain them on one split)");
       const std::string w = backbone_weights_file(e->arch(), e->weights());
       if (arch.empty()) arch = e->arch(), weights = w;
       if (e->arch() != arch || w != weights)
-        fail(f, ": its backbone (", e->arch(), ", ", w, ") differs from the other encoders' (", arch, ", ", weights, ")");
+        fail(f, ": its backbone (", e->arch(), ", ", w, ") differs from the other encoders' (",
+             arch, ", ", weights, ")");
     }
-  if (weights.empty()) fail("the encoders' backbone ", arch, " has no weights file; a model must carry one");
+  if (weights.empty())
+    fail("the encoders' backbone ", arch, " has no weights file; a model must carry one");
   const fs::path target(dir);
   const std::string tmp = dir + ".tmp." + std::to_string(::getpid());
   std::error_code ec;
@@ -139,7 +148,8 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
   m["rank"] = rank_to_json(spec.rank);
   m["files"] = files;
   m["hash"] = model_hash(m);
-  write_file_atomic(tmp + "/manifest.json", m.dump(2) + "\n");  // last: it marks the folder complete
+  write_file_atomic(tmp + "/manifest.json",
+                    m.dump(2) + "\n");  // last: it marks the folder complete
   // Swap in: the earlier model stays whole until the new one is in place.
   const std::string old = dir + ".old." + std::to_string(::getpid());
   if (fs::exists(target)) fs::rename(target, old, ec);
@@ -160,7 +170,8 @@ ModelInfo read_model_info(const std::string& dir) {
   json m;
   try {
     m = json::parse(read_file(mf), [&](int depth, json::parse_event_t, json&) {
-      if (depth > kMaxDepth) fail(mf, ": not a duet manifest (nested deeper than ", kMaxDepth, " levels)");
+      if (depth > kMaxDepth)
+        fail(mf, ": not a duet manifest (nested deeper than ", kMaxDepth, " levels)");
       return true;
     });
   } catch (const json::exception&) {
@@ -173,8 +184,9 @@ ModelInfo read_model_info(const std::string& dir) {
     info.format = m.at("format").get<std::string>();
     info.duet_version = m.value("duet_version", std::string("?"));
     if (info.format != kModelFormat)
-      fail(dir, ": a model in format '", info.format, "' (made by duet ", info.duet_version, "); this duet (",
-           DUET_VERSION, ") reads ", kModelFormat, ": retrain it with this version or use the duet that made it");
+      fail(dir, ": a model in format '", info.format, "' (made by duet ", info.duet_version,
+           "); this duet (", DUET_VERSION, ") reads ", kModelFormat,
+           ": retrain it with this version or use the duet that made it");
     info.config = m.at("config").get<std::string>();
     info.hash = m.at("hash").get<std::string>();
     info.query_domains = m.at("query_domains").get<std::vector<std::string>>();
@@ -191,31 +203,38 @@ ModelInfo read_model_info(const std::string& dir) {
     const json& files = m.at("files");
     auto plain = [&](const std::string& name) {
       if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
-        fail(mf, ": '", name.substr(0, 80), "' is not a file name in the model folder (damaged or edited)");
+        fail(mf, ": '", name.substr(0, 80),
+             "' is not a file name in the model folder (damaged or edited)");
     };
     std::vector<std::string> used{info.mapper, info.backbone};
     if (!info.bridge.empty()) used.push_back(info.bridge);
-    for (const auto& [domain, list] : info.encoders) used.insert(used.end(), list.begin(), list.end());
+    for (const auto& [domain, list] : info.encoders)
+      used.insert(used.end(), list.begin(), list.end());
     for (const auto& name : used) {
       plain(name);
-      if (!files.contains(name)) fail(mf, ": model file ", name, " is not among its files (damaged or edited)");
+      if (!files.contains(name))
+        fail(mf, ": model file ", name, " is not among its files (damaged or edited)");
     }
     for (const auto& [name, f] : files.items()) {
       plain(name);
       const std::string path = dir + "/" + name;
-      if (!file_exists(path)) fail(dir, ": model file ", name, " is missing (a half-written or damaged model)");
+      if (!file_exists(path))
+        fail(dir, ": model file ", name, " is missing (a half-written or damaged model)");
       std::error_code ec;
       const auto size = json_whole<uint64_t>(f.at("bytes"));
-      if (fs::file_size(path, ec) != size || hex64(fnv1a(read_file(path))) != f.at("fnv1a").get<std::string>())
+      if (fs::file_size(path, ec) != size ||
+          hex64(fnv1a(read_file(path))) != f.at("fnv1a").get<std::string>())
         fail(dir, ": model file ", name, " does not match its manifest (changed or damaged)");
     }
   } catch (const json::exception& e) {
     fail(mf, ": missing or malformed field (", e.what(), ")");
   }
-  if (model_hash(m) != info.hash) fail(mf, ": its hash does not match its content (edited or damaged)");
+  if (model_hash(m) != info.hash)
+    fail(mf, ": its hash does not match its content (edited or damaged)");
   for (const auto& d : info.query_domains)
     if (!info.encoders.count(d)) fail(mf, ": query domain ", d, " has no encoder");
-  if (!info.encoders.count(info.gallery_domain)) fail(mf, ": gallery domain ", info.gallery_domain, " has no encoder");
+  if (!info.encoders.count(info.gallery_domain))
+    fail(mf, ": gallery domain ", info.gallery_domain, " has no encoder");
   return info;
 }
 
@@ -228,10 +247,13 @@ class FolderModel : public Model {
     // Only member 0 gives frozen features (Features::bridge), and only for a model with a bridge.
     for (const auto& [domain, files] : info_.encoders)
       for (const auto& f : files) {
-        auto e = open_encoder(info_.dir + "/" + f, threads, backbone, !info_.bridge.empty() && f == files[0]);
-        if (e->classes() != info_.classes) fail(info_.dir, ": encoder ", f, " does not have the model's classes");
+        auto e = open_encoder(info_.dir + "/" + f, threads, backbone,
+                              !info_.bridge.empty() && f == files[0]);
+        if (e->classes() != info_.classes)
+          fail(info_.dir, ": encoder ", f, " does not have the model's classes");
         if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != kind_name(e->kind()))
-          fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()), ", not the manifest's");
+          fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()),
+               ", not the manifest's");
         enc_[domain].push_back(std::move(e));
       }
     mapper_ = open_mapper(info_.dir + "/" + info_.mapper);
@@ -240,22 +262,25 @@ class FolderModel : public Model {
       if (std::find(md.begin(), md.end(), domain) == md.end())
         fail(info_.dir, ": the mapper has no branch for domain ", domain);
     if (mapper_->gallery_domain() != info_.gallery_domain)
-      fail(info_.dir, ": the mapper's gallery domain is ", mapper_->gallery_domain(), ", the manifest's ",
-           info_.gallery_domain);
+      fail(info_.dir, ": the mapper's gallery domain is ", mapper_->gallery_domain(),
+           ", the manifest's ", info_.gallery_domain);
     for (const auto& [domain, list] : enc_)
       for (const auto& e : list)
         if (e->dim() != mapper_->in_dim())
-          fail(info_.dir, ": ", domain, " embeddings are ", e->dim(), "-d but the mapper takes ", mapper_->in_dim());
+          fail(info_.dir, ": ", domain, " embeddings are ", e->dim(), "-d but the mapper takes ",
+               mapper_->in_dim());
     if (!info_.bridge.empty()) {
       bridge_ = open_bridge(info_.dir + "/" + info_.bridge);
       if (bridge_->gallery_domain() != info_.gallery_domain)
-        fail(info_.dir, ": the bridge's gallery domain is ", bridge_->gallery_domain(), ", the manifest's ",
-             info_.gallery_domain);
+        fail(info_.dir, ": the bridge's gallery domain is ", bridge_->gallery_domain(),
+             ", the manifest's ", info_.gallery_domain);
       for (const auto& [domain, list] : enc_) {
         const auto bd = bridge_->domains();
-        if (std::find(bd.begin(), bd.end(), domain) == bd.end()) fail(info_.dir, ": the bridge has no map for ", domain);
+        if (std::find(bd.begin(), bd.end(), domain) == bd.end())
+          fail(info_.dir, ": the bridge has no map for ", domain);
         if (list[0]->frozen_dim() != bridge_->dim())
-          fail(info_.dir, ": the bridge takes ", bridge_->dim(), "-d features, the backbone gives ", list[0]->frozen_dim());
+          fail(info_.dir, ": the bridge takes ", bridge_->dim(), "-d features, the backbone gives ",
+               list[0]->frozen_dim());
       }
     }
   }
@@ -278,7 +303,8 @@ class FolderModel : public Model {
     }
     if (images.size() != hashes.size()) fail("internal: one content hash per image");
     const auto& members = it->second;
-    const int64_t n = static_cast<int64_t>(images.size()), C = static_cast<int64_t>(info_.classes.size());
+    const int64_t n = static_cast<int64_t>(images.size()),
+                  C = static_cast<int64_t>(info_.classes.size());
     const int64_t D = members[0]->dim(), F = bridge_ ? members[0]->frozen_dim() : 0;
     Features f;
     Matrix frozen(n, F);
@@ -297,7 +323,8 @@ class FolderModel : public Model {
       x[m].resize(static_cast<size_t>(n * views) * per);
       for (int64_t i = 0; i < n; ++i) {
         cv::Mat img = e.frames_input() ? frame_strokes(images[i]) : images[i];
-        view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S, x[m].data() + i * views * per);
+        view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S,
+                    x[m].data() + i * views * per);
       }
       logits[m].resize(static_cast<size_t>(n * views * C));
       if (m == 0) {
@@ -328,7 +355,8 @@ class FolderModel : public Model {
         }
         std::vector<double> l(static_cast<size_t>(C), 0.0);
         for (int v = 0; v < views; ++v)
-          for (int64_t c = 0; c < C; ++c) l[c] += logits[m][(i * views + v) * C + c] / static_cast<double>(views);
+          for (int64_t c = 0; c < C; ++c)
+            l[c] += logits[m][(i * views + v) * C + c] / static_cast<double>(views);
         const double top = *std::max_element(l.begin(), l.end());
         double z = 0;
         for (double& v : l) z += v = std::exp(v - top);

@@ -11,7 +11,8 @@ namespace duet {
 
 // sum over rows of KL(teacher || softmax(student_logits)): teacher [n, K] rows are distributions,
 // student_logits [n, K]. A zero teacher entry adds nothing.
-inline torch::Tensor preservation_kl(const torch::Tensor& teacher, const torch::Tensor& student_logits) {
+inline torch::Tensor preservation_kl(const torch::Tensor& teacher,
+                                     const torch::Tensor& student_logits) {
   auto logq = torch::log_softmax(student_logits, 1);
   return (teacher * (torch::log(teacher.clamp_min(1e-12)) - logq)).sum();
 }

@@ -22,7 +22,8 @@ double stage_flops(BackboneNetImpl& net, int from, int to) {
 
 namespace {
 
-std::string cache_file(const std::string& dir, const std::string& what, const std::string& arch, const std::string& key) {
+std::string cache_file(const std::string& dir, const std::string& what, const std::string& arch,
+                       const std::string& key) {
   std::ostringstream name;
   name << dir << "/" << what << "-" << arch << "-" << std::hex << fnv1a(key) << ".pt";
   return name.str();
@@ -30,13 +31,15 @@ std::string cache_file(const std::string& dir, const std::string& what, const st
 
 // Loads `file` into t when it holds a tensor of `shape` (its leading dimensions; `dims` in all);
 // every data-parallel rank must manage, or none uses it.
-bool load_kept(const std::string& file, torch::Tensor& t, const std::vector<int64_t>& shape, int64_t dims) {
+bool load_kept(const std::string& file, torch::Tensor& t, const std::vector<int64_t>& shape,
+               int64_t dims) {
   bool ok = false;
   if (!file.empty() && file_exists(file)) {
     try {
       torch::load(t, file);
       ok = t.dim() == dims;
-      for (size_t i = 0; ok && i < shape.size(); ++i) ok = t.size(static_cast<int64_t>(i)) == shape[i];
+      for (size_t i = 0; ok && i < shape.size(); ++i)
+        ok = t.size(static_cast<int64_t>(i)) == shape[i];
     } catch (const std::exception&) {
     }
     if (!ok) log_line("trunk cache: " + file + " is stale or unreadable, recomputing");
@@ -56,8 +59,9 @@ void keep(const std::string& file, const torch::Tensor& t) {
 }  // namespace
 
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
-                             bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger) {
+                             const std::vector<Sample>& samples, int split, int views,
+                             uint64_t seed, bool frame, DomainKind kind,
+                             const std::string& cache_dir, int workers, Ledger& ledger) {
   TrunkCache c;
   c.split = split;
   c.views = views;
@@ -92,7 +96,8 @@ TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id
     g.file = cache_file(cache_dir, "trunk", net.arch, key.str());
     c.groups.back().pooled_file = cache_file(cache_dir, "pooled", net.arch, key.str());
     torch::Tensor t;
-    g.have = load_kept(g.file, t, {g.to - g.from, n, c.act.size(2), c.act.size(3), c.act.size(4)}, 5);
+    g.have =
+        load_kept(g.file, t, {g.to - g.from, n, c.act.size(2), c.act.size(3), c.act.size(4)}, 5);
     if (g.have) c.act.slice(0, g.from, g.to).copy_(t);
   }
 
@@ -144,7 +149,8 @@ torch::Tensor frozen_pooled(const TrunkCache& c, BackboneNetImpl& net, Ledger& l
       auto mine = torch::empty({e - b, net.feature_dim});
       for (int64_t i = b; i < e; i += 64) {
         const int64_t j = std::min<int64_t>(e, i + 64);
-        mine.slice(0, i - b, j - b).copy_(net.pool(net.run_stages(c.act[v].slice(0, i, j), c.split, top)));
+        mine.slice(0, i - b, j - b)
+            .copy_(net.pool(net.run_stages(c.act[v].slice(0, i, j), c.split, top)));
       }
       t[v].copy_(dist::all_gather_rows(mine, n));
     }

@@ -14,7 +14,7 @@
 namespace duet {
 
 struct TrunkCache {
-  int split = 0;      // stages [0, split) are cached
+  int split = 0;  // stages [0, split) are cached
   int views = 0;
   torch::Tensor act;  // [views, N, C, H, W] float32: stage split-1's output per sample and view
   // Views [from, to) kept together: the seedless ones, then the seed's own. pooled_file: where
@@ -26,14 +26,15 @@ struct TrunkCache {
   std::vector<Group> groups;
 };
 
-// Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views, seed
-// and framing) the cache. With `frame`, images are cropped to their strokes before the views.
+// Computes on `workers` threads (or loads from cache_dir, keyed by backbone, samples, split, views,
+// seed and framing) the cache. With `frame`, images are cropped to their strokes before the views.
 // Adds the image passes and FLOPs it spent to `ledger`. The image and its mirror (views 0 and 1)
 // do not depend on the seed, so they are kept apart from the augmented views and shared by every
 // seed (a run's Phase I members).
 TrunkCache build_trunk_cache(BackboneNetImpl& net, const std::string& weights_id, const Dataset& d,
-                             const std::vector<Sample>& samples, int split, int views, uint64_t seed,
-                             bool frame, DomainKind kind, const std::string& cache_dir, int workers, Ledger& ledger);
+                             const std::vector<Sample>& samples, int split, int views,
+                             uint64_t seed, bool frame, DomainKind kind,
+                             const std::string& cache_dir, int workers, Ledger& ledger);
 
 // The untouched backbone's pooled features of every cached view, [views, N, D], through net's top
 // stages (call it before fine-tuning changes them): each group of views read from beside the cache

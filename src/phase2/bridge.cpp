@@ -34,7 +34,8 @@ Matrix column_mean(const Matrix& m) {
   std::vector<double> s(static_cast<size_t>(m.cols), 0.0);
   for (int64_t i = 0; i < m.rows; ++i)
     for (int64_t j = 0; j < m.cols; ++j) s[j] += m.row(i)[j];
-  for (int64_t j = 0; j < m.cols; ++j) mu.data[j] = static_cast<float>(s[j] / static_cast<double>(m.rows));
+  for (int64_t j = 0; j < m.cols; ++j)
+    mu.data[j] = static_cast<float>(s[j] / static_cast<double>(m.rows));
   return mu;
 }
 
@@ -52,7 +53,8 @@ Matrix query_input(const Matrix& frozen, const Matrix& emb, const Matrix& mu) {
 }
 
 torch::Tensor to_tensor(const Matrix& m) {
-  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat32).clone();
+  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat32)
+      .clone();
 }
 Matrix from_tensor(const torch::Tensor& t) {
   auto c = t.to(torch::kFloat32).contiguous();
@@ -65,7 +67,8 @@ Matrix from_tensor(const torch::Tensor& t) {
 
 std::string BridgeTrainResult::to_json() const {
   std::ostringstream os;
-  os << "{\"gallery_rows\": " << gallery_rows << ", \"seconds\": " << seconds << ", \"query_rows\": {";
+  os << "{\"gallery_rows\": " << gallery_rows << ", \"seconds\": " << seconds
+     << ", \"query_rows\": {";
   bool first = true;
   for (const auto& [d, n] : query_rows) {
     os << (first ? "" : ", ") << "\"" << d << "\": " << n;
@@ -81,7 +84,8 @@ std::string BridgeTrainResult::to_json() const {
   return os.str();
 }
 
-Bridge::Bridge(std::string gallery_domain, Matrix mu_gallery) : gallery_(std::move(gallery_domain)), mu_g_(std::move(mu_gallery)) {}
+Bridge::Bridge(std::string gallery_domain, Matrix mu_gallery)
+    : gallery_(std::move(gallery_domain)), mu_g_(std::move(mu_gallery)) {}
 
 void Bridge::add_query(const std::string& domain, Matrix mu, Matrix w, Matrix c) {
   if (domain == gallery_) fail("internal: the gallery domain has no query map");
@@ -108,7 +112,8 @@ Matrix Bridge::map(const std::string& domain, const Matrix& frozen, const Matrix
   if (it == q_.end()) fail("the bridge has no map for domain '", domain, "'");
   const Query& q = it->second;
   if (emb.rows != frozen.rows || emb.cols != q.w.rows - F)
-    fail("the bridge's ", domain, " map takes ", q.w.rows - F, "-d embeddings, got ", emb.rows, " x ", emb.cols);
+    fail("the bridge's ", domain, " map takes ", q.w.rows - F, "-d embeddings, got ", emb.rows,
+         " x ", emb.cols);
   const Matrix x = query_input(frozen, emb, q.mu);
   Matrix out(x.rows, F);
   for (int64_t i = 0; i < x.rows; ++i) {
@@ -165,13 +170,14 @@ std::unique_ptr<Bridge> open_bridge(const std::string& file) {
       return from_tensor(t);
     };
     Matrix mu = read_matrix("mu");
-    if (mu.rows != 1 || mu.cols < 1) fail(file, ": the gallery's mean has the wrong shape (damaged?)");
+    if (mu.rows != 1 || mu.cols < 1)
+      fail(file, ": the gallery's mean has the wrong shape (damaged?)");
     b = std::make_unique<Bridge>(archive::str(ar, "gallery", file, "bridge"), std::move(mu));
     std::istringstream names(archive::str(ar, "queries", file, "bridge"));
     for (std::string d; std::getline(names, d);) {
       Matrix mu = read_matrix("mu." + d), w = read_matrix("w." + d), c = read_matrix("c." + d);
-      if (mu.rows != 1 || c.rows != 1 || mu.cols != b->dim() || w.cols != b->dim() || c.cols != b->dim() ||
-          w.rows <= b->dim())
+      if (mu.rows != 1 || c.rows != 1 || mu.cols != b->dim() || w.cols != b->dim() ||
+          c.cols != b->dim() || w.rows <= b->dim())
         fail(file, ": the ", d, " map has the wrong shape");
       b->add_query(d, std::move(mu), std::move(w), std::move(c));
     }
@@ -182,8 +188,8 @@ std::unique_ptr<Bridge> open_bridge(const std::string& file) {
 }
 
 BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
-                               const std::map<std::string, BridgeRows>& queries, const BridgeOptions& opt,
-                               const std::string& out_file) {
+                               const std::map<std::string, BridgeRows>& queries,
+                               const BridgeOptions& opt, const std::string& out_file) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opt.ridge <= 0 || opt.source_weight < 0 || opt.source_weight > 1)
     fail("bridge options: the ridge must be positive and the source weight within [0, 1]");
@@ -207,8 +213,10 @@ BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRo
   for (const auto& [domain, side] : queries) {
     const Matrix& fq = side.frozen.x;
     if (fq.rows < 2) fail("the bridge needs ", domain, " train images (", fq.rows, " given)");
-    if (fq.cols != F) fail("the ", domain, " frozen features are ", fq.cols, "-d, the gallery's ", F, "-d");
-    if (side.emb.rows != fq.rows) fail("the ", domain, " embeddings and frozen features differ in rows");
+    if (fq.cols != F)
+      fail("the ", domain, " frozen features are ", fq.cols, "-d, the gallery's ", F, "-d");
+    if (side.emb.rows != fq.rows)
+      fail("the ", domain, " embeddings and frozen features differ in rows");
     if (side.source.size() != static_cast<size_t>(fq.rows))
       fail("the ", domain, " rows need one source row each (-1: none)");
     Matrix mu = column_mean(fq);
@@ -218,14 +226,17 @@ BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRo
     for (int64_t i = 0; i < fq.rows; ++i) {
       const auto& r = side.frozen.rows[static_cast<size_t>(i)];
       auto cs = cls_sum.find(r.cls);
-      if (cs == cls_sum.end()) fail("the bridge: ", domain, " class '", r.cls, "' has no gallery train images");
+      if (cs == cls_sum.end())
+        fail("the bridge: ", domain, " class '", r.cls, "' has no gallery train images");
       const double n = static_cast<double>(cls_n.at(r.cls));
       const int64_t src = side.source[static_cast<size_t>(i)];
-      if (src >= g.rows) fail("internal: the bridge's source row ", src, " is past the gallery's ", g.rows);
+      if (src >= g.rows)
+        fail("internal: the bridge's source row ", src, " is past the gallery's ", g.rows);
       const double s = src >= 0 ? opt.source_weight : 0.0;
       with_source += src >= 0;
       for (int64_t j = 0; j < F; ++j)
-        t.row(i)[j] = static_cast<float>((1 - s) * cs->second[j] / n + (src >= 0 ? s * g.row(src)[j] : 0.0));
+        t.row(i)[j] =
+            static_cast<float>((1 - s) * cs->second[j] / n + (src >= 0 ? s * g.row(src)[j] : 0.0));
     }
     // W = (Xc' Xc + lambda I)^-1 Xc' Tc, c = mean(T) - mean(X) W; in double.
     torch::NoGradGuard ng;

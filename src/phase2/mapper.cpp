@@ -69,7 +69,8 @@ struct Net {
 };
 
 torch::Tensor to_tensor(const Matrix& m) {
-  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat32).clone();
+  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat32)
+      .clone();
 }
 
 torch::Tensor pair_distance(const torch::Tensor& a, const torch::Tensor& b) {
@@ -94,8 +95,10 @@ class TorchMapper : public Mapper {
   Matrix map(const std::string& domain, const Matrix& x) const override {
     auto it = std::find(net.domains.begin(), net.domains.end(), domain);
     if (it == net.domains.end())
-      fail("the mapper has no branch for domain '", domain, "' (it has: ", join_names(net.domains), ")");
-    if (x.cols != in) fail("embeddings are ", x.cols, "-d but the mapper expects ", in, "-d (another encoder?)");
+      fail("the mapper has no branch for domain '", domain, "' (it has: ", join_names(net.domains),
+           ")");
+    if (x.cols != in)
+      fail("embeddings are ", x.cols, "-d but the mapper expects ", in, "-d (another encoder?)");
     torch::NoGradGuard ng;
     auto y = net.branch[it - net.domains.begin()]->forward(to_tensor(x)).contiguous();
     Matrix out(y.size(0), y.size(1));
@@ -114,9 +117,9 @@ std::string MapperTrainResult::to_json() const {
   os << "{\"queries\": {";
   size_t i = 0;
   for (const auto& [d, n] : queries) os << (i++ ? ", " : "") << "\"" << d << "\": " << n;
-  os << "}, \"gallery\": " << gallery << ", \"ranks\": " << ranks << ", \"pairs_per_epoch\": " << pairs_per_epoch
-     << ", \"prob_a\": " << prob_a << ", \"prob_b\": " << prob_b << ", \"ledger\": " << ledger.to_json()
-     << ", \"epoch_loss\": [";
+  os << "}, \"gallery\": " << gallery << ", \"ranks\": " << ranks
+     << ", \"pairs_per_epoch\": " << pairs_per_epoch << ", \"prob_a\": " << prob_a
+     << ", \"prob_b\": " << prob_b << ", \"ledger\": " << ledger.to_json() << ", \"epoch_loss\": [";
   for (size_t e = 0; e < epoch_loss.size(); ++e) os << (e ? ", " : "") << epoch_loss[e];
   os << "]}";
   return os.str();
@@ -126,18 +129,22 @@ namespace {
 std::string domain_of(const Embeddings& e, const char* what) {
   auto it = e.meta.find("domain");
   if (it == e.meta.end() || it->second.empty())
-    fail(what, " embeddings name no domain in their manifest (write them with `duet train-encoder --emb-out` "
+    fail(what,
+         " embeddings name no domain in their manifest (write them with `duet train-encoder "
+         "--emb-out` "
          "or `duet embed`)");
   return it->second;
 }
 }  // namespace
 
-MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embeddings& ge, const MapperOptions& opt,
-                               const std::string& out_file) {
+MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embeddings& ge,
+                               const MapperOptions& opt, const std::string& out_file) {
   LedgerScope scope;
   if (qsets.empty()) fail("Phase II needs the embeddings of at least one query domain");
-  if (opt.loss != "contrastive" && opt.loss != "triplet") fail("unknown loss '", opt.loss, "': contrastive or triplet");
-  if (opt.pos < 1 || opt.neg < 1 || opt.epochs < 1) fail("--pos, --neg and --epochs must be positive");
+  if (opt.loss != "contrastive" && opt.loss != "triplet")
+    fail("unknown loss '", opt.loss, "': contrastive or triplet");
+  if (opt.pos < 1 || opt.neg < 1 || opt.epochs < 1)
+    fail("--pos, --neg and --epochs must be positive");
   std::vector<std::string> domains;
   for (const auto& q : qsets) {
     const std::string d = domain_of(q, "query");
@@ -150,7 +157,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   }
   const std::string gdom = domain_of(ge, "gallery");
   if (std::find(domains.begin(), domains.end(), gdom) != domains.end())
-    fail("query and gallery embeddings are both of domain '", gdom, "'; Phase II maps different domains");
+    fail("query and gallery embeddings are both of domain '", gdom,
+         "'; Phase II maps different domains");
   domains.push_back(gdom);
   // Opened now, by the rank that writes it: an unwritable path fails before training, not after.
   std::optional<AtomicFile> out;
@@ -164,7 +172,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   std::map<std::string, int64_t> cid;
   for (const auto& r : ge.rows) cid.emplace(r.cls, static_cast<int64_t>(cid.size()));
   std::vector<std::vector<int64_t>> photos_of(cid.size());
-  for (size_t i = 0; i < ge.rows.size(); ++i) photos_of[cid[ge.rows[i].cls]].push_back(static_cast<int64_t>(i));
+  for (size_t i = 0; i < ge.rows.size(); ++i)
+    photos_of[cid[ge.rows[i].cls]].push_back(static_cast<int64_t>(i));
   std::vector<int64_t> qlab, qdom_v;
   std::vector<torch::Tensor> xq;
   for (size_t d = 0; d < qsets.size(); ++d) {
@@ -177,7 +186,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
       qdom_v.push_back(static_cast<int64_t>(d));
     }
     if (rows.empty())
-      fail("no ", domains[d], " class has ", gdom, " images: the two embedding files share no class");
+      fail("no ", domains[d], " class has ", gdom,
+           " images: the two embedding files share no class");
     res.queries[domains[d]] = static_cast<int64_t>(rows.size());
     xq.push_back(to_tensor(qsets[d].x).index_select(0, torch::tensor(rows)));
   }
@@ -199,9 +209,11 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   net.shared = opt.shared;
   const int in = static_cast<int>(ge.x.cols);
   for (size_t d = 0; d < domains.size(); ++d)
-    net.branch.push_back(opt.shared && d > 0 ? net.branch[0] : Branch(in, opt.hidden, opt.code, opt.normalize));
+    net.branch.push_back(opt.shared && d > 0 ? net.branch[0]
+                                             : Branch(in, opt.hidden, opt.code, opt.normalize));
   const auto params = net.parameters();
-  torch::optim::AdamW optim(params, torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
+  torch::optim::AdamW optim(params,
+                            torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay));
 
   // Draws `pos` same-class and `neg` other-class gallery rows per query: [nq, pos], [nq, neg].
   auto draw = [&](const torch::Tensor& hard_pool) {
@@ -225,7 +237,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
         N[i * opt.neg + k] = j;
       }
     }
-    return std::make_pair(torch::tensor(P).view({nq, opt.pos}), torch::tensor(N).view({nq, opt.neg}));
+    return std::make_pair(torch::tensor(P).view({nq, opt.pos}),
+                          torch::tensor(N).view({nq, opt.neg}));
   };
   // The 50 closest other-class gallery rows of every query in the current code space.
   auto hard_pool = [&]() {
@@ -252,16 +265,21 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
       const auto [mb, me] = dist::share(b, e);
       auto idx = order.slice(0, mb, me);
       const int64_t m = me - mb;
-      auto zq = net.map_queries(Xq.index_select(0, idx), qdom.index_select(0, idx));         // [m, code]
-      auto zp = net.gallery()->forward(Xg.index_select(0, P.index_select(0, idx).flatten()))  // [m*pos, code]
-                    .view({m, opt.pos, -1});
-      auto zn = net.gallery()->forward(Xg.index_select(0, N.index_select(0, idx).flatten())).view({m, opt.neg, -1});
+      auto zq = net.map_queries(Xq.index_select(0, idx), qdom.index_select(0, idx));  // [m, code]
+      auto zp =
+          net.gallery()
+              ->forward(Xg.index_select(0, P.index_select(0, idx).flatten()))  // [m*pos, code]
+              .view({m, opt.pos, -1});
+      auto zn = net.gallery()
+                    ->forward(Xg.index_select(0, N.index_select(0, idx).flatten()))
+                    .view({m, opt.neg, -1});
       auto dp = (zq.unsqueeze(1) - zp).pow(2).sum(2).add(1e-9).sqrt();  // [m, pos]
       auto dn = (zq.unsqueeze(1) - zn).pow(2).sum(2).add(1e-9).sqrt();  // [m, neg]
       torch::Tensor loss;
       if (opt.loss == "contrastive") {
-        loss = torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).sum() /
-               static_cast<double>(M * (opt.pos + opt.neg));
+        loss =
+            torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).sum() /
+            static_cast<double>(M * (opt.pos + opt.neg));
       } else {
         // every positive against every negative of the same query
         loss = torch::relu(dp.unsqueeze(2) - dn.unsqueeze(1) + opt.margin).sum() /
@@ -291,7 +309,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
     torch::Tensor d, y;
     {
       torch::NoGradGuard ng_;
-      auto zq = net.map_queries(Xq, qdom), zp = net.gallery()->forward(Xg.index_select(0, P.flatten())),
+      auto zq = net.map_queries(Xq, qdom),
+           zp = net.gallery()->forward(Xg.index_select(0, P.flatten())),
            zn = net.gallery()->forward(Xg.index_select(0, N.flatten()));
       d = torch::cat({pair_distance(zq.repeat_interleave(opt.pos, 0), zp),
                       pair_distance(zq.repeat_interleave(opt.neg, 0), zn)});
@@ -326,7 +345,8 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   // The ranks stepped on the same summed gradients: they hold the same parameters, or something
   // (a nondeterministic draw, a rank on other data) broke the data-parallel contract.
   if (double dev = dist::divergence(params); dev != 0)
-    fail("the ", dist::world(), " ranks trained different mappers (parameters differ by up to ", dev, ")");
+    fail("the ", dist::world(), " ranks trained different mappers (parameters differ by up to ",
+         dev, ")");
   res.ranks = dist::world();
   if (out) {
     std::ostringstream bytes;
@@ -335,8 +355,9 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
     out->commit();
   }
   res.ledger = scope.stop();
-  res.ledger.flops = 3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
-                     (static_cast<double>(ge.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
+  res.ledger.flops =
+      3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
+      (static_cast<double>(ge.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
   return res;
 }
 
@@ -353,7 +374,8 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
   if (!ar.try_read("format", v) || !v.isString() || v.toStringRef() != kFormat) {
     const std::string f = v.isString() ? v.toStringRef() : "no format tag";
     if (f.rfind("duet-mapper-", 0) == 0)
-      fail(file, ": a mapper from another duet version (", f, "; this one reads ", kFormat, "): retrain it");
+      fail(file, ": a mapper from another duet version (", f, "; this one reads ", kFormat,
+           "): retrain it");
     fail(file, ": not a duet mapper file (", f, ")");
   }
   // Every value and tensor checked as it is read (common/torch_archive.h), and the widths bounded
@@ -366,11 +388,13 @@ std::unique_ptr<Mapper> open_mapper(const std::string& file) {
     if (m->net.domains.size() < 2) fail(file, ": a mapper needs a query and a gallery domain");
     constexpr int64_t kMaxWidth = std::numeric_limits<int>::max();  // torch::nn::Linear's
     m->in = archive::integer(ar, "in_dim", file, "mapper", 1, kMaxWidth);
-    const int hidden = static_cast<int>(archive::integer(ar, "hidden", file, "mapper", 1, kMaxWidth));
+    const int hidden =
+        static_cast<int>(archive::integer(ar, "hidden", file, "mapper", 1, kMaxWidth));
     m->code = archive::integer(ar, "code", file, "mapper", 1, kMaxWidth);
     std::error_code ec;
     const auto bytes = std::filesystem::file_size(file, ec);
-    if (static_cast<double>(hidden) * static_cast<double>(m->in + m->code) * sizeof(float) > static_cast<double>(bytes))
+    if (static_cast<double>(hidden) * static_cast<double>(m->in + m->code) * sizeof(float) >
+        static_cast<double>(bytes))
       fail(file, ": damaged mapper file (its widths ", m->in, " -> ", hidden, " -> ", m->code,
            " need more weights than its ", bytes, " bytes hold)");
     m->net.shared = archive::boolean(ar, "shared", file, "mapper");

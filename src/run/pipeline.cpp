@@ -1,14 +1,13 @@
 // The main job. See duet/pipeline.h.
 #include "duet/pipeline.h"
 
-#include <nlohmann/json.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
 
@@ -21,15 +20,15 @@
 #include "duet/fileio.h"
 #include "duet/fusion.h"
 #include "duet/gallery.h"
-#include "duet/model.h"
-#include "duet/search.h"
 #include "duet/ledger.h"
 #include "duet/metrics.h"
+#include "duet/model.h"
 #include "duet/paths.h"
 #include "duet/phase1.h"
 #include "duet/phase2.h"
 #include "duet/progress.h"
 #include "duet/report.h"
+#include "duet/search.h"
 
 namespace duet {
 
@@ -46,15 +45,15 @@ std::vector<std::string> paths_of(const Embeddings& e) {
 struct Config {
   EncoderTrainOptions enc;
   MapperOptions map;
-  bool frame_drawings = false;   // Phase I sees drawing-kind domains cropped to their strokes
-  int members = 1;               // Phase I encoders per domain, seeds s, s+1...; posteriors averaged
+  bool frame_drawings = false;  // Phase I sees drawing-kind domains cropped to their strokes
+  int members = 1;              // Phase I encoders per domain, seeds s, s+1...; posteriors averaged
   bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
   FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
   bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
   DiffusionOptions diff;
-  double preserve_source = 0;    // query domains' preservation weight, their source images' teacher
-  double distill = 0;            // query domains distil their source images' gallery posteriors
-  bool bridge = false;           // fit the bridge into the gallery's frozen features (duet/bridge.h)
+  double preserve_source = 0;  // query domains' preservation weight, their source images' teacher
+  double distill = 0;          // query domains distil their source images' gallery posteriors
+  bool bridge = false;         // fit the bridge into the gallery's frozen features (duet/bridge.h)
   BridgeOptions bridge_opt;
   std::string graph = "embedding";
   std::string describe;
@@ -67,7 +66,8 @@ Config make_config(const RunOptions& o) {
   c.preserve_source = o.preserve_source;
   // Query encoders learn their source images' gallery posteriors at 0.5 in the default config:
   // chosen on the validation splits together with the unseen-class gate (docs/experiments.md,
-  // "distillation and the gate on three held-out class sets"). The paper config is the reference recipe.
+  // "distillation and the gate on three held-out class sets"). The paper config is the reference
+  // recipe.
   c.distill = o.distill >= 0 ? o.distill : o.config == "paper" ? 0.0 : 0.5;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
@@ -120,7 +120,8 @@ Config make_config(const RunOptions& o) {
   }
   if (c.distill > 0) c.describe += ", query encoders distilled from their source images";
   if (o.quick) {
-    if (c.enc.backbone.arch == "mobilenet_v2" && c.enc.backbone.weights.empty()) c.enc.backbone.arch = "mobilenet_v1_025";
+    if (c.enc.backbone.arch == "mobilenet_v2" && c.enc.backbone.weights.empty())
+      c.enc.backbone.arch = "mobilenet_v1_025";
     c.enc.frozen_epochs = 20;
     c.enc.finetune_epochs = 2;
     c.enc.views = 2;
@@ -219,13 +220,15 @@ struct Trained {
 // Phase I for every domain (each alone) and member, then Phase II on d's train samples, into dir;
 // then the model folder model_dir. `key` names the data (the split file's content), for stamps.
 Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, const Domains& doms,
-                    const std::map<std::string, DomainKind>& kinds, const std::string& key, const std::string& dir,
-                    const std::string& model_dir, const json& training) {
+                    const std::map<std::string, DomainKind>& kinds, const std::string& key,
+                    const std::string& dir, const std::string& model_dir, const json& training) {
   // Member 0 writes to dir, member m (seed + m) to dir/member<m>: the same training as a run with
   // that seed.
   Trained t;
   // Query domains taught by their source images (--preserve-source) instead of themselves.
-  auto from_source = [&](const std::string& domain) { return cfg.preserve_source > 0 && domain != doms.gallery; };
+  auto from_source = [&](const std::string& domain) {
+    return cfg.preserve_source > 0 && domain != doms.gallery;
+  };
   auto encoder_options = [&](int m, const std::string& domain) {
     EncoderTrainOptions eo = cfg.enc;
     // Member m is the run at seed s+m, views included (members on member 0's views lost 0.011
@@ -255,8 +258,9 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     t.x = take_rows(g, src).x;
     return t;
   };
-  const std::string no_source = " image has a source image in " + doms.gallery + " (a file named <" +
-                                doms.gallery + " file's stem>-<n> in its class)";
+  const std::string no_source = " image has a source image in " + doms.gallery +
+                                " (a file named <" + doms.gallery +
+                                " file's stem>-<n> in its class)";
   for (int m = 0; m < cfg.members; ++m) {
     const std::string mdir = m == 0 ? dir : dir + "/member" + std::to_string(m);
     make_dirs(mdir);
@@ -269,36 +273,39 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
       EncoderTrainOptions eo = encoder_options(m, domain);
       const bool distilled = cfg.distill > 0 && domain != doms.gallery;
       std::ostringstream k;
-      k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden
-        << "|" << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
+      k << key << "|" << eo.backbone.arch << "|" << eo.backbone.weights << "|" << eo.hidden << "|"
+        << eo.frozen_epochs << "|" << eo.finetune_epochs << "|" << eo.finetune_stages << "|"
         << eo.views << "|" << eo.lr << "|" << eo.finetune_lr << "|" << eo.tta_views << "|"
-        << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << eo.seed << "|"  // training seed, views' seed (keys as before)
-        << kind_name(kinds.at(domain))
-        << (eo.frame ? "|framed" : "");
-      if (eo.preserve > 0) k << (from_source(domain) ? "|preserve-source" : "|preserve") << eo.preserve;  // (without it, keys as before)
+        << eo.label_smoothing << "|" << eo.dropout << "|" << eo.seed << "|" << eo.seed
+        << "|"  // training seed, views' seed (keys as before)
+        << kind_name(kinds.at(domain)) << (eo.frame ? "|framed" : "");
+      if (eo.preserve > 0)
+        k << (from_source(domain) ? "|preserve-source" : "|preserve")
+          << eo.preserve;  // (without it, keys as before)
       if (distilled) k << "|distill" << cfg.distill << "t" << eo.distill_t << "|" << gallery_key;
       if (domain == doms.gallery) gallery_key = hash_hex(k.str());
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
-      json r = stamped(mdir, "phase1-" + domain, hash_hex(k.str()),
-                       {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
-                         // SAKE's teacher: the frozen backbone's ImageNet distribution of the
-                         // source image, seen at member m's views.
-                         if (from_source(domain)) {
-                           eo.teacher = source_teacher(
-                               domain, frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true));
-                           if (eo.teacher.rows.empty()) fail("--preserve-source: no ", domain, no_source);
-                         }
-                         if (distilled) {
-                           eo.class_teacher = source_teacher(
-                               domain, read_embeddings(posteriors_path_for(mdir + "/" + doms.gallery + ".npy")));
-                           if (eo.class_teacher.rows.empty())
-                             log_line("no " + domain + no_source + ": its Phase I learns without distillation");
-                           else
-                             eo.distill = cfg.distill;
-                         }
-                         return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
-                       });
+      json r = stamped(
+          mdir, "phase1-" + domain, hash_hex(k.str()),
+          {enc_file, emb, manifest_path_for(emb), posteriors_path_for(emb)}, [&] {
+            // SAKE's teacher: the frozen backbone's ImageNet distribution of the
+            // source image, seen at member m's views.
+            if (from_source(domain)) {
+              eo.teacher = source_teacher(
+                  domain, frozen_features(d, doms.gallery, encoder_options(m, doms.gallery), true));
+              if (eo.teacher.rows.empty()) fail("--preserve-source: no ", domain, no_source);
+            }
+            if (distilled) {
+              eo.class_teacher = source_teacher(
+                  domain, read_embeddings(posteriors_path_for(mdir + "/" + doms.gallery + ".npy")));
+              if (eo.class_teacher.rows.empty())
+                log_line("no " + domain + no_source + ": its Phase I learns without distillation");
+              else
+                eo.distill = cfg.distill;
+            }
+            return json::parse(train_encoder(d, domain, eo, enc_file, emb).to_json());
+          });
       acc[domain] = r["val_acc"];
       Embeddings pm = read_embeddings(posteriors_path_for(emb));
       if (m == 0) {
@@ -336,13 +343,14 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   const std::string mapper_file = dir + "/mapper.pt";
   std::ostringstream mk;
   for (const auto& domain : doms.all()) mk << domain << ":" << t.phase1[domain].dump();
-  mk << cfg.map.loss << cfg.map.shared << (cfg.map.normalize ? "n" : "") << cfg.map.hidden << cfg.map.code
-     << cfg.map.pos << cfg.map.neg << cfg.map.hard_negatives << cfg.map.epochs << cfg.map.lr << cfg.map.margin
-     << cfg.map.seed;
+  mk << cfg.map.loss << cfg.map.shared << (cfg.map.normalize ? "n" : "") << cfg.map.hidden
+     << cfg.map.code << cfg.map.pos << cfg.map.neg << cfg.map.hard_negatives << cfg.map.epochs
+     << cfg.map.lr << cfg.map.margin << cfg.map.seed;
   t.phase2 = stamped(dir, "phase2", hash_hex(mk.str()), {mapper_file}, [&] {
     std::vector<Embeddings> queries;
     for (const auto& q : doms.query) queries.push_back(train_rows(q));
-    return json::parse(train_mapper(queries, train_rows(doms.gallery), cfg.map, mapper_file).to_json());
+    return json::parse(
+        train_mapper(queries, train_rows(doms.gallery), cfg.map, mapper_file).to_json());
   });
 
   // The bridge into the gallery's frozen features (duet/bridge.h), from member 0's views: the
@@ -358,13 +366,17 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
     t.bridge = stamped(dir, "bridge", hash_hex(bk.str()), outputs, [&] {
       auto side = [&](const std::string& domain, bool with_emb) {
         Embeddings fz = frozen_features(d, domain, encoder_options(0, domain));
-        if (dist::leader()) write_embeddings(dir + "/" + domain + ".frozen.npy", fz);  // what it learnt from
+        if (dist::leader())
+          write_embeddings(dir + "/" + domain + ".frozen.npy", fz);  // what it learnt from
         Embeddings e;
         if (with_emb) {
           e = read_embeddings(dir + "/" + domain + ".npy");
           bool same = e.rows.size() == fz.rows.size();
-          for (size_t i = 0; same && i < e.rows.size(); ++i) same = e.rows[i].path == fz.rows[i].path;
-          if (!same) fail(dir, ": the ", domain, " embeddings do not line up with its trunk cache; delete ", dir);
+          for (size_t i = 0; same && i < e.rows.size(); ++i)
+            same = e.rows[i].path == fz.rows[i].path;
+          if (!same)
+            fail(dir, ": the ", domain, " embeddings do not line up with its trunk cache; delete ",
+                 dir);
         }
         std::vector<size_t> r;
         for (size_t i = 0; i < fz.rows.size(); ++i)
@@ -381,7 +393,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
           BridgeRows& b = queries[q] = side(q, true);
           b.source = source_rows(d, paths_of(b.frozen), paths_of(gallery.frozen));
         }
-      return json::parse(train_bridge(doms.gallery, gallery, queries, cfg.bridge_opt, bridge_file).to_json());
+      return json::parse(
+          train_bridge(doms.gallery, gallery, queries, cfg.bridge_opt, bridge_file).to_json());
     });
   }
 
@@ -392,8 +405,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   spec.gallery_domain = doms.gallery;
   for (const auto& domain : doms.all())
     for (int m = 0; m < cfg.members; ++m)
-      spec.encoders[domain].push_back((m == 0 ? dir : dir + "/member" + std::to_string(m)) + "/" + domain +
-                                      "_encoder.pt");
+      spec.encoders[domain].push_back((m == 0 ? dir : dir + "/member" + std::to_string(m)) + "/" +
+                                      domain + "_encoder.pt");
   spec.mapper = mapper_file;
   spec.bridge = bridge_file;
   spec.rank.graph = cfg.graph;
@@ -417,7 +430,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
 void select_for_run(const RunOptions& o, Dataset& d, const Domains& doms) {
   if (o.max_classes > 0) {
     auto cls = d.classes();
-    std::set<std::string> keep(cls.begin(), cls.begin() + std::min<size_t>(cls.size(), o.max_classes));
+    std::set<std::string> keep(cls.begin(),
+                               cls.begin() + std::min<size_t>(cls.size(), o.max_classes));
     std::vector<Sample> kept;
     for (auto& s : d.samples)
       if (keep.count(s.cls)) kept.push_back(s);
@@ -435,11 +449,13 @@ json samples_per_domain(const Dataset& d, const std::string& split) {
 
 // `split` names <data>/splits/<split>.tsv, or is the path of a split file elsewhere (e.g. a
 // validation split made with `duet split --from`); results go under its stem either way.
-json run_split(const RunOptions& o, const Config& cfg, const std::string& data, const std::string& split) {
+json run_split(const RunOptions& o, const Config& cfg, const std::string& data,
+               const std::string& split) {
   const bool is_path = is_split_file(split);
   const std::string tsv = is_path ? split : data + "/splits/" + split + ".tsv";
   if (!file_exists(tsv))
-    fail(tsv, ": no such split file", is_path ? std::string() : " (splits available under " + data + "/splits)");
+    fail(tsv, ": no such split file",
+         is_path ? std::string() : " (splits available under " + data + "/splits)");
   Dataset d = load_split(tsv, data);
   const Domains doms = resolve_domains(d, o.query_domains, o.gallery_domain);
   select_for_run(o, d, doms);
@@ -451,14 +467,19 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       if (s.domain == doms.gallery && s.split == "test") gallery_cls.insert(s.cls);
     for (const auto& s : d.samples)
       if (s.domain != doms.gallery && s.split == "test" && !gallery_cls.count(s.cls))
-        fail(tsv, ": class '", s.cls, "' has test ", s.domain, " images but no test ", doms.gallery, " images");
+        fail(tsv, ": class '", s.cls, "' has test ", s.domain, " images but no test ", doms.gallery,
+             " images");
   }
   const auto kinds = decide_kinds(d, doms.all(), o.kinds);
   const std::string dir = o.out + "/" + split_name(split);
   make_dirs(dir);
-  const std::string split_key = hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) + "|" + data);
-  json training = {{"data", data}, {"split", tsv}, {"samples", samples_per_domain(d, "train")},
-                   {"classes", d.classes("train").size()}, {"held_out", "the split's test part"}};
+  const std::string split_key =
+      hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) + "|" + data);
+  json training = {{"data", data},
+                   {"split", tsv},
+                   {"samples", samples_per_domain(d, "train")},
+                   {"classes", d.classes("train").size()},
+                   {"held_out", "the split's test part"}};
   Trained t = train_split(o, cfg, d, doms, kinds, split_key, dir, dir + "/model", training);
   auto model = Model::open(dir + "/model", o.threads);
 
@@ -533,25 +554,25 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       }
     }
   }
-  if (gallery.entries.size() != gpaths.size()) fail(tsv, ": some test ", doms.gallery, " images could not be read");
+  if (gallery.entries.size() != gpaths.size())
+    fail(tsv, ": some test ", doms.gallery, " images could not be read");
   for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
   Searcher searcher = gallery_searcher(gallery, model->info().rank);
   if (cfg.fuse_posteriors) {
-    out["fusion"] = {{"photo_power", cfg.fusion.photo_power},
-                     {"unseen_gate", cfg.fusion.unseen_gate},
-                     {"unseen_post", cfg.fusion.unseen_post},
-                     {"unseen_profile", cfg.fusion.unseen_profile},
-                     {"bridge", cfg.fusion.bridge},
-                     {"unseen_bridge", cfg.fusion.unseen_bridge},
-                     {"bridge_ridge", cfg.bridge_opt.ridge},
-                     {"bridge_source", cfg.bridge_opt.source_weight}};
+    out["fusion"] = {
+        {"photo_power", cfg.fusion.photo_power}, {"unseen_gate", cfg.fusion.unseen_gate},
+        {"unseen_post", cfg.fusion.unseen_post}, {"unseen_profile", cfg.fusion.unseen_profile},
+        {"bridge", cfg.fusion.bridge},           {"unseen_bridge", cfg.fusion.unseen_bridge},
+        {"bridge_ridge", cfg.bridge_opt.ridge},  {"bridge_source", cfg.bridge_opt.source_weight}};
   }
   if (searcher.graph())
-    out["diffusion"] = {{"k", cfg.diff.k}, {"alpha", cfg.diff.alpha}, {"seeds", cfg.diff.seeds}, {"blend", cfg.diff.blend},
-                         {"shortlist", cfg.diff.shortlist}, {"graph", cfg.graph}};
+    out["diffusion"] = {
+        {"k", cfg.diff.k},         {"alpha", cfg.diff.alpha},         {"seeds", cfg.diff.seeds},
+        {"blend", cfg.diff.blend}, {"shortlist", cfg.diff.shortlist}, {"graph", cfg.graph}};
   // What the report shows beyond the metrics (duet/report.h): curves, per-class AP, examples.
   json detail = {{"root", std::filesystem::absolute(d.root).lexically_normal().string()},
-                 {"test", json::object()}, {"by_query", json::object()}};
+                 {"test", json::object()},
+                 {"by_query", json::object()}};
   for (const auto& s : d.samples)
     if (s.split == "test") detail["test"][s.domain].push_back(s.path);
   for (const auto& qd : doms.query) {
@@ -565,8 +586,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
     std::vector<char> unseen;
     std::vector<std::vector<int64_t>> ranks;
     json r;
-    RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi, eo,
-                                         searcher.graph() ? nullptr : &ranks);
+    RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi,
+                                         eo, searcher.graph() ? nullptr : &ranks);
     if (cfg.fuse_posteriors) r["unseen_queries"] = std::count(unseen.begin(), unseen.end(), 1);
     if (searcher.graph()) {
       // The gallery's own Phase I embeddings make the graph: no query is involved in it.
@@ -583,16 +604,25 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
                     Matrix(static_cast<int64_t>(ex.size()), queries.code.cols),
                     Matrix(static_cast<int64_t>(ex.size()), queries.bridge.cols)};
     for (size_t i = 0; i < ex.size(); ++i)
-      for (auto [from, to] : {std::pair{&queries.post, &sub.post}, {&queries.code, &sub.code}, {&queries.bridge, &sub.bridge}})
-        std::copy(from->row(ex[i]), from->row(ex[i]) + from->cols, to->row(static_cast<int64_t>(i)));
+      for (auto [from, to] : {std::pair{&queries.post, &sub.post},
+                              {&queries.code, &sub.code},
+                              {&queries.bridge, &sub.bridge}})
+        std::copy(from->row(ex[i]), from->row(ex[i]) + from->cols,
+                  to->row(static_cast<int64_t>(i)));
     const auto top = searcher.search(sub, 10);
     const char* labels[] = {"best", "median", "worst"};
     dq["examples"] = json::array();
     for (size_t i = 0; i < ex.size(); ++i) {
-      json e = {{"label", labels[std::min<size_t>(i, 2)]}, {"query", qfiles[ex[i]]}, {"class", ql[ex[i]]},
-                {"ap", dq["ap"][static_cast<size_t>(ex[i])]}, {"first_relevant", ranks[ex[i]].at(0)}, {"results", json::array()}};
+      json e = {{"label", labels[std::min<size_t>(i, 2)]},
+                {"query", qfiles[ex[i]]},
+                {"class", ql[ex[i]]},
+                {"ap", dq["ap"][static_cast<size_t>(ex[i])]},
+                {"first_relevant", ranks[ex[i]].at(0)},
+                {"results", json::array()}};
       for (const Hit& h : top[i].hits)
-        e["results"].push_back({{"path", gallery.entries[h.row].path}, {"class", gl[h.row]}, {"ok", gl[h.row] == ql[ex[i]]}});
+        e["results"].push_back({{"path", gallery.entries[h.row].path},
+                                {"class", gl[h.row]},
+                                {"ok", gl[h.row] == ql[ex[i]]}});
       dq["examples"].push_back(e);
     }
     detail["by_query"][qd] = dq;
@@ -600,7 +630,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
   write_file_atomic(dir + "/eval.json", detail.dump() + "\n");
   // The headline figures are the first query domain's.
   for (const auto& [key, v] : out["by_query"][doms.query[0]].items()) out[key] = v;
-  out["retrieval_wall_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  out["retrieval_wall_s"] =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   out["gallery"] = searcher.size();
   // Accuracy of the averaged posteriors on the held-out rows of learnt classes (-1: none).
   std::set<std::string> test_paths;
@@ -612,7 +643,8 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data, 
       if (test_paths.count(pm.rows[i].path)) test_rows.push_back(i);
     out["accuracy"][domain] = top1(pm, test_rows);
     const json& p = t.phase1.at(domain);
-    out["phase1"][domain] = {{"train_acc", p["train_acc"]}, {"val_acc", p["val_acc"]}, {"ledger", p["ledger"]}};
+    out["phase1"][domain] = {
+        {"train_acc", p["train_acc"]}, {"val_acc", p["val_acc"]}, {"ledger", p["ledger"]}};
   }
   out["phase1_members"] = t.member_acc;
   out["phase2"] = {{"ledger", t.phase2["ledger"]}, {"final_loss", t.phase2["epoch_loss"].back()}};
@@ -655,7 +687,8 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
   Dataset d = load_folder(o.data);
   const Domains doms = resolve_domains(d, o.query_domains, o.gallery_domain);
   select_for_run(o, d, doms);
-  if (d.classes().size() < 2) fail(o.data, ": needs at least two classes with images in every domain");
+  if (d.classes().size() < 2)
+    fail(o.data, ": needs at least two classes with images in every domain");
   for (auto& s : d.samples) s.split = "train";
   const auto kinds = decide_kinds(d, doms.all(), o.kinds);
   make_dirs(o.out);
@@ -663,17 +696,24 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
   const std::string tsv = o.out + "/train.tsv";
   if (dist::leader()) write_split(tsv, d);
   dist::barrier();
-  log_line("train: " + std::to_string(d.samples.size()) + " images, " + std::to_string(d.classes().size()) +
-           " classes (" + cfg.describe + "); work files in " + o.out);
+  log_line("train: " + std::to_string(d.samples.size()) + " images, " +
+           std::to_string(d.classes().size()) + " classes (" + cfg.describe + "); work files in " +
+           o.out);
   const std::string key = hash_hex(read_file(tsv) + "|" + o.data);
-  json training = {{"data", o.data}, {"split", "every image (" + tsv + ")"},
-                   {"samples", samples_per_domain(d, "")}, {"classes", d.classes().size()},
-                   {"held_out", "none: Phase I and II run fixed schedules (no early stopping), and Phase II "
-                                "calibrates p(same | distance) on pairs resampled from the training images"}};
+  json training = {{"data", o.data},
+                   {"split", "every image (" + tsv + ")"},
+                   {"samples", samples_per_domain(d, "")},
+                   {"classes", d.classes().size()},
+                   {"held_out",
+                    "none: Phase I and II run fixed schedules (no early stopping), and Phase II "
+                    "calibrates p(same | distance) on pairs resampled from the training images"}};
   Trained t = train_split(o, cfg, d, doms, kinds, key, o.out, model_dir, training);
   if (!dist::leader()) return "";
-  json r = {{"model", model_dir}, {"hash", read_model_info(model_dir).hash}, {"config", cfg.describe},
-            {"domains", {{"query", doms.query}, {"gallery", doms.gallery}}}, {"training", training}};
+  json r = {{"model", model_dir},
+            {"hash", read_model_info(model_dir).hash},
+            {"config", cfg.describe},
+            {"domains", {{"query", doms.query}, {"gallery", doms.gallery}}},
+            {"training", training}};
   for (const auto& [domain, p] : t.phase1)
     r["phase1"][domain] = {{"train_acc", p["train_acc"]}, {"ledger", p["ledger"]}};
   r["phase2"] = {{"ledger", t.phase2["ledger"]}, {"final_loss", t.phase2["epoch_loss"].back()}};

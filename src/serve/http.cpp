@@ -1,6 +1,4 @@
 // HttpServer: the routes of duet/serve.h on cpp-httplib, with their limits, metrics and log.
-#include "duet/serve.h"
-
 #include <httplib.h>
 #include <sys/socket.h>
 
@@ -11,11 +9,11 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
-
 #include <nlohmann/json.hpp>
 
 #include "duet/error.h"
 #include "duet/image.h"
+#include "duet/serve.h"
 #include "duet/shards.h"
 #include "serve/search_request.h"
 #include "serve/web_assets.h"
@@ -24,7 +22,8 @@ namespace duet {
 
 namespace {
 using Clock = std::chrono::steady_clock;
-constexpr int kSpareThreads = 4;  // connections served beside the searches (health, metrics, images)
+constexpr int kSpareThreads =
+    4;  // connections served beside the searches (health, metrics, images)
 
 void json_reply(httplib::Response& res, const nlohmann::json& j, int status = 200) {
   res.status = status;
@@ -37,14 +36,17 @@ std::string route_of(const std::string& path) {
   for (const char* r : {"/api/search", "/api/info", "/api/shard", "/healthz", "/metrics"})
     if (path == r) return r;
   for (size_t i = 0; i < kWebAssetsCount; ++i)
-    if (path == kWebAssets[i].path || (path == "/" && std::string(kWebAssets[i].path) == "/index.html")) return "page";
+    if (path == kWebAssets[i].path ||
+        (path == "/" && std::string(kWebAssets[i].path) == "/index.html"))
+      return "page";
   return "other";
 }
 
 // Prometheus counters and a latency histogram per route.
 class Metrics {
  public:
-  static constexpr std::array<double, 11> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  static constexpr std::array<double, 11> kBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                   0.5,   1,    2.5,   5,    10};
   void record(const std::string& route, int status, double seconds) {
     std::lock_guard<std::mutex> lock(mu_);
     ++requests_[{route, status}];
@@ -59,25 +61,29 @@ class Metrics {
     std::lock_guard<std::mutex> lock(mu_);
     std::string out;
     char line[256];
-    out += "# HELP duet_http_requests_total Requests answered, by route and status code.\n"
-           "# TYPE duet_http_requests_total counter\n";
+    out +=
+        "# HELP duet_http_requests_total Requests answered, by route and status code.\n"
+        "# TYPE duet_http_requests_total counter\n";
     for (const auto& [key, n] : requests_) {
-      std::snprintf(line, sizeof line, "duet_http_requests_total{route=\"%s\",code=\"%d\"} %lld\n", key.first.c_str(),
-                    key.second, static_cast<long long>(n));
+      std::snprintf(line, sizeof line, "duet_http_requests_total{route=\"%s\",code=\"%d\"} %lld\n",
+                    key.first.c_str(), key.second, static_cast<long long>(n));
       out += line;
     }
-    out += "# HELP duet_http_errors_total Requests answered with a 4xx or 5xx status.\n"
-           "# TYPE duet_http_errors_total counter\n";
+    out +=
+        "# HELP duet_http_errors_total Requests answered with a 4xx or 5xx status.\n"
+        "# TYPE duet_http_errors_total counter\n";
     for (const auto& [route, n] : errors_) {
       std::snprintf(line, sizeof line, "duet_http_errors_total{route=\"%s\"} %lld\n", route.c_str(),
                     static_cast<long long>(n));
       out += line;
     }
-    out += "# HELP duet_http_request_duration_seconds Time from routing a request to its answer.\n"
-           "# TYPE duet_http_request_duration_seconds histogram\n";
+    out +=
+        "# HELP duet_http_request_duration_seconds Time from routing a request to its answer.\n"
+        "# TYPE duet_http_request_duration_seconds histogram\n";
     for (const auto& [route, h] : latency_) {
       for (size_t b = 0; b < kBuckets.size(); ++b) {
-        std::snprintf(line, sizeof line, "duet_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lld\n",
+        std::snprintf(line, sizeof line,
+                      "duet_http_request_duration_seconds_bucket{route=\"%s\",le=\"%g\"} %lld\n",
                       route.c_str(), kBuckets[b], static_cast<long long>(h.counts[b]));
         out += line;
       }
@@ -85,16 +91,18 @@ class Metrics {
                     "duet_http_request_duration_seconds_bucket{route=\"%s\",le=\"+Inf\"} %lld\n"
                     "duet_http_request_duration_seconds_sum{route=\"%s\"} %.6f\n"
                     "duet_http_request_duration_seconds_count{route=\"%s\"} %lld\n",
-                    route.c_str(), static_cast<long long>(h.count), route.c_str(), h.sum, route.c_str(),
-                    static_cast<long long>(h.count));
+                    route.c_str(), static_cast<long long>(h.count), route.c_str(), h.sum,
+                    route.c_str(), static_cast<long long>(h.count));
       out += line;
     }
-    std::snprintf(line, sizeof line,
-                  "# HELP duet_index_images Images in the served index.\n# TYPE duet_index_images gauge\n"
-                  "duet_index_images %lld\n"
-                  "# HELP duet_index_bytes Bytes of the served index held in memory (vectors, thumbnails, paths).\n"
-                  "# TYPE duet_index_bytes gauge\nduet_index_bytes %.0f\n",
-                  static_cast<long long>(images), index_bytes);
+    std::snprintf(
+        line, sizeof line,
+        "# HELP duet_index_images Images in the served index.\n# TYPE duet_index_images gauge\n"
+        "duet_index_images %lld\n"
+        "# HELP duet_index_bytes Bytes of the served index held in memory (vectors, thumbnails, "
+        "paths).\n"
+        "# TYPE duet_index_bytes gauge\nduet_index_bytes %.0f\n",
+        static_cast<long long>(images), index_bytes);
     out += line;
     return out;
   }
@@ -157,8 +165,9 @@ struct Lease {
 
 struct HttpServer::Impl {
   const Retrieval& svc;
-  const SearchService* shard = nullptr;  // set when serving a shard: it answers a front's POST /api/shard
-  bool front = false;                    // a front over shard servers (ShardFront)
+  const SearchService* shard =
+      nullptr;         // set when serving a shard: it answers a front's POST /api/shard
+  bool front = false;  // a front over shard servers (ShardFront)
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
@@ -166,11 +175,13 @@ struct HttpServer::Impl {
   mutable Budget pixels{2 * max_image_pixels()};
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
   Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
-    if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard) shard = local;
+    if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard)
+      shard = local;
     front = dynamic_cast<const ShardFront*>(&s) != nullptr;
   }
 
-  nlohmann::json answer_json(const Retrieval::Answer& a, const std::string& domain, double took_ms) const {
+  nlohmann::json answer_json(const Retrieval::Answer& a, const std::string& domain,
+                             double took_ms) const {
     nlohmann::json results = nlohmann::json::array();
     for (const Retrieval::Hit& h : a.hits) {
       nlohmann::json r{{"id", h.id}, {"path", h.path}, {"score", h.score}};
@@ -178,8 +189,9 @@ struct HttpServer::Impl {
       results.push_back(std::move(r));
     }
     nlohmann::json j{{"results", std::move(results)}, {"took_ms", took_ms}, {"cnn_ms", a.cnn_ms},
-                     {"search_ms", a.search_ms}, {"unseen", a.unseen}, {"domain", domain}};
-    // A front over shards says when some did not answer in time: the results are then of the others.
+                     {"search_ms", a.search_ms},      {"unseen", a.unseen}, {"domain", domain}};
+    // A front over shards says when some did not answer in time: the results are then of the
+    // others.
     if (front) {
       j["partial"] = !a.missing.empty();
       j["missing"] = a.missing;
@@ -198,13 +210,18 @@ struct HttpServer::Impl {
     } else {
       domain = svc.query_domain(q.domain);  // an unknown one: Error, hence 400
       // The request's whole work, from its first byte read, ends within --timeout.
-      const Deadline deadline{(t_request_started ? t_request_start : t0) + std::chrono::seconds(opt.timeout_s)};
-      const ImageHeader h = checked_header(q.image, "query");  // not an image, or too large: refused unread
+      const Deadline deadline{(t_request_started ? t_request_start : t0) +
+                              std::chrono::seconds(opt.timeout_s)};
+      const ImageHeader h =
+          checked_header(q.image, "query");  // not an image, or too large: refused unread
       const Lease slot{searches, searches.take(1, deadline, "waiting for a free search slot")};
-      const Lease px{pixels, pixels.take(h.width * h.height, deadline, "waiting to decode (other large images first)")};
+      const Lease px{pixels, pixels.take(h.width * h.height, deadline,
+                                         "waiting to decode (other large images first)")};
       a = svc.search_image(q.image, domain, q.k, deadline);
     }
-    json_reply(res, answer_json(a, domain, std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
+    json_reply(res,
+               answer_json(a, domain,
+                           std::chrono::duration<double, std::milli>(Clock::now() - t0).count()));
   }
 
   void image(const httplib::Request& req, httplib::Response& res) const {
@@ -227,17 +244,17 @@ struct HttpServer::Impl {
   nlohmann::json info() const {
     const ModelInfo& m = svc.model().info();
     nlohmann::json j{{"images", svc.size()},
-            {"domains", svc.model().domains()},
-            {"query_domains", m.query_domains},
-            {"gallery_domain", m.gallery_domain},
-            {"kinds", m.kinds},
-            {"draw_domain", draw_domain(m)},
-            {"classes", m.classes},
-            {"model", {{"config", m.config}, {"hash", m.hash}, {"dir", m.dir}}},
-            {"index_type", svc.index_type()},
-            {"max_k", opt.max_k},
-            {"max_body", opt.max_body},
-            {"max_pixels", max_image_pixels()}};
+                     {"domains", svc.model().domains()},
+                     {"query_domains", m.query_domains},
+                     {"gallery_domain", m.gallery_domain},
+                     {"kinds", m.kinds},
+                     {"draw_domain", draw_domain(m)},
+                     {"classes", m.classes},
+                     {"model", {{"config", m.config}, {"hash", m.hash}, {"dir", m.dir}}},
+                     {"index_type", svc.index_type()},
+                     {"max_k", opt.max_k},
+                     {"max_body", opt.max_body},
+                     {"max_pixels", max_image_pixels()}};
     if (shard) {
       const GalleryShard& s = *shard->gallery().shard;
       j["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
@@ -255,10 +272,15 @@ struct HttpServer::Impl {
       server.Get(a.path, serve);
       if (std::string(a.path) == "/index.html") server.Get("/", serve);
     }
-    server.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) { json_reply(res, info()); });
-    server.Post("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
-    server.Get("/api/search", [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
-    server.Get(R"(/api/image/(\d+))", [this](const httplib::Request& q, httplib::Response& r) { image(q, r); });
+    server.Get("/api/info", [this](const httplib::Request&, httplib::Response& res) {
+      json_reply(res, info());
+    });
+    server.Post("/api/search",
+                [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
+    server.Get("/api/search",
+               [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
+    server.Get(R"(/api/image/(\d+))",
+               [this](const httplib::Request& q, httplib::Response& r) { image(q, r); });
     if (shard) {
       server.Post("/api/shard", [this](const httplib::Request& q, httplib::Response& r) {
         r.set_content(shard_reply(*shard, q.body), "application/json");
@@ -296,55 +318,63 @@ struct HttpServer::Impl {
       // chunked would be read until the client closes or --timeout passes. Refused at once.
       if ((req.method == "POST" || req.method == "PUT") && !req.has_header("Content-Length") &&
           !req.has_header("Transfer-Encoding")) {
-        json_reply(res, {{"error", "a " + req.method + " needs a Content-Length (or a chunked body)"}}, 411);
+        json_reply(res,
+                   {{"error", "a " + req.method + " needs a Content-Length (or a chunked body)"}},
+                   411);
         res.set_header("Connection", "close");
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
     });
-    server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      int status = 500;
-      std::string what = "internal error";
-      try {
-        std::rethrow_exception(ep);
-      } catch (const HttpError& e) {
-        status = e.status, what = e.what();
-      } catch (const ImageTooLarge& e) {
-        status = 413, what = e.what();
-      } catch (const NotFound& e) {
-        status = 404, what = e.what();
-      } catch (const Unavailable& e) {
-        status = 503, what = e.what();
-      } catch (const TimedOut& e) {
-        status = 503, what = e.what();
-      } catch (const Error& e) {
-        status = 400, what = e.what();
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "duet serve: internal error: %s\n", e.what());
-      }
-      json_reply(res, {{"error", what}}, status);
-    });
+    server.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          int status = 500;
+          std::string what = "internal error";
+          try {
+            std::rethrow_exception(ep);
+          } catch (const HttpError& e) {
+            status = e.status, what = e.what();
+          } catch (const ImageTooLarge& e) {
+            status = 413, what = e.what();
+          } catch (const NotFound& e) {
+            status = 404, what = e.what();
+          } catch (const Unavailable& e) {
+            status = 503, what = e.what();
+          } catch (const TimedOut& e) {
+            status = 503, what = e.what();
+          } catch (const Error& e) {
+            status = 400, what = e.what();
+          } catch (const std::exception& e) {
+            std::fprintf(stderr, "duet serve: internal error: %s\n", e.what());
+          }
+          json_reply(res, {{"error", what}}, status);
+        });
     // Refusals httplib makes itself (no route, body too large, unparsable request) get the same
     // JSON body as ours.
     const size_t max_body = opt.max_body;
-    server.set_error_handler(httplib::Server::HandlerWithResponse([max_body](const httplib::Request& req,
-                                                                             httplib::Response& res) {
-      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-      std::string what = res.status == 400 ? "malformed request (bad request line, headers, multipart or chunked body)" : "refused (HTTP " + std::to_string(res.status) + ")";
-      if (res.status == 404) what = "no such route: " + req.method + " " + req.path;
-      if (res.status == 413) what = "request body over " + std::to_string(max_body) + " bytes";
-      json_reply(res, {{"error", what}}, res.status);
-      return httplib::Server::HandlerResponse::Handled;
-    }));
+    server.set_error_handler(httplib::Server::HandlerWithResponse(
+        [max_body](const httplib::Request& req, httplib::Response& res) {
+          if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+          std::string what =
+              res.status == 400
+                  ? "malformed request (bad request line, headers, multipart or chunked body)"
+                  : "refused (HTTP " + std::to_string(res.status) + ")";
+          if (res.status == 404) what = "no such route: " + req.method + " " + req.path;
+          if (res.status == 413) what = "request body over " + std::to_string(max_body) + " bytes";
+          json_reply(res, {{"error", what}}, res.status);
+          return httplib::Server::HandlerResponse::Handled;
+        }));
     const bool log = opt.log;
     server.set_logger([this, log](const httplib::Request& req, const httplib::Response& res) {
-      const double s = t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count() : 0;
+      const double s = t_request_started
+                           ? std::chrono::duration<double>(Clock::now() - t_request_start).count()
+                           : 0;
       t_request_started = false;
       metrics.record(route_of(req.path), res.status, s);
       if (log)
-        std::fprintf(stderr, "duet serve: %s %s %s %d %zuB %.1fms\n", req.remote_addr.c_str(), req.method.c_str(),
-                     req.target.empty() ? req.path.c_str() : req.target.c_str(), res.status, res.body.size(),
-                     s * 1e3);
+        std::fprintf(stderr, "duet serve: %s %s %s %d %zuB %.1fms\n", req.remote_addr.c_str(),
+                     req.method.c_str(), req.target.empty() ? req.path.c_str() : req.target.c_str(),
+                     res.status, res.body.size(), s * 1e3);
     });
   }
 };
@@ -364,9 +394,11 @@ HttpServer::~HttpServer() = default;
 int HttpServer::bind() {
   auto& s = impl_->server;
   const auto& o = impl_->opt;
-  const int port = o.port == 0 ? s.bind_to_any_port(o.host) : (s.bind_to_port(o.host, o.port) ? o.port : -1);
+  const int port =
+      o.port == 0 ? s.bind_to_any_port(o.host) : (s.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port <= 0)
-    fail("cannot listen on ", o.host, ":", o.port, " (is the port in use, or the host not one of this machine's "
+    fail("cannot listen on ", o.host, ":", o.port,
+         " (is the port in use, or the host not one of this machine's "
          "addresses? pick another with --port/--host)");
   return port;
 }

@@ -22,7 +22,8 @@ struct HttpError : Error {
 
 // A whole number in [lo, hi]; `what` names it in the refusal (400 when not a number, `status`
 // when out of range).
-int64_t parse_int(const std::string& s, int64_t lo, int64_t hi, const std::string& what, int status = 400);
+int64_t parse_int(const std::string& s, int64_t lo, int64_t hi, const std::string& what,
+                  int status = 400);
 
 struct SearchRequest {
   int64_t k = 10;

@@ -17,7 +17,8 @@ double ms_since(std::chrono::steady_clock::time_point t) {
 }
 
 const char* image_type(const std::string& path) {
-  std::string ext = path.substr(path.rfind('.') == std::string::npos ? path.size() : path.rfind('.') + 1);
+  std::string ext =
+      path.substr(path.rfind('.') == std::string::npos ? path.size() : path.rfind('.') + 1);
   for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (ext == "png") return "image/png";
   if (ext == "bmp") return "image/bmp";
@@ -35,15 +36,16 @@ QueryArrays one_query(const Matrix& post, const Matrix& code, const Matrix& brid
 }
 }  // namespace
 
-std::unique_ptr<SearchService> SearchService::open(const std::string& index, const std::string& model_dir,
-                                                   int threads) {
+std::unique_ptr<SearchService> SearchService::open(const std::string& index,
+                                                   const std::string& model_dir, int threads) {
   GalleryIndex g = read_gallery(index);
   const std::string dir = model_dir.empty() ? g.model_dir : model_dir;
-  if (!dir_exists(dir)) fail(index, ": its model ", dir, " is not there (pass the model folder with --model)");
+  if (!dir_exists(dir))
+    fail(index, ": its model ", dir, " is not there (pass the model folder with --model)");
   auto model = Model::open(dir, threads);
   if (model->info().hash != g.model_hash)
-    fail(index, ": built with another model (hash ", g.model_hash, "; ", dir, " is ", model->info().hash,
-         "): rebuild it with `duet index --model ", dir, "`");
+    fail(index, ": built with another model (hash ", g.model_hash, "; ", dir, " is ",
+         model->info().hash, "): rebuild it with `duet index --model ", dir, "`");
   return std::make_unique<SearchService>(std::move(g), std::move(model));
 }
 
@@ -84,8 +86,9 @@ void Deadline::expired(const char* stage) const {
   throw TimedOut(std::string("timed out ") + stage + " (the server's --timeout)");
 }
 
-Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes, const std::string& name,
-                        const std::string& domain, const Deadline& deadline, double& cnn_ms) {
+Features query_features(const Model& model, std::timed_mutex& cnn, const std::string& bytes,
+                        const std::string& name, const std::string& domain,
+                        const Deadline& deadline, double& cnn_ms) {
   const cv::Mat rgb = decode_rgb(bytes, name);
   const auto kind = model.info().kinds.find(domain);
   if (kind != model.info().kinds.end() && kind->second == "drawing" && !has_ink(rgb))
@@ -110,12 +113,13 @@ Retrieval::Answer SearchService::answer(const Ranking& r) const {
   Answer a;
   a.unseen = r.unseen;
   for (const duet::Hit& h : r.hits)
-    a.hits.push_back({h.row, h.score, gallery_.entries[static_cast<size_t>(h.row)].path, class_of(h.row)});
+    a.hits.push_back(
+        {h.row, h.score, gallery_.entries[static_cast<size_t>(h.row)].path, class_of(h.row)});
   return a;
 }
 
-Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain, int64_t k,
-                                              const Deadline& deadline) const {
+Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain,
+                                              int64_t k, const Deadline& deadline) const {
   refuse_shard();
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
@@ -130,7 +134,8 @@ Retrieval::Answer SearchService::search_image(const std::string& bytes, const st
 
 Retrieval::Answer SearchService::search_row(int64_t row, int64_t k) const {
   refuse_shard();
-  if (row < 0 || row >= size()) throw NotFound("image " + std::to_string(row) + " is not in the index");
+  if (row < 0 || row >= size())
+    throw NotFound("image " + std::to_string(row) + " is not in the index");
   const GalleryArrays& g = gallery_.arrays;
   auto t = std::chrono::steady_clock::now();
   Answer a = answer(searcher_.search(one_query(g.post, g.code, g.bridge, row), k)[0]);
@@ -139,7 +144,8 @@ Retrieval::Answer SearchService::search_row(int64_t row, int64_t k) const {
 }
 
 std::pair<std::string, std::string> SearchService::image(int64_t row, bool full) const {
-  if (row < 0 || row >= size()) throw NotFound("image " + std::to_string(row) + " is not in the index");
+  if (row < 0 || row >= size())
+    throw NotFound("image " + std::to_string(row) + " is not in the index");
   const GalleryEntry& e = gallery_.entries[static_cast<size_t>(row)];
   if (!full && !e.thumb.empty()) return {e.thumb, "image/jpeg"};
   // Only ever a path the index holds, by row number: nothing else on disk is reachable.
@@ -150,7 +156,8 @@ std::pair<std::string, std::string> SearchService::image(int64_t row, bool full)
 
 double SearchService::memory_bytes() const {
   const GalleryArrays& g = gallery_.arrays;
-  double b = 4.0 * static_cast<double>(g.post.data.size() + g.code.data.size() + g.bridge.data.size());
+  double b =
+      4.0 * static_cast<double>(g.post.data.size() + g.code.data.size() + g.bridge.data.size());
   for (const auto& e : gallery_.entries) b += static_cast<double>(e.thumb.size() + e.path.size());
   return b;
 }

@@ -8,10 +8,9 @@
 #include <cmath>
 #include <future>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <numeric>
 #include <set>
-
-#include <nlohmann/json.hpp>
 
 #include "duet/diffusion.h"
 #include "duet/error.h"
@@ -24,14 +23,19 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 Clock::time_point after(double seconds) {
-  return Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  return Clock::now() +
+         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
 // Best first: higher score, then lower row (the order Searcher::search ranks by).
 void sort_best(std::vector<std::pair<float, int64_t>>& v, size_t keep) {
-  auto better = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
+  auto better = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
   keep = std::min(keep, v.size());
   std::partial_sort(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(keep), v.end(), better);
   v.resize(keep);
@@ -50,17 +54,20 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
   const GalleryShard& sh = *g.shard;
   const Searcher& searcher = svc.searcher();
   const bool fused = searcher.options().fuse;
-  const int64_t n = svc.size(), C = g.arrays.post.cols, D = g.arrays.code.cols, B = g.arrays.bridge.cols;
+  const int64_t n = svc.size(), C = g.arrays.post.cols, D = g.arrays.code.cols,
+                B = g.arrays.bridge.cols;
   const bool bridged = searcher.uses_bridge();
   json a;
   try {
     auto floats = [&](const char* key, int64_t want) {
       auto v = q.at(key).get<std::vector<float>>();
-      if (static_cast<int64_t>(v.size()) != want) fail("shard request: ", key, " has ", v.size(), " values, not ", want);
+      if (static_cast<int64_t>(v.size()) != want)
+        fail("shard request: ", key, " has ", v.size(), " values, not ", want);
       return v;
     };
     auto local = [&](int64_t row) {
-      if (row < sh.offset || row >= sh.offset + n) fail("shard request: row ", row, " is not in this shard");
+      if (row < sh.offset || row >= sh.offset + n)
+        fail("shard request: row ", row, " is not in this shard");
       return row - sh.offset;
     };
     const std::string op = q.at("op").get<std::string>();
@@ -131,14 +138,17 @@ struct ShardFront::Shard {
 
   // One request within `until`; throws Error with the reason when the shard does not answer well.
   json call(const std::string& method, const std::string& path, const std::string& body,
-            Clock::time_point until, std::string* raw = nullptr, std::string* type = nullptr) const {
-    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()).count();
+            Clock::time_point until, std::string* raw = nullptr,
+            std::string* type = nullptr) const {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::microseconds>(until - Clock::now()).count();
     if (left <= 0) fail("no time left before the deadline");
     httplib::Client c(host, port);
     c.set_connection_timeout(left / 1000000, left % 1000000);
     c.set_read_timeout(left / 1000000, left % 1000000);
     c.set_write_timeout(left / 1000000, left % 1000000);
-    auto res = method == "GET" ? c.Get(path.c_str()) : c.Post(path.c_str(), body, "application/json");
+    auto res =
+        method == "GET" ? c.Get(path.c_str()) : c.Post(path.c_str(), body, "application/json");
     if (!res) fail("no answer (", httplib::to_string(res.error()), ")");
     if (res->status == 404) throw NotFound(url + ": " + res->body);
     if (res->status != 200) fail("HTTP ", res->status, " ", res->body.substr(0, 200));
@@ -165,7 +175,8 @@ struct Round {
 
 ShardFront::~ShardFront() = default;
 
-ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_dir, int threads, double deadline_s)
+ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_dir, int threads,
+                       double deadline_s)
     : deadline_s_(deadline_s) {
   if (urls.empty()) fail("--shards: give the shard servers' URLs (http://host:port,...)");
   if (!(deadline_s > 0)) fail("--deadline: must be positive (got ", deadline_s, ")");
@@ -195,7 +206,9 @@ ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_d
       fail("shard ", u, " does not answer /api/info: ", e.what());
     }
     if (!info.contains("shard"))
-      fail(u, " serves a whole index, not a shard (make shards with `duet shard`, serve each with `duet serve --index`)");
+      fail(u,
+           " serves a whole index, not a shard (make shards with `duet shard`, serve each with "
+           "`duet serve --index`)");
     const json& sh = info.at("shard");
     s->index = sh.at("index").get<int>();
     s->offset = sh.at("offset").get<int64_t>();
@@ -204,27 +217,32 @@ ShardFront::ShardFront(std::vector<std::string> urls, const std::string& model_d
     const int64_t total = sh.at("total").get<int64_t>();
     const std::string h = info.at("model").at("hash").get<std::string>();
     if (by_index.empty()) {
-      hash = h, dir = info.at("model").at("dir").get<std::string>(), total_ = total, of = sh.at("of").get<int>();
+      hash = h, dir = info.at("model").at("dir").get<std::string>(), total_ = total,
+      of = sh.at("of").get<int>();
       graph_ = info.value("graph", false);
     } else if (h != hash || total != total_ || sh.at("of").get<int>() != of) {
-      fail(u, " serves a shard of another index (model ", h, ", ", total, " images, one of ", sh.at("of").get<int>(),
-           ") than ", by_index.begin()->second->url, " (model ", hash, ", ", total_, " images, one of ", of, ")");
+      fail(u, " serves a shard of another index (model ", h, ", ", total, " images, one of ",
+           sh.at("of").get<int>(), ") than ", by_index.begin()->second->url, " (model ", hash, ", ",
+           total_, " images, one of ", of, ")");
     }
-    if (by_index.count(s->index)) fail(u, " and ", by_index.at(s->index)->url, " both serve shard ", s->index);
+    if (by_index.count(s->index))
+      fail(u, " and ", by_index.at(s->index)->url, " both serve shard ", s->index);
     by_index[s->index] = std::move(s);
   }
   if (static_cast<int>(by_index.size()) != of)
     fail("the index has ", of, " shards but --shards names ", by_index.size(), ": give every one");
   int64_t next = 0;
   for (auto& [i, s] : by_index) {
-    if (s->offset != next) fail("shard ", i, " (", s->url, ") starts at row ", s->offset, ", not ", next);
+    if (s->offset != next)
+      fail("shard ", i, " (", s->url, ") starts at row ", s->offset, ", not ", next);
     next += s->rows;
     shards_.push_back(std::move(s));
   }
   if (next != total_) fail("the shards hold ", next, " rows of the index's ", total_);
   model_ = Model::open(model_dir.empty() ? dir : model_dir, threads);
   if (model_->info().hash != hash)
-    fail("the shards were made with model ", hash, " but ", model_->info().dir, " is ", model_->info().hash);
+    fail("the shards were made with model ", hash, " but ", model_->info().dir, " is ",
+         model_->info().hash);
 }
 
 std::string ShardFront::index_type() const {
@@ -257,7 +275,9 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
     std::vector<std::future<json>> f(ns);
     for (size_t i = 0; i < ns; ++i)
       if (!down[i] && !r.request[i].is_null())
-        f[i] = std::async(std::launch::async, [&, i] { return shards_[i]->call("POST", "/api/shard", r.request[i].dump(), until); });
+        f[i] = std::async(std::launch::async, [&, i] {
+          return shards_[i]->call("POST", "/api/shard", r.request[i].dump(), until);
+        });
     for (size_t i = 0; i < ns; ++i) {
       if (!f[i].valid()) continue;
       try {
@@ -301,7 +321,8 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
     const auto s = a.at("scores").get<std::vector<float>>();
     for (size_t i = 0; i < rows.size() && i < s.size(); ++i) {
       score[rows[i]] = s[i];
-      if (a.contains("adj")) adj[rows[i]] = a.at("adj").at(i).get<std::pair<std::vector<int64_t>, std::vector<float>>>();
+      if (a.contains("adj"))
+        adj[rows[i]] = a.at("adj").at(i).get<std::pair<std::vector<int64_t>, std::vector<float>>>();
     }
   };
   float top = -INFINITY;
@@ -319,7 +340,8 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
     for (const json& a : r.reply) {
       if (a.is_null()) continue;
       take(a);
-      total += a.at("mass").get<double>() * std::exp(static_cast<double>(a.at("top").get<float>() - top));
+      total += a.at("mass").get<double>() *
+               std::exp(static_cast<double>(a.at("top").get<float>() - top));
     }
   }
   std::vector<std::pair<float, int64_t>> final_scores;
@@ -377,10 +399,12 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
       std::vector<int64_t> local(rows.size());
       std::iota(local.begin(), local.end(), 0);
       const GalleryGraph known(static_cast<int64_t>(rows.size()), ro.diff, start, col, w);
-      diffuse_shortlist(known, ro.diff, local.data(), s.data(), rows.size(), top, total,
-                        [](const std::vector<int64_t>&, float*) {}, out.data());
+      diffuse_shortlist(
+          known, ro.diff, local.data(), s.data(), rows.size(), top, total,
+          [](const std::vector<int64_t>&, float*) {}, out.data());
     } else {
-      for (size_t i = 0; i < rows.size(); ++i) out[i] = static_cast<float>(ro.diff.blend * std::exp(s[i] - top) / total);
+      for (size_t i = 0; i < rows.size(); ++i)
+        out[i] = static_cast<float>(ro.diff.blend * std::exp(s[i] - top) / total);
     }
     for (size_t i = 0; i < rows.size(); ++i) final_scores.emplace_back(out[i], rows[i]);
   }
@@ -398,7 +422,8 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
   for (size_t i = 0; i < ns; ++i) {
     if (r.reply[i].is_null()) continue;
     for (size_t j = 0; j < asked[i].size(); ++j)
-      entry[asked[i][j]] = {r.reply[i].at("paths").at(j).get<std::string>(), r.reply[i].at("classes").at(j).get<std::string>()};
+      entry[asked[i][j]] = {r.reply[i].at("paths").at(j).get<std::string>(),
+                            r.reply[i].at("classes").at(j).get<std::string>()};
   }
   for (const auto& [s, row] : final_scores)
     if (entry.count(row)) ans.hits.push_back({row, s, entry.at(row).first, entry.at(row).second});
@@ -406,8 +431,8 @@ Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vect
   return ans;
 }
 
-Retrieval::Answer ShardFront::search_image(const std::string& bytes, const std::string& domain, int64_t k,
-                                           const Deadline& deadline) const {
+Retrieval::Answer ShardFront::search_image(const std::string& bytes, const std::string& domain,
+                                           int64_t k, const Deadline& deadline) const {
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
   Features f = query_features(*model_, cnn_, bytes, "query", d, deadline, cnn_ms);
@@ -427,7 +452,8 @@ Retrieval::Answer ShardFront::search_row(int64_t row, int64_t k) const {
   } catch (const NotFound&) {
     throw;
   } catch (const Error& e) {
-    throw Unavailable("image " + std::to_string(row) + " is on shard " + s.url + ", which does not answer: " + e.what());
+    throw Unavailable("image " + std::to_string(row) + " is on shard " + s.url +
+                      ", which does not answer: " + e.what());
   }
   return rank(f.at("post").get<std::vector<float>>(), f.at("code").get<std::vector<float>>(),
               f.value("bridge", std::vector<float>()), k);
@@ -438,12 +464,12 @@ std::pair<std::string, std::string> ShardFront::image(int64_t row, bool full) co
   std::string bytes, type;
   try {
     s.call("GET", "/api/image/" + std::to_string(row - s.offset) + (full ? "?full=1" : ""), "",
-           after(deadline_s_), &bytes,
-           &type);
+           after(deadline_s_), &bytes, &type);
   } catch (const NotFound&) {
     throw;
   } catch (const Error& e) {
-    throw Unavailable("image " + std::to_string(row) + " is on shard " + s.url + ", which does not answer: " + e.what());
+    throw Unavailable("image " + std::to_string(row) + " is on shard " + s.url +
+                      ", which does not answer: " + e.what());
   }
   return {bytes, type};
 }

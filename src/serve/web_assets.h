@@ -16,7 +16,8 @@ struct WebAsset {
 
 extern const WebAsset kWebAssets[];  // the page of `duet serve` (web/index.html, app.js, style.css)
 extern const size_t kWebAssetsCount;
-extern const WebAsset kReportAssets[];  // the report's template, script and Chart.js (duet/report.h)
+extern const WebAsset
+    kReportAssets[];  // the report's template, script and Chart.js (duet/report.h)
 extern const size_t kReportAssetsCount;
 
 }  // namespace duet
