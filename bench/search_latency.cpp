@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -149,7 +150,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--nprobe", scale.nprobe, "IVF lists visited per query")->capture_default_str();
   app.add_option("--kind", scale.kind,
-                 "candidate indexes above the exact limit: ivf-flat or ivf-sq8 (default: by size)");
+                 "candidate indexes above the exact limit: ivf-flat or ivf-sq8 (default: by size)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, IndexKind>{
+          {"ivf-flat", IndexKind::IvfFlat}, {"ivf-sq8", IndexKind::IvfSq8}}));
   int shortlist = -1;
   app.add_option("--shortlist", shortlist,
                  "diffusion shortlist (0: the whole graph; default: the model's)");

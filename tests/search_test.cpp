@@ -131,7 +131,7 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
   GalleryArrays g = clustered(3000, 10, 4);
   GalleryArrays qa = clustered(30, 10, 5);
   QueryArrays q{qa.post, qa.code};
-  for (const std::string kind : {"ivf-flat", "ivf-sq8"}) {
+  for (const IndexKind kind : {IndexKind::IvfFlat, IndexKind::IvfSq8}) {
     ScaleOptions small;
     small.exact_limit = 1000;
     small.candidates = 200;
@@ -142,10 +142,10 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
       ro.diffusion = diffuse;
       Searcher exact(g, ro);
       Searcher ann(g, ro, exact.graph(), small);  // the same graph: only the candidates differ
-      EXPECT_EQ(ann.index_type(),
-                kind == "ivf-flat" ? "ivf54,flat,nprobe8,cand200" : "ivf54,sq8,nprobe8,cand200");
+      EXPECT_EQ(ann.index_type(), kind == IndexKind::IvfFlat ? "ivf54,flat,nprobe8,cand200"
+                                                             : "ivf54,sq8,nprobe8,cand200");
       EXPECT_GE(overlap(ann.search(q, 10), exact.search(q, 10)), diffuse ? 0.75 : 0.9)
-          << kind << " diffusion " << diffuse;
+          << static_cast<int>(kind) << " diffusion " << diffuse;
       EXPECT_EQ(ann.search(q, 0)[0].hits.size(), 3000u);  // the whole gallery: exhaustive
     }
   }
@@ -156,8 +156,8 @@ TEST(Searcher, CandidatePathFindsTheExhaustiveTopTen) {
   EXPECT_EQ(Searcher::index_type_for(100, sizes), "exact");
   EXPECT_EQ(Searcher::index_type_for(1000, sizes), "ivf31,flat,nprobe32,cand1000");
   EXPECT_EQ(Searcher::index_type_for(1001, sizes), "ivf31,sq8,nprobe32,cand1000");
-  sizes.kind = "hnsw";
-  EXPECT_THROW(Searcher::index_type_for(1001, sizes), Error);
+  sizes.kind = IndexKind::IvfFlat;
+  EXPECT_EQ(Searcher::index_type_for(1001, sizes), "ivf31,flat,nprobe32,cand1000");
 }
 
 // Above the exact limit with every item a candidate, the candidate path is the exhaustive
@@ -172,7 +172,7 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
   RankOptions ro = fused();
   ro.diff.shortlist = 100;
   Searcher exact(g, ro);
-  for (const std::string kind : {"ivf-flat", "ivf-sq8"}) {
+  for (const IndexKind kind : {IndexKind::IvfFlat, IndexKind::IvfSq8}) {
     ScaleOptions every;
     every.exact_limit = 100;
     every.candidates = 800;
@@ -180,15 +180,16 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
     every.nprobe = 4;
     every.kind = kind;
     Searcher ann(g, ro, exact.graph(), every);
-    ASSERT_EQ(ann.index_type(),
-              kind == "ivf-flat" ? "ivf4,flat,nprobe4,cand800" : "ivf4,sq8,nprobe4,cand800");
+    ASSERT_EQ(ann.index_type(), kind == IndexKind::IvfFlat ? "ivf4,flat,nprobe4,cand800"
+                                                           : "ivf4,sq8,nprobe4,cand800");
     for (int64_t k : {10, 0}) {
       auto a = ann.search(q, k), e = exact.search(q, k);
       for (size_t i = 0; i < a.size(); ++i) {
         EXPECT_EQ(a[i].unseen, e[i].unseen) << i;
         ASSERT_EQ(a[i].hits.size(), k ? 10u : 800u);
         for (size_t j = 0; j < 10; ++j) {
-          EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row) << kind << " " << k << " " << i << " " << j;
+          EXPECT_EQ(a[i].hits[j].row, e[i].hits[j].row)
+              << static_cast<int>(kind) << " " << k << " " << i << " " << j;
           EXPECT_NEAR(a[i].hits[j].score, e[i].hits[j].score, 1e-5 * std::abs(e[i].hits[j].score))
               << i << " " << j;
         }
@@ -197,11 +198,12 @@ TEST(Searcher, CandidatePathOverEveryItemIsTheExhaustiveRanking) {
   }
 }
 
-// A shard's part of a query (duet/shards.h): up to the exact limit, its best rows, best score
-// and score mass are those of the scores before diffusion, worked out here from scores(q, false);
-// above it the same from the candidates (every item a candidate: the same numbers up to rounding;
-// 200 a query: the top ten nearly all there, the mass estimated within a few per cent).
-TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
+// What rank() asks of a gallery's rows (duet/search.h): up to the exact limit, the best rows, best
+// score and score mass are those of the scores before diffusion, worked out here from
+// scores(q, false); above it the same from the candidates (every item a candidate: the same
+// numbers up to rounding; 200 a query: the top ten nearly all there, the mass estimated within a
+// few per cent).
+TEST(Searcher, RowSourcesGiveTheBestRowsAndTheScoreMass) {
   GalleryArrays g = clustered(800, 10, 8);
   GalleryArrays qa = clustered(6, 10, 9);
   RankOptions ro = fused();
@@ -234,8 +236,9 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
     for (float v : base) mass += std::exp(v - top);
     const float* zq = q.code.row(0);
     const float* pq = q.post.row(0);
-    Searcher::Part e = exact.best_rows(zq, pq, nullptr, u, 20),
-                   a = all_cand.best_rows(zq, pq, nullptr, u, 20);
+    const QueryRow row{zq, pq, nullptr};
+    auto eq = exact.rows().query(row), aq = all_cand.rows().query(row);
+    ScoredRows e = eq->best(u, 20, false), a = aq->best(u, 20, false);
     ASSERT_EQ(e.rows, std::vector<int64_t>(order.begin(), order.begin() + 20)) << i;
     EXPECT_EQ(e.top, top);
     EXPECT_NEAR(e.mass, mass, 1e-9 * mass);
@@ -245,9 +248,9 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
       EXPECT_EQ(e.score[j], base[e.rows[j]]);
       EXPECT_NEAR(a.score[j], e.score[j], 1e-5 * std::abs(e.score[j]));
     }
-    const std::vector<int64_t> pick = {order[700], order[3], 5};
-    const auto er = exact.row_scores(zq, pq, nullptr, u, pick),
-               ar = all_cand.row_scores(zq, pq, nullptr, u, pick);
+    std::vector<int64_t> pick = {order[700], order[3], 5};
+    std::sort(pick.begin(), pick.end());
+    const auto er = eq->rows(u, pick, false).score, ar = aq->rows(u, pick, false).score;
     for (size_t j = 0; j < pick.size(); ++j) {
       EXPECT_EQ(er[j], base[pick[j]]);
       EXPECT_NEAR(ar[j], er[j], 1e-5 * std::abs(er[j]));
@@ -258,15 +261,16 @@ TEST(Searcher, ShardPartIsTheBestRowsAndTheScoreMass) {
       for (int c = 0; c < 10; ++c) d += pq[c] * g.post.row(r)[c];
       best = std::max(best, d);
     }
-    EXPECT_NEAR(exact.gate_evidence(zq, pq, nullptr), best, 1e-6);
-    EXPECT_NEAR(all_cand.gate_evidence(zq, pq, nullptr), best, 1e-6);
-    Searcher::Part f = few_cand.best_rows(zq, pq, nullptr, u, 10);
+    EXPECT_NEAR(exact.rows().query(row)->gate_evidence(), best, 1e-6);
+    EXPECT_NEAR(all_cand.rows().query(row)->gate_evidence(), best, 1e-6);
+    ScoredRows f = few_cand.rows().query(row)->best(u, 10, false);
     for (int64_t r : f.rows) overlap += std::count(e.rows.begin(), e.rows.begin() + 10, r);
     EXPECT_NEAR(f.mass, mass, 0.05 * mass) << i;
   }
   EXPECT_GE(overlap / 60, 0.9);
-  EXPECT_THROW(exact.row_scores(qa.code.row(0), qa.post.row(0), nullptr, false, {800}), Error);
-  EXPECT_THROW(all_cand.row_scores(qa.code.row(0), qa.post.row(0), nullptr, false, {-1}), Error);
+  const QueryRow first{qa.code.row(0), qa.post.row(0), nullptr};
+  EXPECT_THROW(exact.rows().query(first)->rows(false, {800}, false), Error);
+  EXPECT_THROW(all_cand.rows().query(first)->rows(false, {-1}, false), Error);
 }
 
 // The diffusion runs over a query's shortlist: its best `shortlist` items and the graph
@@ -472,15 +476,14 @@ TEST(Searcher, BridgeRowsAreScoredIndexedAndGraphed) {
   EXPECT_GE(overlap(ann.search(q, 10), exact.search(q, 10)), 0.9);
   // Graphs over the bridge rows, and over both spaces side by side.
   ro.diffusion = true;
-  for (const std::string space : {"bridge", "both"}) {
+  for (const GraphSpace space : {GraphSpace::Bridge, GraphSpace::Both}) {
     ro.graph = space;
     auto graph = gallery_graph(g, ro);
     ASSERT_TRUE(graph);
     EXPECT_EQ(graph->size(), 3000);
   }
-  ro.graph = "pixels";
-  EXPECT_THROW(gallery_graph(g, ro), Error);
-  ro.graph = "bridge";
+  EXPECT_THROW(parse_graph_space("pixels"), Error);
+  ro.graph = GraphSpace::Bridge;
   GalleryArrays none = clustered(50, 5, 6);
   EXPECT_THROW(gallery_graph(none, ro), Error);
   // No bridge rows where the score weighs them.

@@ -15,22 +15,9 @@
 #include <vector>
 
 #include "duet/embeddings.h"
+#include "duet/features.h"
 
 namespace duet {
-
-// Defaults chosen on validation splits carved from the train part of the Sketchy splits (never
-// the test part): see README "Choosing hyperparameters".
-struct DiffusionOptions {
-  int k = 10;  // neighbours per gallery item (graph edges; kept when either end chose them)
-  double alpha = 0.95;  // how far votes travel: 0 = no diffusion
-  int seeds = 20;       // top entries of a query's scores that start the diffusion
-  double blend = 0.5;   // weight of the original score distribution in the final score
-  // The diffusion runs over the query's shortlist: its best `shortlist` gallery items by score
-  // plus the graph neighbours of its seeds (0: the whole gallery). Items outside keep only the
-  // blend term. Iscen et al. 2017 truncate the same way; it bounds a query's cost at any gallery
-  // size, and a gallery no larger than the shortlist (every benchmark gallery) diffuses whole.
-  int shortlist = 1000;
-};
 
 // Above this many items the graph's neighbours are approximate (see GalleryGraph).
 constexpr int64_t kGraphExactLimit = 50000;

@@ -21,21 +21,10 @@
 #include <vector>
 
 #include "duet/embeddings.h"
+#include "duet/features.h"
 #include "duet/metrics.h"
 
 namespace duet {
-
-// Defaults chosen on validation splits carved from the train part of the Sketchy splits (never
-// the test part): see README "Choosing hyperparameters". The gate's scale suits about 100 classes.
-struct FusionOptions {
-  double photo_power = 2.0;     // t above; 1 = the posteriors as they are
-  double unseen_gate = 0.08;    // 0 = no query is treated as unseen
-  double unseen_post = 0.25;    // w_p for unseen queries
-  double unseen_profile = 2.0;  // w_c for unseen queries
-  double bridge = 0.0;          // w_b for seen-class queries
-  double unseen_bridge = 0.0;   // w_b for unseen queries
-  bool uses_bridge() const { return bridge > 0 || unseen_bridge > 0; }
-};
 
 // One gallery posterior row p of C classes, transformed as the score reads it: sharpened to
 // p^t / sum(p^t), or the profile: log p minus its mean over the classes (a floor keeps a zero

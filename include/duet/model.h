@@ -23,7 +23,7 @@
 #include <string>
 #include <vector>
 
-#include "duet/search.h"
+#include "duet/features.h"
 
 namespace duet {
 
@@ -60,9 +60,6 @@ struct ModelInfo {
 void write_model(const std::string& dir, const ModelSpec& spec);
 // Reads and checks <dir>/manifest.json and the files it lists (sizes and hash).
 ModelInfo read_model_info(const std::string& dir);
-
-// Phase I and Phase II features of images of one domain: the rows an index keeps of them.
-using Features = GalleryArrays;
 
 class Model {
  public:

@@ -21,19 +21,22 @@
 #include <vector>
 
 #include "duet/bridge.h"
-#include "duet/diffusion.h"
 #include "duet/domain.h"
 #include "duet/encoder.h"
-#include "duet/fusion.h"
+#include "duet/features.h"
 
 namespace duet {
+
+// The recipes `duet run` and `duet train` know: the paper's, and the default (docs/experiments.md).
+enum class Recipe { Default, Paper };
+const char* recipe_name(Recipe r);
 
 struct RunOptions {
   std::string data;  // dataset root ("" = shared Sketchy subset)
   std::vector<std::string> splits = {"category",
                                      "zeroshot21"};  // <data>/splits/<name>.tsv, or .tsv paths
   std::string out = "runs/default";
-  std::string config = "default";           // default | paper
+  Recipe config = Recipe::Default;
   bool quick = false;                       // tiny backbone, few classes, short schedules
   int max_classes = 0;                      // keep the first N classes (0 = all)
   std::vector<std::string> query_domains;   // "" = kDefaultQueryDomain (duet/domain.h)
@@ -41,18 +44,17 @@ struct RunOptions {
   std::map<std::string, DomainKind> kinds;  // overrides of detect_kind's rule
   uint64_t seed = 0;
   int threads = 0;
-  double preserve = 0;              // Phase I knowledge preservation (duet/phase1.h)
-  double preserve_source = 0;       // the same for query domains, each image keeping
-                                    // its source gallery image's distribution (SAKE)
-  double distill = -1;              // query domains learn their source images' gallery
-                                    // posteriors (duet/phase1.h); < 0: the config's choice
-  BackboneOptions backbone;         // arch/weights ("" = config's choice)
-  bool diffusion = true;            // default config: re-rank over the gallery graph
-  DiffusionOptions diffusion_opt;   // (retrieval only: changing it retrains nothing)
-  FusionOptions fusion_opt;         // default config's pair score (retrieval only)
-  std::string graph = "embedding";  // the diffusion graph's space (retrieval only)
-  BridgeOptions bridge_opt;         // default config's bridge (duet/bridge.h)
-  bool json = false;                // print metrics JSON instead of the table
+  double preserve = 0;         // Phase I knowledge preservation (duet/phase1.h)
+  double preserve_source = 0;  // the same for query domains, each image keeping
+                               // its source gallery image's distribution (SAKE)
+  double distill = -1;         // query domains learn their source images' gallery
+                               // posteriors (duet/phase1.h); < 0: the config's choice
+  BackboneOptions backbone;    // arch/weights ("" = config's choice)
+  RankOptions rank;            // the default config's retrieval (changing it retrains
+                               // nothing, but a bridge it weighs or builds its graph over);
+                               // prob_a, prob_b come from Phase II
+  BridgeOptions bridge_opt;    // default config's bridge (duet/bridge.h)
+  bool json = false;           // print metrics JSON instead of the table
 };
 
 // Runs (or resumes) the pipeline; returns the metrics JSON text also written to <out>/metrics.json.

@@ -1,13 +1,17 @@
-// duet/search.h — the one retrieval path: a gallery's plain arrays in, ranked gallery rows out.
+// duet/search.h — the one retrieval path: a gallery's rows in, a query's ranked rows out.
 //
-//   Searcher s(gallery, rank);          // gallery: Phase I embedding, posteriors, Phase II code
-//   per row auto r = s.search(queries, 10);     // queries: posteriors and code per row -> top 10
-//   each evaluate_scores(nq, s.size(), s.scores(queries), ...);   // what `duet run` reports
+//   Searcher s(gallery, rank);               // gallery: Features of every item (duet/features.h)
+//   Ranking r = s.search(query_row(q, 0), 10);               // one query's top 10
+//   evaluate_scores(nq, s.size(), s.scores(queries), ...);   // what `duet run` reports
 //
-// `duet run`'s metrics, `duet search` and the server all rank through this object, so the
-// benchmark measures what users get. The score is the config's: the fused pair score with the
-// unseen-class gate (duet/fusion.h) re-ranked by diffusion over the gallery graph
-// (duet/diffusion.h), or for the paper config the Phase II code distance alone.
+// One function ranks, rank(): the unseen-class gate, the best rows by the score before diffusion
+// with the query's score mass, the seeds' graph neighbours, diffusion over the shortlist, the top
+// k. It reads the gallery through a RowSource: every row exactly, FAISS candidates above the
+// exact limit, or the shards of an index over HTTP (duet/shards.h). `duet run`'s metrics, `duet
+// search` and the server all rank through it, so the benchmark measures what users get. The
+// score is the config's: the fused pair score with the unseen-class gate (duet/fusion.h)
+// re-ranked by diffusion over the gallery graph (duet/diffusion.h), or for the paper config the
+// Phase II code distance alone.
 #pragma once
 
 #include <array>
@@ -19,44 +23,11 @@
 
 #include "duet/diffusion.h"
 #include "duet/embeddings.h"
+#include "duet/features.h"
 #include "duet/fusion.h"
 #include "duet/metrics.h"
 
 namespace duet {
-
-// How a model ranks; recorded in its model folder (duet/model.h).
-struct RankOptions {
-  bool fuse = true;  // fused score (else -||code_q - code_g||^2)
-  FusionOptions fusion;
-  bool diffusion = true;  // re-rank over the gallery graph (fused score only)
-  DiffusionOptions diff;
-  std::string graph = "embedding";  // the graph's space: "embedding" (Phase I), "bridge", or "both"
-  double prob_a = 0, prob_b = 1;    // Phase II calibration: p(same | d) = sigmoid(a - b d)
-};
-
-// Row i of each matrix describes gallery item i: what a model makes of an image (Model::features)
-// and what an index keeps of it.
-struct GalleryArrays {
-  Matrix emb;     // [n, hidden] Phase I embeddings, member 0's, averaged over its test-time views
-                  // (the diffusion graph's space)
-  Matrix post;    // [n, C] Phase I class posteriors, averaged over the members
-  Matrix code;    // [n, code] Phase II codes (the domain's branch applied to emb)
-  Matrix bridge;  // [n, F] bridge rows (duet/bridge.h; 0 columns: none, or the score does not weigh
-                  // them)
-
-  // The four, for code that treats them alike.
-  std::array<Matrix*, 4> matrices() { return {&emb, &post, &code, &bridge}; }
-  std::array<const Matrix*, 4> matrices() const { return {&emb, &post, &code, &bridge}; }
-  GalleryArrays rows(int64_t b, int64_t e) const;  // rows [b, e) of each
-  void append(
-      const GalleryArrays& o);  // o's rows after these (a matrix without rows takes o's width)
-};
-
-struct QueryArrays {
-  Matrix post;    // [nq, C]
-  Matrix code;    // [nq, code]
-  Matrix bridge;  // [nq, F]
-};
 
 // The diffusion graph of a gallery as the options ask for it (null: no diffusion, or fewer than
 // two items), over RankOptions::graph: the Phase I embeddings, the bridge rows, or both at unit
@@ -73,6 +44,10 @@ struct Ranking {
   bool unseen = false;    // the unseen-class gate fired for this query
 };
 
+// The FAISS indexes that propose candidates above the exact limit: IVF lists of the float rows,
+// or of 8-bit scalar quantised rows; BySize: flat up to ScaleOptions::flat_limit, sq8 above.
+enum class IndexKind { BySize, IvfFlat, IvfSq8 };
+
 // How search() finds a query's results in a large gallery. Up to exact_limit items every item is
 // scored (exactly the benchmark's ranking). Above it, three FAISS indexes, over the codes, the
 // sharpened posteriors and the posterior profiles, each propose `candidates` items; their union
@@ -88,33 +63,69 @@ struct Ranking {
 struct ScaleOptions {
   int64_t exact_limit = 50000;
   int64_t flat_limit = 2000000;
-  std::string kind;        // "ivf-flat" or "ivf-sq8": this kind above the exact limit ("": by size)
-  int lists = 0;           // IVF lists (0: about sqrt(n))
-  int nprobe = 32;         // IVF lists visited per query
-  int candidates = 1000;   // proposals per index
+  IndexKind kind = IndexKind::BySize;  // the candidate indexes above the exact limit
+  int lists = 0;                       // IVF lists (0: about sqrt(n))
+  int nprobe = 32;                     // IVF lists visited per query
+  int candidates = 1000;               // proposals per index
   int mass_sample = 4096;  // rows scored to estimate a query's score mass outside its candidates
 };
 
-// Scores some gallery rows for the query at hand (FusedScore::score_rows).
-using RowScorer = std::function<void(const std::vector<int64_t>& rows, float* out)>;
+// Positions of the best k of the scored rows (rows[i] scored s[i]; k <= 0: none), best first:
+// higher score, then lower row, the order every ranking here uses.
+std::vector<size_t> best_first(const std::vector<int64_t>& rows, const std::vector<float>& s,
+                               int64_t k);
 
-// Rows the shortlist added (seed neighbours that were not among the scored rows) and their
-// final scores.
-struct Added {
+// One query's rows (bridge: null when the score does not weigh it; post: null for the paper
+// config's code distance).
+struct QueryRow {
+  const float* code = nullptr;
+  const float* post = nullptr;
+  const float* bridge = nullptr;
+};
+QueryRow query_row(const QueryArrays& q, int64_t i);  // row i of each (none of an empty matrix)
+
+// Some gallery rows with the scores one query gives them before diffusion, and their graph rows
+// when asked (edges into rows of the whole gallery, CSR over these rows).
+struct ScoredRows {
   std::vector<int64_t> rows;
   std::vector<float> score;
+  std::vector<int64_t> adj_start{0};  // [rows + 1]
+  std::vector<int64_t> adj_col;
+  std::vector<float> adj_w;
+  float top = 0;    // best() only: the best score over every row of the gallery
+  double mass = 0;  // best() only: sum(exp(s - top)) over every row (estimated outside FAISS
+                    // candidates, summed over shards)
+  void add_row(int64_t row, float s) { rows.push_back(row), score.push_back(s); }
+  void add_edges(const int64_t* col, const float* w, int64_t n);  // the last row's, then closes it
 };
 
-// A query's diffusion over its shortlist (DiffusionOptions::shortlist): the best `shortlist` of
-// the n scored rows (rows sorted; ties by lower row; 0: all of them) and the graph neighbours of
-// the best `seeds`, those not among rows scored by score_more, diffused over the sub-graph they
-// span with p = exp(s - top); total is the query's mass sum(p) over the whole gallery. Writes
-// every row's final score to out [n] (which may be s): the diffused score on the shortlist,
-// blend * p / total (the blend term alone) off it. Searcher's two paths and a front over shards
-// (duet/shards.h) all diffuse through it.
-Added diffuse_shortlist(const GalleryGraph& graph, const DiffusionOptions& opt, const int64_t* rows,
-                        const float* s, size_t n, float top, double total,
-                        const RowScorer& score_more, float* out);
+// One query against a gallery's rows, asked in this order by rank(). unseen: the gate's decision.
+class RowQuery {
+ public:
+  virtual ~RowQuery() = default;
+  // The unseen-class gate's evidence: the largest p_q . p_g over the rows (the fused score only).
+  virtual float gate_evidence() = 0;
+  // The best `limit` rows, best first (higher score, then lower row), with top and mass.
+  virtual ScoredRows best(bool unseen, int64_t limit, bool graph) = 0;
+  // The scores of some other rows (sorted, distinct); Error for a row not in the gallery.
+  virtual ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) = 0;
+};
+
+// A gallery as rank() reads it.
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  virtual int64_t size() const = 0;
+  virtual bool has_graph() const = 0;  // graph rows come with the scores when asked
+  virtual std::unique_ptr<RowQuery> query(const QueryRow& q) const = 0;
+};
+
+// The top k of a query (k <= 0 or k >= rows.size(): every row) under the options. With a graph
+// and diffusion, the best rows (the shortlist, or every row when the gallery is no larger) and
+// the graph neighbours of the best `seeds` are diffused with p = exp(s - top) over the sub-graph
+// they span, the blend term divided by the query's mass over the whole gallery; rows outside
+// keep the blend term alone.
+Ranking rank(const RowSource& rows, const RankOptions& opt, const QueryRow& q, int64_t k);
 
 class Searcher {
  public:
@@ -133,62 +144,33 @@ class Searcher {
   std::string index_type() const;
   static std::string index_type_for(int64_t n, const ScaleOptions& scale = {});
 
-  int64_t size() const { return n_; }
-  const RankOptions& options() const { return opt_; }
+  int64_t size() const;
+  const RankOptions& options() const;
   // The graph in use (null without diffusion).
-  const std::shared_ptr<const GalleryGraph>& graph() const { return graph_; }
+  const std::shared_ptr<const GalleryGraph>& graph() const;
+  bool uses_bridge() const;  // the score weighs bridge rows: queries need one
 
-  // Every gallery item's final score for queries [q0, q1), block by block, for evaluate_scores.
-  // Each query is scored alone, so its scores do not depend on the queries beside it: a sketch
-  // searched on its own gets exactly the scores it gets in a benchmark run.
-  // diffuse = false: the score before diffusion. unseen (if given) receives the gate per query.
+  // The rows as rank() reads them: FAISS candidates above the exact limit, else every row.
+  const RowSource& rows() const;
+
+  // Top k of one query through rows() (k <= 0 or k >= size(): the whole gallery; every row is
+  // then scored, as it is above the candidates' reach).
+  Ranking search(const QueryRow& q, int64_t k) const;
+  std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;  // each query alone
+
+  // Every gallery item's final score for queries [q0, q1), for evaluate_scores: rank() over every
+  // row, each query alone, so a sketch searched on its own gets exactly the scores it gets in a
+  // benchmark run. diffuse = false: the score before diffusion. unseen (if given) receives the
+  // gate per query.
   ScoreBlockFn scores(const QueryArrays& q, bool diffuse = true,
                       std::vector<char>* unseen = nullptr) const;
-  // Top k of each query (k <= 0 or k >= size(): the whole gallery). Exhaustive, hence exactly the
-  // ranking scores() gives, up to the exact limit; through candidates above it.
-  std::vector<Ranking> search(const QueryArrays& q, int64_t k) const;
 
-  // A shard's part of one query (duet/shards.h), for a front that merges the shards, over every
-  // row up to the exact limit (the scores as scores(q, false) gives them) and over the
-  // candidates above it (as search() finds them). The gate's evidence: the largest p_q . p_g (the
-  // fused score only). best_rows: the best `limit` rows by the score before diffusion, with the
-  // gate decided over the whole gallery, their best score and the score mass sum(exp(s - top))
-  // over all rows (outside the candidates estimated, as search() does). row_scores: some rows'.
-  struct Part {
-    std::vector<int64_t> rows;  // best first, ties by lower row
-    std::vector<float> score;
-    float top = 0;
-    double mass = 0;
-  };
-  // bridge_q: the query's bridge row (null when the score does not weigh it).
-  float gate_evidence(const float* code_q, const float* post_q, const float* bridge_q) const;
-  Part best_rows(const float* code_q, const float* post_q, const float* bridge_q, bool unseen,
-                 int64_t limit) const;
-  std::vector<float> row_scores(const float* code_q, const float* post_q, const float* bridge_q,
-                                bool unseen, const std::vector<int64_t>& rows) const;
-  bool uses_bridge() const { return fused_ && fused_->bridge_rows(); }
+  struct State;  // the gallery side, shared with the row sources
 
  private:
-  int64_t n_ = 0;
-  RankOptions opt_;
-  std::shared_ptr<const FusedScore> fused_;
-  PreparedGallery code_p_;  // paper config: the gallery codes, with their squared norms
-  std::shared_ptr<const GalleryGraph> graph_;
-  ScaleOptions scale_;
-  struct Ann;  // the FAISS indexes of the candidate path
-  std::unique_ptr<Ann> ann_;
-  // One query's rows (bridge null when unused).
-  struct Q {
-    const float *code, *post, *bridge;
-  };
-  Q query_row(const float* code_q, const float* post_q,
-              const float* bridge_q) const;  // checks the bridge row
-  Ranking search_candidates(const Q& q, int64_t k) const;
-  std::vector<int64_t> candidates(const Q& q) const;  // sorted, distinct
-  void score_some(const Q& q, bool unseen, const std::vector<int64_t>& rows,
-                  float* out) const;  // the score before diffusion
-  double mass_outside(const Q& q, bool unseen, const std::vector<int64_t>& cand, float top) const;
-  std::vector<float> base_scores(const Q& q, bool unseen) const;  // every row
+  std::shared_ptr<const State> s_;
+  std::unique_ptr<RowSource> exact_, cand_;  // cand_: null up to the exact limit
+  void check_queries(const QueryArrays& q) const;
 };
 
 }  // namespace duet

@@ -41,11 +41,12 @@ class Retrieval {
     std::string cls;   // the class its folder names, or ""
   };
   struct Answer {
-    std::vector<Hit> hits;             // best first
-    bool unseen = false;               // the unseen-class gate fired
-    double cnn_ms = 0;                 // the query's pass through its encoder
-    double search_ms = 0;              // scoring and ranking the gallery
-    std::vector<std::string> missing;  // shards left out (a front's answer only): "URL: why"
+    std::vector<Hit> hits;  // best first
+    bool unseen = false;    // the unseen-class gate fired
+    double cnn_ms = 0;      // the query's pass through its encoder
+    double search_ms = 0;   // scoring and ranking the gallery
+    bool partial = false;   // some of the gallery did not answer: the hits are the rest's
+    std::vector<std::string> missing;  // what did not answer: "URL: why" (a front's shards)
   };
   virtual ~Retrieval() = default;
   virtual const Model& model() const = 0;
@@ -66,6 +67,10 @@ class Retrieval {
   virtual std::pair<std::string, std::string> image(int64_t row, bool full) const = 0;
   // Bytes of the index held in memory (vectors, thumbnails, paths).
   virtual double memory_bytes() const = 0;
+  // Set when this serves one shard of an index: it then answers a front's requests (shard_reply,
+  // duet/shards.h) and nothing else searches it.
+  virtual const GalleryShard* shard() const { return nullptr; }
+  virtual std::string shard_reply(const std::string& request) const;  // Error when not a shard
 };
 
 // The features of one encoded query image `name`: decoded (decode_rgb), refused when it is a
@@ -101,6 +106,8 @@ class SearchService : public Retrieval {
   Answer search_row(int64_t row, int64_t k) const override;
   std::pair<std::string, std::string> image(int64_t row, bool full) const override;
   double memory_bytes() const override;
+  const GalleryShard* shard() const override { return gallery_.shard ? &*gallery_.shard : nullptr; }
+  std::string shard_reply(const std::string& request) const override;
 
  private:
   GalleryIndex gallery_;

@@ -2,20 +2,19 @@
 // own `duet serve --index SHARD`, and a front (`duet serve --shards URL,URL,...`) that fans each
 // query out to them, merges what they find and answers as one server over the whole gallery.
 //
-// A front runs the query's CNN pass itself, then asks every shard at once (POST /api/shard, JSON),
-// each round within the deadline:
-//   1. "gate"  the unseen-class gate's evidence over the shard's rows (the fused score's gate
-//   only);
+// The front ranks through rank() (duet/search.h), as one Searcher over the whole index does, with
+// the shards as its row source: each of rank()'s questions is a round of POST /api/shard (JSON)
+// to every shard at once, within the deadline:
+//   1. "gate"  the unseen-class gate's evidence over the shard's rows (the fused score's gate);
 //   2. "top"   its best rows by the score before diffusion (as many as the diffusion's shortlist,
 //              or k), their gallery-graph rows, and its score mass: exp(s - top) summed;
 //   3. "rows"  the scores and graph rows of the seeds' neighbours no shard has sent yet;
 //   4. "entries" the paths of the final top k.
-// It then diffuses over the merged shortlist with the whole gallery's mass, exactly as one
-// Searcher over the whole index does (duet/search.h): the same ranking, the scores up to float
-// rounding in the mass. A shard that fails or misses a round's deadline is left out of the rest of
-// the query, and the answer says "partial": true and names it in "missing" (no shard at all: 503).
-// A shard above ScaleOptions::exact_limit rows answers from its FAISS candidates, as a Searcher
-// over it would (Searcher::best_rows): its best rows, and its mass estimated outside them.
+// So the ranking is the same, the scores up to float rounding in the mass. A shard that fails or
+// misses a round's deadline is left out of the rest of the query, and the answer says "partial":
+// true and names it in "missing" (no shard at all: 503). A shard answers through its own
+// Searcher's rows(): above ScaleOptions::exact_limit rows its FAISS candidates, and its mass
+// estimated outside them. SearchService::shard_reply (duet/service.h) is the shard's side.
 #pragma once
 
 #include <cstdint>
@@ -28,10 +27,6 @@
 #include "duet/service.h"
 
 namespace duet {
-
-// The shard side: answers one request of the protocol (the body of POST /api/shard) for a
-// service over a shard index. Throws Error for a malformed request.
-std::string shard_reply(const SearchService& shard, const std::string& request);
 
 class ShardFront : public Retrieval {
  public:
@@ -59,6 +54,7 @@ class ShardFront : public Retrieval {
   bool graph_ = false;  // the shards carry the gallery graph's rows (the model diffuses)
   double deadline_s_;
   mutable std::timed_mutex cnn_;
+  class Rows;  // the shards as rank()'s row source (duet/search.h): the transport
   // One query's posterior, code and bridge row (empty when the model has none).
   Answer rank(const std::vector<float>& pq, const std::vector<float>& zq,
               const std::vector<float>& bq, int64_t k) const;

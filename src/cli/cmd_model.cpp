@@ -49,7 +49,7 @@ void print_info(const std::string& dir, bool as_json) {
   if (r.fuse && r.diffusion)
     std::printf("diffusion k %d, alpha %g, seeds %d, blend %g, shortlist %d, graph over %s\n",
                 r.diff.k, r.diff.alpha, r.diff.seeds, r.diff.blend, r.diff.shortlist,
-                r.graph.c_str());
+                graph_space_name(r.graph));
   else
     std::printf("diffusion off\n");
 }

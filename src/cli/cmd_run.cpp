@@ -2,6 +2,7 @@
 // same training on every image of a folder for a model to deploy.
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -50,8 +51,9 @@ void print_table(const std::string& text) {
 // What `duet run` and `duet train` share: the recipe, the data's domains, the backbone, the seed.
 void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
   c->add_option("--config", o.config, "recipe")
-      ->check(CLI::IsMember({"default", "paper"}))
-      ->capture_default_str();
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, Recipe>{{"default", Recipe::Default}, {"paper", Recipe::Paper}}))
+      ->default_str("default");
   c->add_flag("--quick", o.quick,
               "smoke run: tiny backbone, short schedules (use with --max-classes)");
   c->add_option("--max-classes", o.max_classes, "keep only the first N classes (0 = all)")
@@ -139,30 +141,31 @@ void register_run(CLI::App& app) {
   auto* g = c->add_option_group(
       "retrieval",
       "default config: the fused pair score and diffusion re-ranking over the gallery photo graph");
-  g->add_option("--photo-power", o->fusion_opt.photo_power,
+  g->add_option("--photo-power", o->rank.fusion.photo_power,
                 "photo posteriors enter the fusion as p^t / sum(p^t)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   g->add_option(
-       "--unseen-gate", o->fusion_opt.unseen_gate,
+       "--unseen-gate", o->rank.fusion.unseen_gate,
        "a query whose best p_s.p_p over the gallery is below this is scored as an unseen class "
        "(0 = never)")
       ->capture_default_str()
       ->check(non_negative);
-  g->add_option("--unseen-post", o->fusion_opt.unseen_post, "unseen queries: weight of log p_s.p_p")
+  g->add_option("--unseen-post", o->rank.fusion.unseen_post,
+                "unseen queries: weight of log p_s.p_p")
       ->capture_default_str()
       ->check(non_negative);
-  g->add_option("--unseen-profile", o->fusion_opt.unseen_profile,
+  g->add_option("--unseen-profile", o->rank.fusion.unseen_profile,
                 "unseen queries: weight of the posterior-profile cosine")
       ->capture_default_str()
       ->check(non_negative);
-  g->add_option("--bridge", o->fusion_opt.bridge,
+  g->add_option("--bridge", o->rank.fusion.bridge,
                 "seen-class queries: weight of the bridge cosine (the query mapped into the "
                 "gallery's frozen "
                 "ImageNet features)")
       ->capture_default_str()
       ->check(non_negative);
-  g->add_option("--unseen-bridge", o->fusion_opt.unseen_bridge,
+  g->add_option("--unseen-bridge", o->rank.fusion.unseen_bridge,
                 "unseen queries: weight of the bridge cosine")
       ->capture_default_str()
       ->check(non_negative);
@@ -175,33 +178,36 @@ void register_run(CLI::App& app) {
                 "(refits the bridge)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
-  g->add_option("--graph", o->graph,
+  g->add_option("--graph", o->rank.graph,
                 "the diffusion graph's space: embedding (Phase I), bridge, or both")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"embedding", "bridge", "both"}));
-  g->add_flag("!--no-diffusion", o->diffusion, "rank by the fused score alone");
-  g->add_option("--diffusion-k", o->diffusion_opt.k, "graph neighbours per photo")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, GraphSpace>{{"embedding", GraphSpace::Embedding},
+                                            {"bridge", GraphSpace::Bridge},
+                                            {"both", GraphSpace::Both}}))
+      ->default_str("embedding");
+  g->add_flag("!--no-diffusion", o->rank.diffusion, "rank by the fused score alone");
+  g->add_option("--diffusion-k", o->rank.diff.k, "graph neighbours per photo")
       ->capture_default_str()
       ->check(positive);
-  g->add_option("--diffusion-alpha", o->diffusion_opt.alpha, "propagation strength in [0, 1)")
+  g->add_option("--diffusion-alpha", o->rank.diff.alpha, "propagation strength in [0, 1)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.999999));
-  g->add_option("--diffusion-seeds", o->diffusion_opt.seeds, "top matches per query that start it")
+  g->add_option("--diffusion-seeds", o->rank.diff.seeds, "top matches per query that start it")
       ->capture_default_str()
       ->check(positive);
-  g->add_option("--diffusion-blend", o->diffusion_opt.blend, "weight of the fused score added back")
+  g->add_option("--diffusion-blend", o->rank.diff.blend, "weight of the fused score added back")
       ->capture_default_str()
       ->check(non_negative);
-  g->add_option("--diffusion-shortlist", o->diffusion_opt.shortlist,
+  g->add_option("--diffusion-shortlist", o->rank.diff.shortlist,
                 "best items per query it runs over (0: the whole gallery)")
       ->capture_default_str()
       ->check(non_negative);
   c->callback([o, split, g, nproc] {
     for (const auto* opt : g->get_options())
-      if (opt->count() > 0 && o->config != "default")
+      if (opt->count() > 0 && o->config != Recipe::Default)
         fail(opt->get_name(),
              ": the fused score and diffusion belong to the default config (got --config ",
-             o->config, ")");
+             recipe_name(o->config), ")");
     workers_or_join(*nproc);
     if (*split == "all")
       o->splits = {"category", "zeroshot21"};

@@ -25,52 +25,6 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-json rank_to_json(const RankOptions& r) {
-  return {{"fuse", r.fuse},
-          {"fusion",
-           {{"photo_power", r.fusion.photo_power},
-            {"unseen_gate", r.fusion.unseen_gate},
-            {"unseen_post", r.fusion.unseen_post},
-            {"unseen_profile", r.fusion.unseen_profile},
-            {"bridge", r.fusion.bridge},
-            {"unseen_bridge", r.fusion.unseen_bridge}}},
-          {"graph", r.graph},
-          {"diffusion", r.diffusion},
-          {"diffusion_options",
-           {{"k", r.diff.k},
-            {"alpha", r.diff.alpha},
-            {"seeds", r.diff.seeds},
-            {"blend", r.diff.blend},
-            {"shortlist", r.diff.shortlist}}},
-          {"prob_a", r.prob_a},
-          {"prob_b", r.prob_b}};
-}
-
-RankOptions rank_from_json(const json& j) {
-  RankOptions r;
-  r.fuse = j.at("fuse").get<bool>();
-  const json& f = j.at("fusion");
-  r.fusion.photo_power = f.at("photo_power").get<double>();
-  r.fusion.unseen_gate = f.at("unseen_gate").get<double>();
-  r.fusion.unseen_post = f.at("unseen_post").get<double>();
-  r.fusion.unseen_profile = f.at("unseen_profile").get<double>();
-  // Models written before the bridge existed have neither its weights nor a graph space.
-  r.fusion.bridge = f.value("bridge", 0.0);
-  r.fusion.unseen_bridge = f.value("unseen_bridge", 0.0);
-  r.graph = j.value("graph", std::string("embedding"));
-  r.diffusion = j.at("diffusion").get<bool>();
-  const json& d = j.at("diffusion_options");
-  r.diff.k = json_whole<int>(d.at("k"));
-  r.diff.alpha = d.at("alpha").get<double>();
-  r.diff.seeds = json_whole<int>(d.at("seeds"));
-  r.diff.blend = d.at("blend").get<double>();
-  // Models written before the shortlist existed diffused over the whole gallery.
-  r.diff.shortlist = d.contains("shortlist") ? json_whole<int>(d.at("shortlist")) : 0;
-  r.prob_a = j.at("prob_a").get<double>();
-  r.prob_b = j.at("prob_b").get<double>();
-  return r;
-}
-
 // The hash of a model: its manifest without the hash itself, which names every file's hash.
 std::string model_hash(json manifest) {
   manifest.erase("hash");

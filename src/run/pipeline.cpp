@@ -47,17 +47,20 @@ struct Config {
   MapperOptions map;
   bool frame_drawings = false;  // Phase I sees drawing-kind domains cropped to their strokes
   int members = 1;              // Phase I encoders per domain, seeds s, s+1...; posteriors averaged
-  bool fuse_posteriors = false;  // score = log p(same | codes) + log p_s.p_p instead of -||codes||
-  FusionOptions fusion;          // how fuse_posteriors weighs its evidence (duet/fusion.h)
-  bool diffusion = false;        // re-rank the fused scores over the gallery's photo k-NN graph
-  DiffusionOptions diff;
+  // How the model ranks (its Phase II calibration filled in once trained).
+  RankOptions rank;
   double preserve_source = 0;  // query domains' preservation weight, their source images' teacher
   double distill = 0;          // query domains distil their source images' gallery posteriors
   bool bridge = false;         // fit the bridge into the gallery's frozen features (duet/bridge.h)
   BridgeOptions bridge_opt;
-  std::string graph = "embedding";
   std::string describe;
 };
+
+}  // namespace
+
+const char* recipe_name(Recipe r) { return r == Recipe::Paper ? "paper" : "default"; }
+
+namespace {
 
 Config make_config(const RunOptions& o) {
   Config c;
@@ -68,10 +71,11 @@ Config make_config(const RunOptions& o) {
   // chosen on the validation splits together with the unseen-class gate (docs/experiments.md,
   // "distillation and the gate on three held-out class sets"). The paper config is the reference
   // recipe.
-  c.distill = o.distill >= 0 ? o.distill : o.config == "paper" ? 0.0 : 0.5;
+  c.distill = o.distill >= 0 ? o.distill : o.config == Recipe::Paper ? 0.0 : 0.5;
   c.enc.backbone = o.backbone;
   c.enc.backbone.threads = c.map.threads = o.threads;
-  if (o.config == "paper") {
+  if (o.config == Recipe::Paper) {
+    c.rank.fuse = c.rank.diffusion = false;  // the code distance alone
     // The reference recipe: frozen then fine-tuned classifier, 1024-d embeddings, 1024-1024-125
     // mapper on 10+10 pairs per sketch, contrastive loss, Euclidean distance.
     c.map.loss = "contrastive";
@@ -84,7 +88,7 @@ Config make_config(const RunOptions& o) {
     c.describe =
         "paper: frozen+finetuned classifier, 1024-d, mapper 1024-1024-125 on unit-length "
         "embeddings, 10+10 pairs, contrastive";
-  } else if (o.config == "default") {
+  } else {
     // Same two phases, better used: augmented views, test-time augmentation, triplet loss with hard
     // negatives, and the Phase I class posteriors fused with the Phase II code similarity.
     c.enc.views = 4;
@@ -97,26 +101,20 @@ Config make_config(const RunOptions& o) {
     c.map.loss = "triplet";
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
-    c.fuse_posteriors = true;
     // Two Phase I encoders per domain, seeds s and s+1, their class posteriors averaged; the
     // first one's embeddings feed Phase II and the gallery graph. Chosen on the validation
     // splits (README "Choosing hyperparameters"): 0.561 / 0.398 and 0.545 / 0.367 for the two
     // seeds alone, 0.574 / 0.392 together, for twice the Phase I compute.
     c.members = 2;
-    c.fusion = o.fusion_opt;
-    c.diffusion = o.diffusion;
-    c.diff = o.diffusion_opt;
+    c.rank = o.rank;
     // Fitted only when the score weighs it or the graph is built over it: on the validation
     // splits it gained zeroshot21 at most 0.01 and cost category at every point, so the default
     // leaves it off (docs/experiments.md, "The bridge").
-    c.bridge = o.fusion_opt.uses_bridge() || o.graph != "embedding";
+    c.bridge = o.rank.fusion.uses_bridge() || o.rank.graph != GraphSpace::Embedding;
     c.bridge_opt = o.bridge_opt;
-    c.graph = o.graph;
     c.describe =
         "default: framed drawings, 4 views, label smoothing, 4-view TTA, 2 encoders per domain, "
         "triplet + hard negatives, posterior fusion with an unseen-class gate, gallery diffusion";
-  } else {
-    fail("unknown --config '", o.config, "': default or paper");
   }
   if (c.distill > 0) c.describe += ", query encoders distilled from their source images";
   if (o.quick) {
@@ -400,7 +398,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
 
   // The model folder: what `duet index` and `duet search` use, and what the metrics use.
   ModelSpec spec;
-  spec.config = o.config;
+  spec.config = recipe_name(o.config);
   spec.query_domains = doms.query;
   spec.gallery_domain = doms.gallery;
   for (const auto& domain : doms.all())
@@ -409,11 +407,8 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
                                       domain + "_encoder.pt");
   spec.mapper = mapper_file;
   spec.bridge = bridge_file;
-  spec.rank.graph = cfg.graph;
-  spec.rank.fuse = cfg.fuse_posteriors;
-  spec.rank.fusion = cfg.fusion;
-  spec.rank.diffusion = cfg.fuse_posteriors && cfg.diffusion;
-  spec.rank.diff = cfg.diff;
+  spec.rank = cfg.rank;
+  spec.rank.diffusion = cfg.rank.fuse && cfg.rank.diffusion;
   {
     auto mp = open_mapper(mapper_file);
     spec.rank.prob_a = mp->prob_a();
@@ -558,17 +553,17 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data,
     fail(tsv, ": some test ", doms.gallery, " images could not be read");
   for (const auto& e : gallery.entries) gl.push_back(cls_of.at(e.path));
   Searcher searcher = gallery_searcher(gallery, model->info().rank);
-  if (cfg.fuse_posteriors) {
-    out["fusion"] = {
-        {"photo_power", cfg.fusion.photo_power}, {"unseen_gate", cfg.fusion.unseen_gate},
-        {"unseen_post", cfg.fusion.unseen_post}, {"unseen_profile", cfg.fusion.unseen_profile},
-        {"bridge", cfg.fusion.bridge},           {"unseen_bridge", cfg.fusion.unseen_bridge},
-        {"bridge_ridge", cfg.bridge_opt.ridge},  {"bridge_source", cfg.bridge_opt.source_weight}};
+  // The options it ranked with, as the model folder records them, and the bridge's fit.
+  const json rank = rank_to_json(model->info().rank);
+  if (cfg.rank.fuse) {
+    out["fusion"] = rank.at("fusion");
+    out["fusion"]["bridge_ridge"] = cfg.bridge_opt.ridge;
+    out["fusion"]["bridge_source"] = cfg.bridge_opt.source_weight;
   }
-  if (searcher.graph())
-    out["diffusion"] = {
-        {"k", cfg.diff.k},         {"alpha", cfg.diff.alpha},         {"seeds", cfg.diff.seeds},
-        {"blend", cfg.diff.blend}, {"shortlist", cfg.diff.shortlist}, {"graph", cfg.graph}};
+  if (searcher.graph()) {
+    out["diffusion"] = rank.at("diffusion_options");
+    out["diffusion"]["graph"] = rank.at("graph");
+  }
   // What the report shows beyond the metrics (duet/report.h): curves, per-class AP, examples.
   json detail = {{"root", std::filesystem::absolute(d.root).lexically_normal().string()},
                  {"test", json::object()},
@@ -588,7 +583,7 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data,
     json r;
     RetrievalMetrics m = evaluate_scores(nq, ng, searcher.scores(queries, false, &unseen), qi, gi,
                                          eo, searcher.graph() ? nullptr : &ranks);
-    if (cfg.fuse_posteriors) r["unseen_queries"] = std::count(unseen.begin(), unseen.end(), 1);
+    if (cfg.rank.fuse) r["unseen_queries"] = std::count(unseen.begin(), unseen.end(), 1);
     if (searcher.graph()) {
       // The gallery's own Phase I embeddings make the graph: no query is involved in it.
       r["retrieval_before_diffusion"] = json::parse(m.to_json());
@@ -662,7 +657,7 @@ std::string run_pipeline(const RunOptions& o) {
   const auto t0 = std::chrono::steady_clock::now();
   json all;
   all["dataset"] = data;
-  all["config"] = o.config;
+  all["config"] = recipe_name(o.config);
   all["quick"] = o.quick;
   all["seed"] = o.seed;
   for (const auto& split : o.splits) {

@@ -14,7 +14,6 @@
 #include "duet/error.h"
 #include "duet/image.h"
 #include "duet/serve.h"
-#include "duet/shards.h"
 #include "serve/search_request.h"
 #include "serve/web_assets.h"
 
@@ -165,20 +164,13 @@ struct Lease {
 
 struct HttpServer::Impl {
   const Retrieval& svc;
-  const SearchService* shard =
-      nullptr;         // set when serving a shard: it answers a front's POST /api/shard
-  bool front = false;  // a front over shard servers (ShardFront)
   ServeOptions opt;
   httplib::Server server;
   Metrics metrics;
   mutable Budget searches{opt.workers};
   mutable Budget pixels{2 * max_image_pixels()};
   double index_bytes = 0;  // vectors, thumbnails and paths held in memory
-  Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {
-    if (auto* local = dynamic_cast<const SearchService*>(&s); local && local->gallery().shard)
-      shard = local;
-    front = dynamic_cast<const ShardFront*>(&s) != nullptr;
-  }
+  Impl(const Retrieval& s, const ServeOptions& o) : svc(s), opt(o), index_bytes(s.memory_bytes()) {}
 
   nlohmann::json answer_json(const Retrieval::Answer& a, const std::string& domain,
                              double took_ms) const {
@@ -192,10 +184,8 @@ struct HttpServer::Impl {
                      {"search_ms", a.search_ms},      {"unseen", a.unseen}, {"domain", domain}};
     // A front over shards says when some did not answer in time: the results are then of the
     // others.
-    if (front) {
-      j["partial"] = !a.missing.empty();
-      j["missing"] = a.missing;
-    }
+    j["partial"] = a.partial;
+    j["missing"] = a.missing;
     return j;
   }
 
@@ -255,8 +245,8 @@ struct HttpServer::Impl {
                      {"max_k", opt.max_k},
                      {"max_body", opt.max_body},
                      {"max_pixels", max_image_pixels()}};
-    if (shard) {
-      const GalleryShard& s = *shard->gallery().shard;
+    if (const GalleryShard* shard = svc.shard()) {
+      const GalleryShard& s = *shard;
       j["shard"] = {{"index", s.index}, {"of", s.of}, {"offset", s.offset}, {"total", s.total}};
       j["graph"] = !s.start.empty();
     }
@@ -281,9 +271,9 @@ struct HttpServer::Impl {
                [this](const httplib::Request& q, httplib::Response& r) { search(q, r); });
     server.Get(R"(/api/image/(\d+))",
                [this](const httplib::Request& q, httplib::Response& r) { image(q, r); });
-    if (shard) {
+    if (svc.shard()) {
       server.Post("/api/shard", [this](const httplib::Request& q, httplib::Response& r) {
-        r.set_content(shard_reply(*shard, q.body), "application/json");
+        r.set_content(svc.shard_reply(q.body), "application/json");
       });
     }
     server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {

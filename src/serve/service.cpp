@@ -78,6 +78,10 @@ std::string Retrieval::query_domain(const std::string& domain) const {
   fail("domain '", d, "': the model has no encoder for it (it has: ", have, ")");
 }
 
+std::string Retrieval::shard_reply(const std::string&) const {
+  throw NotFound("this server does not hold a shard of an index");
+}
+
 void Deadline::check(const char* stage) const {
   if (std::chrono::steady_clock::now() > at) expired(stage);
 }

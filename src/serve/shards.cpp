@@ -31,18 +31,11 @@ Clock::time_point after(double seconds) {
          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
 }
 
-// Best first: higher score, then lower row (the order Searcher::search ranks by).
-void sort_best(std::vector<std::pair<float, int64_t>>& v, size_t keep) {
-  auto better = [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  keep = std::min(keep, v.size());
-  std::partial_sort(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(keep), v.end(), better);
-  v.resize(keep);
-}
 }  // namespace
 
-std::string shard_reply(const SearchService& svc, const std::string& request) {
+// The shard side: one request of the protocol (the body of POST /api/shard).
+std::string SearchService::shard_reply(const std::string& request) const {
+  const SearchService& svc = *this;
   json q;
   try {
     q = json::parse(request);
@@ -71,43 +64,44 @@ std::string shard_reply(const SearchService& svc, const std::string& request) {
       return row - sh.offset;
     };
     const std::string op = q.at("op").get<std::string>();
-    if (op == "gate") {
-      if (!fused) fail("shard request: the gate belongs to the fused score");
-      const auto bridge = bridged ? floats("bridge", B) : std::vector<float>();
-      a["max"] = searcher.gate_evidence(floats("code", D).data(), floats("post", C).data(),
-                                        bridged ? bridge.data() : nullptr);
-    } else if (op == "top" || op == "rows") {
+    if (op == "gate" || op == "top" || op == "rows") {
+      // The query, against this shard's rows as its Searcher reads them.
       const auto code = floats("code", D);
       const auto post = fused ? floats("post", C) : std::vector<float>();
       const auto bridge = bridged ? floats("bridge", B) : std::vector<float>();
-      const float* bq = bridged ? bridge.data() : nullptr;
-      const bool unseen = q.at("unseen").get<bool>();
-      std::vector<int64_t> pick;  // local rows
-      std::vector<float> s;
-      if (op == "top") {
-        const int64_t limit = std::clamp<int64_t>(q.at("limit").get<int64_t>(), 0, n);
-        Searcher::Part part = searcher.best_rows(code.data(), post.data(), bq, unseen, limit);
-        pick = std::move(part.rows);
-        s = std::move(part.score);
-        a["top"] = part.top;
-        a["mass"] = part.mass;
-      } else {
-        for (int64_t row : q.at("rows").get<std::vector<int64_t>>()) pick.push_back(local(row));
-        s = searcher.row_scores(code.data(), post.data(), bq, unseen, pick);
+      const QueryRow row{code.data(), fused ? post.data() : nullptr,
+                         bridged ? bridge.data() : nullptr};
+      std::unique_ptr<RowQuery> rq = searcher.rows().query(row);
+      if (op == "gate") {
+        if (!fused) fail("shard request: the gate belongs to the fused score");
+        a["max"] = rq->gate_evidence();
+        return a.dump();
       }
-      json rows = json::array(), scores = json::array(), adj = json::array();
+      const bool unseen = q.at("unseen").get<bool>();
+      ScoredRows sr;
+      if (op == "top") {
+        sr = rq->best(unseen, std::clamp<int64_t>(q.at("limit").get<int64_t>(), 0, n), false);
+        a["top"] = sr.top;
+        a["mass"] = sr.mass;
+      } else {
+        std::vector<int64_t> pick;
+        for (int64_t r : q.at("rows").get<std::vector<int64_t>>()) pick.push_back(local(r));
+        std::sort(pick.begin(), pick.end());
+        pick.erase(std::unique(pick.begin(), pick.end()), pick.end());
+        sr = rq->rows(unseen, pick, false);
+      }
+      // Rows of the whole index, and their rows of the whole gallery graph.
+      json rows = json::array(), adj = json::array();
       const bool graph = q.value("graph", false) && !sh.start.empty();
-      for (size_t i = 0; i < pick.size(); ++i) {
-        const int64_t r = pick[i];
+      for (int64_t r : sr.rows) {
         rows.push_back(sh.offset + r);
-        scores.push_back(s[i]);
         if (!graph) continue;
         const auto b = sh.start[r], e = sh.start[r + 1];
         adj.push_back({std::vector<int64_t>(sh.col.begin() + b, sh.col.begin() + e),
                        std::vector<float>(sh.w.begin() + b, sh.w.begin() + e)});
       }
       a["rows"] = rows;
-      a["scores"] = scores;
+      a["scores"] = sr.score;
       if (graph) a["adj"] = adj;
     } else if (op == "entries") {
       for (int64_t row : q.at("rows").get<std::vector<int64_t>>()) {
@@ -164,14 +158,6 @@ struct ShardFront::Shard {
     }
   }
 };
-
-namespace {
-// What one round of a query sends and gets: a request per shard (null: not asked), the replies
-// (null where a shard failed; it joins `missing` and is asked nothing more).
-struct Round {
-  std::vector<json> request, reply;
-};
-}  // namespace
 
 ShardFront::~ShardFront() = default;
 
@@ -260,173 +246,167 @@ size_t ShardFront::owner(int64_t row) const {
   throw NotFound("image " + std::to_string(row) + " is not in the index");
 }
 
+// The shards as the rows of one gallery, for rank(): each of its questions is a round of
+// requests to every shard still answering, all at once, within the deadline. A shard that fails or
+// misses a round is left out of the rest of the query and named in `missing`.
+class ShardFront::Rows : public RowSource {
+ public:
+  Rows(const ShardFront& front, int64_t C, int64_t D, int64_t B, std::vector<std::string>& missing)
+      : f_(front), C_(C), D_(D), B_(B), missing_(missing), down_(front.shards_.size(), 0) {}
+  int64_t size() const override { return f_.total_; }
+  bool has_graph() const override { return f_.graph_; }
+  std::unique_ptr<RowQuery> query(const QueryRow& q) const override {
+    json j = {{"code", std::vector<float>(q.code, q.code + D_)}};
+    if (q.post) j["post"] = std::vector<float>(q.post, q.post + C_);
+    if (q.bridge) j["bridge"] = std::vector<float>(q.bridge, q.bridge + B_);
+    return std::make_unique<Query>(*this, std::move(j));
+  }
+
+  // One round: a request per shard (null: not asked); the replies (null where a shard failed).
+  // Throws Unavailable when no shard is left.
+  std::vector<json> round(const std::vector<json>& request) const {
+    const size_t ns = f_.shards_.size();
+    const auto until = after(f_.deadline_s_);
+    std::vector<json> reply(ns);
+    std::vector<std::future<json>> fut(ns);
+    for (size_t i = 0; i < ns; ++i)
+      if (!down_[i] && !request[i].is_null())
+        fut[i] = std::async(std::launch::async, [&, i] {
+          return f_.shards_[i]->call("POST", "/api/shard", request[i].dump(), until);
+        });
+    for (size_t i = 0; i < ns; ++i) {
+      if (!fut[i].valid()) continue;
+      try {
+        reply[i] = fut[i].get();
+      } catch (const std::exception& e) {
+        down_[i] = 1;
+        missing_.push_back(f_.shards_[i]->url + ": " + e.what());
+      }
+    }
+    if (std::all_of(down_.begin(), down_.end(), [](char d) { return d; }))
+      throw Unavailable("no shard answered: " + missing_.at(0));
+    return reply;
+  }
+
+ private:
+  const ShardFront& f_;
+  int64_t C_, D_, B_;
+  std::vector<std::string>& missing_;
+  mutable std::vector<char> down_;
+
+  class Query : public RowQuery {
+   public:
+    Query(const Rows& rows, json query) : r_(rows), q_(std::move(query)) {}
+    float gate_evidence() override {
+      json q = q_;
+      q["op"] = "gate";
+      float best = -INFINITY;
+      for (const json& a : r_.round(std::vector<json>(r_.f_.shards_.size(), q)))
+        if (!a.is_null()) best = std::max(best, a.at("max").get<float>());
+      return best;
+    }
+    ScoredRows best(bool unseen, int64_t limit, bool graph) override {
+      json q = q_;
+      q["op"] = "top";
+      q["unseen"] = unseen;
+      q["limit"] = limit;
+      q["graph"] = graph;
+      const std::vector<json> reply = r_.round(std::vector<json>(r_.f_.shards_.size(), q));
+      ScoredRows out;
+      out.top = -INFINITY;
+      for (const json& a : reply)
+        if (!a.is_null()) out.top = std::max(out.top, a.at("top").get<float>());
+      for (const json& a : reply)
+        if (!a.is_null())
+          out.mass += a.at("mass").get<double>() *
+                      std::exp(static_cast<double>(a.at("top").get<float>() - out.top));
+      return take(reply, limit, out);
+    }
+    ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) override {
+      std::vector<std::vector<int64_t>> by(r_.f_.shards_.size());
+      for (int64_t row : rows) by[r_.f_.owner(row)].push_back(row);
+      std::vector<json> request(by.size());
+      for (size_t i = 0; i < by.size(); ++i) {
+        if (by[i].empty()) continue;
+        request[i] = q_;
+        request[i]["op"] = "rows";
+        request[i]["unseen"] = unseen;
+        request[i]["rows"] = by[i];
+        request[i]["graph"] = graph;
+      }
+      ScoredRows out;
+      return take(r_.round(request), static_cast<int64_t>(rows.size()), out);
+    }
+
+   private:
+    const Rows& r_;
+    json q_;
+    // The replies' rows, best first, the best `limit` of them, into out.
+    static ScoredRows& take(const std::vector<json>& reply, int64_t limit, ScoredRows& out) {
+      struct Row {
+        int64_t row;
+        float score;
+        std::vector<int64_t> col;
+        std::vector<float> w;
+      };
+      std::vector<Row> all;
+      for (const json& a : reply) {
+        if (a.is_null()) continue;
+        const auto rows = a.at("rows").get<std::vector<int64_t>>();
+        const auto s = a.at("scores").get<std::vector<float>>();
+        if (rows.size() != s.size())
+          fail("a shard's reply has ", rows.size(), " rows but ", s.size(), " scores");
+        for (size_t i = 0; i < rows.size(); ++i) {
+          Row r{rows[i], s[i], {}, {}};
+          if (a.contains("adj"))
+            std::tie(r.col, r.w) =
+                a.at("adj").at(i).get<std::pair<std::vector<int64_t>, std::vector<float>>>();
+          if (r.col.size() != r.w.size()) fail("a shard's reply has a graph row of unequal arrays");
+          all.push_back(std::move(r));
+        }
+      }
+      std::vector<int64_t> ids;
+      std::vector<float> s;
+      for (const Row& r : all) ids.push_back(r.row), s.push_back(r.score);
+      for (size_t i : best_first(ids, s, limit)) {
+        out.add_row(all[i].row, all[i].score);
+        out.add_edges(all[i].col.data(), all[i].w.data(), static_cast<int64_t>(all[i].col.size()));
+      }
+      return out;
+    }
+  };
+};
+
 Retrieval::Answer ShardFront::rank(const std::vector<float>& pq, const std::vector<float>& zq,
                                    const std::vector<float>& bq, int64_t k) const {
   const auto t0 = Clock::now();
   const RankOptions& ro = model_->info().rank;
-  const size_t ns = shards_.size();
   Answer ans;
-  std::vector<char> down(ns, 0);
-  // Every asked shard at once, each round within the deadline; a shard that fails or misses it is
-  // left out of the rest of the query.
-  auto fan_out = [&](Round& r) {
-    const auto until = after(deadline_s_);
-    r.reply.assign(ns, json());
-    std::vector<std::future<json>> f(ns);
-    for (size_t i = 0; i < ns; ++i)
-      if (!down[i] && !r.request[i].is_null())
-        f[i] = std::async(std::launch::async, [&, i] {
-          return shards_[i]->call("POST", "/api/shard", r.request[i].dump(), until);
-        });
-    for (size_t i = 0; i < ns; ++i) {
-      if (!f[i].valid()) continue;
-      try {
-        r.reply[i] = f[i].get();
-      } catch (const std::exception& e) {
-        down[i] = 1;
-        ans.missing.push_back(shards_[i]->url + ": " + e.what());
-      }
-    }
-    if (std::all_of(down.begin(), down.end(), [](char d) { return d; }))
-      throw Unavailable("no shard answered: " + ans.missing.at(0));
-  };
-  json query = {{"code", zq}};
-  if (ro.fuse) query["post"] = pq;
-  if (ro.fuse && ro.fusion.uses_bridge()) query["bridge"] = bq;
-
-  // 1. The gate over the whole gallery: the largest evidence of any shard.
-  bool unseen = false;
-  if (ro.fuse && ro.fusion.unseen_gate > 0) {
-    Round r;
-    json q = query;
-    q["op"] = "gate";
-    r.request.assign(ns, q);
-    fan_out(r);
-    float best = -INFINITY;
-    for (const json& a : r.reply)
-      if (!a.is_null()) best = std::max(best, a.at("max").get<float>());
-    unseen = best < ro.fusion.unseen_gate;
-  }
-  ans.unseen = unseen;
-  query["unseen"] = unseen;
-
-  // 2. Each shard's best rows: the shortlist's worth (whole: every row) and k.
-  const bool diffuse = ro.fuse && ro.diffusion && graph_;
-  const bool whole = ro.diff.shortlist == 0 || total_ <= ro.diff.shortlist;
-  const int64_t limit = diffuse ? std::max<int64_t>(whole ? total_ : ro.diff.shortlist, k) : k;
-  std::map<int64_t, float> score;  // scored rows
-  std::map<int64_t, std::pair<std::vector<int64_t>, std::vector<float>>> adj;
-  auto take = [&](const json& a) {
-    const auto rows = a.at("rows").get<std::vector<int64_t>>();
-    const auto s = a.at("scores").get<std::vector<float>>();
-    for (size_t i = 0; i < rows.size() && i < s.size(); ++i) {
-      score[rows[i]] = s[i];
-      if (a.contains("adj"))
-        adj[rows[i]] = a.at("adj").at(i).get<std::pair<std::vector<int64_t>, std::vector<float>>>();
-    }
-  };
-  float top = -INFINITY;
-  double total = 0;
-  {
-    Round r;
-    json q = query;
-    q["op"] = "top";
-    q["limit"] = limit;
-    q["graph"] = diffuse;
-    r.request.assign(ns, q);
-    fan_out(r);
-    for (const json& a : r.reply)
-      if (!a.is_null()) top = std::max(top, a.at("top").get<float>());
-    for (const json& a : r.reply) {
-      if (a.is_null()) continue;
-      take(a);
-      total += a.at("mass").get<double>() *
-               std::exp(static_cast<double>(a.at("top").get<float>() - top));
-    }
-  }
-  std::vector<std::pair<float, int64_t>> final_scores;
-  if (!diffuse) {
-    for (const auto& [row, s] : score) final_scores.emplace_back(s, row);
-  } else {
-    // 3. The seeds' graph neighbours that no shard sent, from their shards; then the diffusion over
-    // the shortlist as a Searcher runs it (diffuse_shortlist), on the graph the known rows span:
-    // the shortlist and the seeds' neighbours are all among them.
-    std::vector<std::pair<float, int64_t>> seeds;
-    for (const auto& [row, s] : score) seeds.emplace_back(s, row);
-    sort_best(seeds, static_cast<size_t>(ro.diff.seeds));
-    std::vector<std::vector<int64_t>> more(ns);
-    for (const auto& seed : seeds)
-      for (int64_t o : adj[seed.second].first)
-        if (!score.count(o)) more[owner(o)].push_back(o);
-    Round r;
-    r.request.assign(ns, json());
-    for (size_t i = 0; i < ns; ++i) {
-      std::sort(more[i].begin(), more[i].end());
-      more[i].erase(std::unique(more[i].begin(), more[i].end()), more[i].end());
-      if (more[i].empty()) continue;
-      r.request[i] = query;
-      r.request[i]["op"] = "rows";
-      r.request[i]["rows"] = more[i];
-      r.request[i]["graph"] = true;
-    }
-    if (std::any_of(more.begin(), more.end(), [](const auto& m) { return !m.empty(); })) {
-      fan_out(r);
-      for (const json& a : r.reply)
-        if (!a.is_null()) take(a);
-    }
-    // The known rows in order as rows 0..m-1 of a graph, each with its edges among them in the
-    // stored order (what rerank_subset would take from the whole graph).
-    std::vector<int64_t> rows, start{0}, col;
-    std::vector<float> s, w;
-    for (const auto& [row, v] : score) rows.push_back(row), s.push_back(v);
-    for (int64_t g : rows) {
-      const auto& [cols, ws] = adj[g];
-      for (size_t e = 0; e < cols.size(); ++e) {
-        auto it = std::lower_bound(rows.begin(), rows.end(), cols[e]);
-        if (it == rows.end() || *it != cols[e]) continue;
-        col.push_back(it - rows.begin());
-        w.push_back(ws[e]);
-      }
-      start.push_back(static_cast<int64_t>(col.size()));
-    }
-    // Whole: every row is known, and the mass is summed over them as Searcher::scores sums it.
-    if (whole) {
-      total = 0;
-      for (float v : s) total += std::exp(v - top);
-    }
-    std::vector<float> out(rows.size());
-    if (rows.size() >= 2) {
-      std::vector<int64_t> local(rows.size());
-      std::iota(local.begin(), local.end(), 0);
-      const GalleryGraph known(static_cast<int64_t>(rows.size()), ro.diff, start, col, w);
-      diffuse_shortlist(
-          known, ro.diff, local.data(), s.data(), rows.size(), top, total,
-          [](const std::vector<int64_t>&, float*) {}, out.data());
-    } else {
-      for (size_t i = 0; i < rows.size(); ++i)
-        out[i] = static_cast<float>(ro.diff.blend * std::exp(s[i] - top) / total);
-    }
-    for (size_t i = 0; i < rows.size(); ++i) final_scores.emplace_back(out[i], rows[i]);
-  }
-  sort_best(final_scores, static_cast<size_t>(k));
-
-  // 4. The paths of the results.
-  Round r;
-  r.request.assign(ns, json());
+  Rows rows(*this, static_cast<int64_t>(pq.size()), static_cast<int64_t>(zq.size()),
+            static_cast<int64_t>(bq.size()), ans.missing);
+  const QueryRow q{zq.data(), ro.fuse ? pq.data() : nullptr,
+                   ro.fuse && ro.fusion.uses_bridge() ? bq.data() : nullptr};
+  const Ranking r = duet::rank(rows, ro, q, k);
+  ans.unseen = r.unseen;
+  // The paths of the results, from their shards.
+  const size_t ns = shards_.size();
+  std::vector<json> request(ns);
   std::vector<std::vector<int64_t>> asked(ns);
-  for (const auto& [s, row] : final_scores) asked[owner(row)].push_back(row);
+  for (const duet::Hit& h : r.hits) asked[owner(h.row)].push_back(h.row);
   for (size_t i = 0; i < ns; ++i)
-    if (!asked[i].empty()) r.request[i] = {{"op", "entries"}, {"rows", asked[i]}};
-  fan_out(r);
+    if (!asked[i].empty()) request[i] = {{"op", "entries"}, {"rows", asked[i]}};
+  const std::vector<json> reply = rows.round(request);
   std::map<int64_t, std::pair<std::string, std::string>> entry;
   for (size_t i = 0; i < ns; ++i) {
-    if (r.reply[i].is_null()) continue;
+    if (reply[i].is_null()) continue;
     for (size_t j = 0; j < asked[i].size(); ++j)
-      entry[asked[i][j]] = {r.reply[i].at("paths").at(j).get<std::string>(),
-                            r.reply[i].at("classes").at(j).get<std::string>()};
+      entry[asked[i][j]] = {reply[i].at("paths").at(j).get<std::string>(),
+                            reply[i].at("classes").at(j).get<std::string>()};
   }
-  for (const auto& [s, row] : final_scores)
-    if (entry.count(row)) ans.hits.push_back({row, s, entry.at(row).first, entry.at(row).second});
+  for (const duet::Hit& h : r.hits)
+    if (entry.count(h.row))
+      ans.hits.push_back({h.row, h.score, entry.at(h.row).first, entry.at(h.row).second});
+  ans.partial = !ans.missing.empty();
   ans.search_ms = ms_since(t0);
   return ans;
 }
