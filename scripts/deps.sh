@@ -8,7 +8,8 @@ pkgs=(cmake g++ make ccache pkg-config
       libcli11-dev nlohmann-json3-dev libflatbuffers-dev flatbuffers-compiler
       libgtest-dev libbenchmark-dev python3 python3-numpy python3-opencv
       libcpp-httplib-dev libgloo-dev libjs-chart.js chromium
-      clang-14 libclang-rt-14-dev)  # libFuzzer and the sanitizers' runtimes (scripts/fuzz.sh)
+      clang-14 libclang-rt-14-dev   # libFuzzer and the sanitizers' runtimes (scripts/fuzz.sh)
+      clang-format-14)              # scripts/format.sh
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
