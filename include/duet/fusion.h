@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "duet/embeddings.h"
-#include "duet/metrics.h"
+#include "duet/score.h"
 
 namespace duet {
 
