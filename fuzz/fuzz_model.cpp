@@ -14,11 +14,9 @@
 #include <vector>
 
 #include "backbone/nets.h"
-#include "duet/bridge.h"
 #include "duet/fileio.h"
+#include "duet/inference.h"
 #include "duet/model.h"
-#include "duet/phase1.h"
-#include "duet/phase2.h"
 #include "fuzz_util.h"
 
 namespace fs = std::filesystem;
