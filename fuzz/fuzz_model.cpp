@@ -2,11 +2,11 @@
 // search` and `duet serve` load model folders they did not write.
 //
 // One target for the folder: the input's first byte picks the file, the rest is its content.
-//   0 manifest.json  read_model_info over a folder of the seed model's other files
-//   (DUET_FUZZ_MODEL) 1 encoder        open_encoder with the seed model's backbone, then one image
-//   through it 2 mapper         open_mapper, then one row through a branch 3 bridge open_bridge,
-//   then one gallery row through it 4 backbone       open_backbone_net of the seed model's
-//   architecture (TFLite, else TorchScript)
+//   0 manifest.json  read_model_info over the seed model's (DUET_FUZZ_MODEL) other files
+//   1 encoder        open_encoder with the seed model's backbone, then one image through it
+//   2 mapper         open_mapper, then one row through a branch
+//   3 bridge         open_bridge, then one gallery row through it
+//   4 backbone       open_backbone_net of the seed model's architecture (TFLite, else TorchScript)
 // The manifest hashes every other file, so Model::open never hands a changed file to its reader;
 // the readers are fuzzed here directly because a crafted folder carries a matching manifest.
 #include <filesystem>
