@@ -88,9 +88,8 @@ class Mapper {
   // x [N, in_dim] of `domain` through its branch -> codes [N, code_dim]; Error naming the mapper's
   // domains when it has none for `domain`.
   virtual Matrix map(const std::string& domain, const Matrix& x) const = 0;
-  // Probability that a pair whose codes are `distance` apart shows the same class:
-  // sigmoid(prob_a() - prob_b() * distance).
-  virtual double probability(double distance) const = 0;
+  // The probability that a pair whose codes are d apart shows the same class is
+  // sigmoid(prob_a() - prob_b() * d) (fitted after training; the ranking reads a and b).
   virtual double prob_a() const = 0;
   virtual double prob_b() const = 0;
 };
@@ -99,8 +98,6 @@ class Mapper {
 std::unique_ptr<Mapper> open_mapper(const std::string& file);
 
 // --- the bridge into the gallery's frozen features (duet/bridge.h) -----------------------------
-
-constexpr const char* kBridgeFormat = "duet-bridge-v1";
 
 class Bridge {
  public:

@@ -15,6 +15,8 @@ namespace duet {
 
 namespace {
 
+constexpr const char* kBridgeFormat = "duet-bridge-v1";
+
 // Each row minus mu (if given), then at unit length (a zero row stays zero).
 void centre_unit(float* x, int64_t n, int64_t d, const float* mu) {
   for (int64_t i = 0; i < n; ++i) {

@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <sstream>
@@ -45,7 +44,6 @@ class TorchMapper : public Mapper {
     torch::NoGradGuard ng;
     return from_tensor(branch[it - domain_names.begin()]->forward(to_tensor(x)));
   }
-  double probability(double d) const override { return 1.0 / (1.0 + std::exp(-(a - b * d))); }
   double prob_a() const override { return a; }
   double prob_b() const override { return b; }
 };
