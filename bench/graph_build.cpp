@@ -20,8 +20,8 @@
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
-#include "duet/metrics.h"
 #include "duet/runtime.h"
+#include "duet/score.h"
 
 using namespace duet;
 

@@ -12,6 +12,7 @@
 
 #include "duet/error.h"
 #include "duet/fileio.h"
+#include "duet/inference.h"
 #include "phase1/preserve.h"
 #include "test_util.h"
 

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "duet/error.h"
+#include "duet/inference.h"
 #include "duet/phase2.h"
 #include "test_util.h"
 

@@ -15,6 +15,7 @@
 #include "duet/dataset.h"
 #include "duet/embeddings.h"
 #include "duet/image.h"
+#include "duet/inference.h"
 #include "phase1/trunk_cache.h"
 #include "test_util.h"
 
@@ -200,8 +201,8 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
     o.frozen.assign(first ? n * V * F : 0, 0.f);
     return o;
   };
-  auto rows_of = [](Out& o) {
-    return MemberRows{o.x.data(), o.emb.empty() ? nullptr : o.emb.data(), o.logits.data(),
+  auto rows_of = [](PhaseOneEncoder& e, Out& o) {
+    return MemberRows{&e, o.x.data(), o.emb.empty() ? nullptr : o.emb.data(), o.logits.data(),
                       o.frozen.empty() ? nullptr : o.frozen.data()};
   };
   // Each member alone, as encode_logits gives it.
@@ -209,7 +210,7 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   double alone_flops[3];
   for (size_t m = 0; m < 3; ++m) {
     alone.push_back(fresh(*enc[m], m == 0));
-    MemberRows r = rows_of(alone[m]);
+    MemberRows r = rows_of(*enc[m], alone[m]);
     FlopCount count;
     enc[m]->encode_logits(n * V, r.x, r.emb, r.logits, r.frozen);
     alone_flops[m] = count.flops;
@@ -223,9 +224,9 @@ TEST(Phase1, MembersShareTheSeedlessViewsLowerStages) {
   std::vector<Out> together;
   std::vector<MemberRows> rows;
   for (size_t m = 0; m < 3; ++m) together.push_back(fresh(*enc[m], m == 0));
-  for (auto& o : together) rows.push_back(rows_of(o));
+  for (size_t m = 0; m < 3; ++m) rows.push_back(rows_of(*enc[m], together[m]));
   FlopCount count;
-  encode_members({enc[0].get(), enc[1].get(), enc[2].get()}, n, rows);
+  encode_members(n, rows);
   for (size_t m = 0; m < 3; ++m) {
     EXPECT_EQ(together[m].emb, alone[m].emb) << m;
     EXPECT_EQ(together[m].logits, alone[m].logits) << m;

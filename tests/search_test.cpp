@@ -17,6 +17,7 @@
 #include "duet/gallery.h"
 #include "duet/image.h"
 #include "duet/runtime.h"
+#include "duet/score.h"
 #include "test_util.h"
 
 namespace duet {

@@ -12,20 +12,18 @@
 //   target of a train query image: s g_src + (1 - s) mean_class(g), where g_src is the gallery
 //   image it was made from (Sample::instance; none: the class mean alone).
 //
-// A gallery-domain query is its own g. The fused score adds w b . g (duet/fusion.h).
+// A gallery-domain query is its own g. The fused score adds w b . g (duet/fusion.h). Bridge and
+// open_bridge (duet/inference.h) apply a fitted bridge.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "duet/embeddings.h"
 
 namespace duet {
-
-constexpr const char* kBridgeFormat = "duet-bridge-v1";
 
 struct BridgeOptions {
   double ridge = 10;           // lambda of the ridge regression
@@ -53,31 +51,5 @@ struct BridgeTrainResult {
 BridgeTrainResult train_bridge(const std::string& gallery_domain, const BridgeRows& gallery,
                                const std::map<std::string, BridgeRows>& queries,
                                const BridgeOptions& opt, const std::string& out_file);
-
-class Bridge {
- public:
-  Bridge(std::string gallery_domain, Matrix mu_gallery);
-  // A query domain's map: mu_q [1, F], W [F + D, F], c [1, F].
-  void add_query(const std::string& domain, Matrix mu, Matrix w, Matrix c);
-
-  const std::string& gallery_domain() const { return gallery_; }
-  int64_t dim() const { return mu_g_.cols; }  // F
-  std::vector<std::string> domains() const;   // the gallery's, then the query domains'
-  // frozen [n, F] and emb [n, D] of `domain` -> [n, F] unit rows (emb unused for the gallery's).
-  Matrix map(const std::string& domain, const Matrix& frozen, const Matrix& emb) const;
-
-  void save(const std::string& file) const;
-
- private:
-  struct Query {
-    Matrix mu, w, c;
-  };
-  std::string gallery_;
-  Matrix mu_g_;
-  std::map<std::string, Query> q_;
-};
-
-// Reads a bridge file; Error naming it when it is missing, damaged or of another format.
-std::unique_ptr<Bridge> open_bridge(const std::string& file);
 
 }  // namespace duet

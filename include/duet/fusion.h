@@ -22,7 +22,7 @@
 
 #include "duet/embeddings.h"
 #include "duet/features.h"
-#include "duet/metrics.h"
+#include "duet/score.h"
 
 namespace duet {
 

@@ -10,18 +10,14 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "duet/embeddings.h"
+#include "duet/score.h"
 
 namespace duet {
-
-enum class Metric { Cosine, Euclidean, Dot };
-Metric parse_metric(const std::string& s);  // "cosine" | "euclidean" | "dot"; throws Error
 
 struct RetrievalMetrics {
   double map_all = 0;
@@ -37,10 +33,6 @@ struct EvalOptions {
   int64_t block = 256;  // queries scored at once: memory is block * gallery floats
 };
 
-// Fills out[(q - q0) * ng + g] with the score of gallery item g for queries q in [q0, q1);
-// higher is better.
-using ScoreBlockFn = std::function<void(int64_t q0, int64_t q1, float* out)>;
-
 // The general form: any scoring, evaluated block by block in bounded memory. With relevant_out,
 // also each query's relevant ranks (relevant_ranks; empty when R = 0), for curves and reports.
 RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& score,
@@ -52,23 +44,6 @@ RetrievalMetrics evaluate_scores(int64_t nq, int64_t ng, const ScoreBlockFn& sco
 RetrievalMetrics evaluate(const Matrix& q, const Matrix& g,
                           const std::vector<std::string>& q_labels,
                           const std::vector<std::string>& g_labels, const EvalOptions& opt);
-
-// Score blocks for embeddings, shared with the ranking code: scores [(q1-q0), ng].
-// Cosine similarity, -||q - g||^2, or the plain inner product.
-ScoreBlockFn embedding_scorer(const Matrix& q, const Matrix& g, Metric metric);
-
-// A gallery made ready for embedding_scorer once (normalised for cosine, squared norms for
-// Euclidean), so that a searcher asked for query after query does not copy it each time.
-struct PreparedGallery {
-  Metric metric = Metric::Dot;
-  std::shared_ptr<const Matrix> g;
-  std::shared_ptr<const std::vector<float>> norms;  // ||g_i||^2
-};
-PreparedGallery prepare_gallery(Matrix g, Metric metric);
-ScoreBlockFn embedding_scorer(const Matrix& q, const PreparedGallery& g);
-
-// Rows scaled to unit length (a zero row stays zero).
-Matrix l2_normalized(const Matrix& m);
 
 // Class names -> ids shared by both lists (for evaluate_scores).
 void label_ids(const std::vector<std::string>& q, const std::vector<std::string>& g,

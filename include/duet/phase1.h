@@ -5,11 +5,11 @@
 // features computed once; (2) the top `finetune_stages` backbone stages unfreeze and train with the
 // head. The lower stages stay frozen throughout, so their activations are computed once per
 // training view (original, mirror, augmentations) and cached: no image is decoded twice.
-// The hidden activations (1024-d by default) are the domain's embedding.
+// The hidden activations (1024-d by default) are the domain's embedding. The encoder file it
+// writes is read by open_encoder (duet/inference.h).
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -92,43 +92,5 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain,
 
 // "runs/x/sketch.npy" -> "runs/x/sketch.probs.npy"
 std::string posteriors_path_for(const std::string& emb_path);
-
-// A trained encoder file: image -> hidden embedding (the Encoder interface), and its classifier.
-class PhaseOneEncoder : public Encoder {
- public:
-  virtual const std::string& domain() const = 0;
-  virtual const std::vector<std::string>& classes() const = 0;  // the C classes it learnt
-  virtual const std::string& arch() const = 0;
-  // The backbone weights its frozen stages load ("default": the arch's file in $DUET_SHARED).
-  virtual const std::string& weights() const = 0;
-  // x [n, 3, S, S] -> emb [n, dim()], class logits [n, C] and the frozen backbone's pooled
-  // features [n, frozen_dim()] (any nullptr: not wanted; frozen only from an encoder opened with
-  // frozen_features); one image at a time, so a row does not depend on which images share its call.
-  virtual void encode_logits(int64_t n, const float* x, float* emb, float* logits,
-                             float* frozen = nullptr) = 0;
-  virtual int64_t frozen_dim() const = 0;
-};
-// weights: the backbone file to load the frozen stages from instead of the recorded one (a model
-// folder carries its own copy). frozen_features: also keep the backbone's own top stages, for
-// encode_logits' frozen output (a second copy of them: only when wanted).
-std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads = 0,
-                                              const std::string& weights = "",
-                                              bool frozen_features = false);
-
-// One member's arrays for encode_members: its inputs x [n * views, 3, S, S] (views: its
-// tta_views(); image i's at rows [i * views, (i + 1) * views)) and encode_logits' outputs for
-// them (nullptr: not wanted).
-struct MemberRows {
-  const float* x = nullptr;
-  float* emb = nullptr;
-  float* logits = nullptr;
-  float* frozen = nullptr;
-};
-// encode_logits for the members of one model (encoders from open_encoder) over the same n images.
-// Their seedless views (augment.h) are the same inputs for every member, so where a member's
-// frozen lower stages are member 0's (arch, weights, split, framing), those views go through
-// them once: the outputs are what each member's encode_logits gives, for less work.
-void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n,
-                    const std::vector<MemberRows>& rows);
 
 }  // namespace duet

@@ -6,12 +6,12 @@
 // image, of any query domain, `pos` gallery images of its class and `neg` of other classes, with a
 // contrastive loss on the Euclidean distance of the codes, or a triplet loss on (query, same-class
 // gallery image, other-class gallery image). After training, p(same class | distance) =
-// sigmoid(a - b * distance) is fitted on fresh pairs.
+// sigmoid(a - b * distance) is fitted on fresh pairs. open_mapper (duet/inference.h) reads the
+// file.
 #pragma once
 
 #include <cstdint>
 #include <map>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,25 +48,5 @@ struct MapperTrainResult {
 // query domain with no class in common with the gallery.
 MapperTrainResult train_mapper(const std::vector<Embeddings>& queries, const Embeddings& gallery,
                                const MapperOptions& opt, const std::string& out_file);
-
-class Mapper {
- public:
-  virtual ~Mapper() = default;
-  virtual int64_t in_dim() const = 0;
-  virtual int64_t code_dim() const = 0;
-  // The domains with a branch: the query domains in training order, the gallery domain last.
-  virtual const std::vector<std::string>& domains() const = 0;
-  virtual const std::string& gallery_domain() const = 0;
-  // x [N, in_dim] of `domain` through its branch -> codes [N, code_dim]; Error naming the mapper's
-  // domains when it has none for `domain`.
-  virtual Matrix map(const std::string& domain, const Matrix& x) const = 0;
-  // Probability that a pair whose codes are `distance` apart shows the same class:
-  // sigmoid(prob_a() - prob_b() * distance).
-  virtual double probability(double distance) const = 0;
-  virtual double prob_a() const = 0;
-  virtual double prob_b() const = 0;
-};
-
-std::unique_ptr<Mapper> open_mapper(const std::string& file);
 
 }  // namespace duet

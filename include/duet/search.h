@@ -25,7 +25,7 @@
 #include "duet/embeddings.h"
 #include "duet/features.h"
 #include "duet/fusion.h"
-#include "duet/metrics.h"
+#include "duet/score.h"
 
 namespace duet {
 

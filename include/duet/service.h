@@ -103,6 +103,9 @@ class SearchService : public Retrieval {
   // On a shard (duet/shards.h) these refuse: its rows alone are not the gallery.
   Answer search_image(const std::string& bytes, const std::string& domain, int64_t k,
                       const Deadline& deadline) const override;
+  // search_image with the query called `name` in its errors (`duet search` names each file).
+  Answer search_image(const std::string& bytes, const std::string& name, const std::string& domain,
+                      int64_t k, const Deadline& deadline) const;
   Answer search_row(int64_t row, int64_t k) const override;
   std::pair<std::string, std::string> image(int64_t row, bool full) const override;
   double memory_bytes() const override;

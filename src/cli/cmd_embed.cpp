@@ -4,8 +4,8 @@
 #include "cli/commands.h"
 #include "duet/embed.h"
 #include "duet/error.h"
+#include "duet/inference.h"
 #include "duet/paths.h"
-#include "duet/phase1.h"
 #include "duet/progress.h"
 
 namespace duet::cli {

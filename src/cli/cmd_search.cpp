@@ -34,37 +34,28 @@ int64_t parse_k(const std::string& s) {
 void run_search(const SearchArgs& a) {
   const int64_t k = parse_k(a.k);
   auto svc = SearchService::open(a.index, a.model, a.threads);
+  // Each query goes through the service as the server's do (the same bytes, the same ranking), and
+  // every one is answered before anything is printed: a bad one fails the command, not half of it.
+  std::vector<Retrieval::Answer> answers;
+  for (const std::string& q : a.queries)
+    answers.push_back(svc->search_image(read_image_file(q), q, a.domain, k, Deadline{}));
   const GalleryIndex& g = svc->gallery();
-  if (g.shard)
-    fail(a.index, ": shard ", g.shard->index, " of ", g.shard->of,
-         " of an index; search the whole index, or a "
-         "`duet serve --shards` front over its shard servers");
-  const std::string domain = svc->query_domain(a.domain);
-  // Every query is embedded before anything is printed: a bad one fails the command, not half of
-  // it. Each goes through query_features, as the server's do: the same bytes, the same ranking.
-  Features f = svc->model().features(domain, {}, {});  // no rows yet, the widths
-  std::timed_mutex cnn;
-  for (const std::string& q : a.queries) {
-    double cnn_ms = 0;
-    f.append(query_features(svc->model(), cnn, read_image_file(q), q, domain, Deadline{}, cnn_ms));
-  }
-  auto rankings = svc->searcher().search({f.post, f.code, f.bridge}, k);
-  for (size_t q = 0; q < rankings.size(); ++q) {
-    const Ranking& r = rankings[q];
+  for (size_t q = 0; q < answers.size(); ++q) {
+    const Retrieval::Answer& r = answers[q];
     if (a.json) {
       nlohmann::json j;
       j["query"] = a.queries[q];
       j["unseen"] = r.unseen;
       j["results"] = nlohmann::json::array();
-      for (const Hit& h : r.hits)
-        j["results"].push_back({{"path", g.abs_path(h.row)}, {"score", h.score}});
+      for (const Retrieval::Hit& h : r.hits)
+        j["results"].push_back({{"path", g.abs_path(h.id)}, {"score", h.score}});
       std::printf("%s\n", j.dump().c_str());
       continue;
     }
     std::printf("%s%s\n", a.queries[q].c_str(),
                 r.unseen ? "  (no learnt class fits: ranked by resemblance)" : "");
     for (size_t i = 0; i < r.hits.size(); ++i)
-      std::printf("%5zu  %12.6g  %s\n", i + 1, r.hits[i].score, g.abs_path(r.hits[i].row).c_str());
+      std::printf("%5zu  %12.6g  %s\n", i + 1, r.hits[i].score, g.abs_path(r.hits[i].id).c_str());
   }
 }
 }  // namespace

@@ -9,6 +9,7 @@
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
+#include "duet/inference.h"
 #include "duet/paths.h"
 #include "duet/phase1.h"
 #include "duet/phase2.h"

@@ -14,7 +14,7 @@
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
-#include "duet/phase2.h"
+#include "duet/inference.h"
 #include "duet/progress.h"
 #include "duet/tsne.h"
 #include "serve/web_assets.h"

@@ -11,8 +11,8 @@
 #include <numeric>
 
 #include "duet/error.h"
-#include "duet/metrics.h"
 #include "duet/progress.h"
+#include "duet/score.h"
 
 namespace duet {
 

@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "duet/error.h"
+#include "duet/score.h"
 
 namespace duet {
 

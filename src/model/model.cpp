@@ -11,12 +11,10 @@
 
 #include "common/json_whole.h"
 #include "duet/augment.h"
-#include "duet/bridge.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/image.h"
-#include "duet/phase1.h"
-#include "duet/phase2.h"
+#include "duet/inference.h"
 
 namespace duet {
 
@@ -268,7 +266,6 @@ class FolderModel : public Model {
     // lower stages).
     std::vector<std::vector<float>> x(members.size()), logits(members.size());
     std::vector<float> emb, fz;
-    std::vector<PhaseOneEncoder*> list;
     std::vector<MemberRows> rows;
     for (size_t m = 0; m < members.size(); ++m) {
       PhaseOneEncoder& e = *members[m];
@@ -285,11 +282,10 @@ class FolderModel : public Model {
         emb.resize(static_cast<size_t>(n * views * D));
         fz.resize(static_cast<size_t>(n * views * F));
       }
-      list.push_back(&e);
-      rows.push_back({x[m].data(), m == 0 ? emb.data() : nullptr, logits[m].data(),
+      rows.push_back({&e, x[m].data(), m == 0 ? emb.data() : nullptr, logits[m].data(),
                       m == 0 && F > 0 ? fz.data() : nullptr});
     }
-    encode_members(list, n, rows);
+    encode_members(n, rows);
     // As Phase I training wrote its rows: the mean embedding (member 0's), and per member the
     // softmax of the mean logits, averaged over members.
     for (size_t m = 0; m < members.size(); ++m) {

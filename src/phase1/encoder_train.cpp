@@ -4,48 +4,25 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
 #include <functional>
-#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "backbone/nets.h"
-#include "common/torch_archive.h"
 #include "dist/collectives.h"
-#include "duet/augment.h"
 #include "duet/embeddings.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
-#include "duet/image.h"
 #include "duet/phase1.h"
 #include "duet/progress.h"
+#include "model/encoder_file.h"
 #include "phase1/preserve.h"
 #include "phase1/trunk_cache.h"
 
 namespace duet {
 
 namespace {
-
-constexpr const char* kFormat = "duet-encoder-v2";  // v2: the domain kind
-
-// FC-hidden (+ReLU, dropout) -> FC-C. embed() is the domain embedding.
-struct HeadImpl : torch::nn::Module {
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  HeadImpl(int in, int hidden, int classes) {
-    fc1 = register_module("fc1", torch::nn::Linear(in, hidden));
-    fc2 = register_module("fc2", torch::nn::Linear(hidden, classes));
-  }
-  torch::Tensor embed(torch::Tensor f) { return torch::relu(fc1(f)); }  // [N, in] -> [N, hidden]
-  // [N, in] -> logits [N, C]; in training, the hidden units times `dropout` (dropout_mask's
-  // rows of these samples; undefined: none).
-  torch::Tensor forward(torch::Tensor f, const torch::Tensor& dropout = {}) {
-    auto h = embed(f);
-    return fc2(is_training() && dropout.defined() ? h * dropout : h);
-  }
-};
-TORCH_MODULE(Head);
 
 // The dropout mask of a whole minibatch [rows, hidden], drawn exactly as torch::dropout draws it
 // (so one process trains as it always did) and on every data-parallel rank alike, each rank then
@@ -61,27 +38,11 @@ std::string join(const std::vector<std::string>& v, char sep) {
   for (size_t i = 0; i < v.size(); ++i) o += (i ? std::string(1, sep) : "") + v[i];
   return o;
 }
-std::vector<std::string> split_str(const std::string& s, char sep) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, sep);) out.push_back(t);
-  return out;
-}
 
-// Everything an encoder file holds besides tensors.
-struct EncoderMeta {
-  std::string arch, weights, domain;
-  std::vector<std::string> classes;
-  int split = 0, hidden = 0;
-  DomainKind kind = DomainKind::Image;
-  bool frame = false;  // trained on images cropped to their strokes
-  int tta_views = 1;   // views its written embeddings average, drawn with augment_view from seed
-  uint64_t seed = 0;   // the seed of its augmented views (the training seed)
-};
-
+// The encoder file (model/encoder_file.h); open_encoder reads it.
 void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, HeadImpl& head) {
   torch::serialize::OutputArchive ar;
-  ar.write("format", c10::IValue(std::string(kFormat)));
+  ar.write("format", c10::IValue(std::string(kEncoderFormat)));
   ar.write("arch", c10::IValue(m.arch));
   ar.write("weights", c10::IValue(m.weights));
   ar.write("domain", c10::IValue(m.domain));
@@ -101,166 +62,6 @@ void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, H
   out.write(bytes.str());
   out.commit();
 }
-
-std::string ivalue_str(torch::serialize::InputArchive& ar, const char* key,
-                       const std::string& path) {
-  c10::IValue v;
-  if (!ar.try_read(key, v) || !v.isString())
-    fail(path, ": not a duet encoder file (no '", key, "')");
-  return v.toStringRef();
-}
-
-struct LoadedEncoder {
-  EncoderMeta meta;
-  std::shared_ptr<BackboneNetImpl> net;
-  std::shared_ptr<BackboneNetImpl>
-      frozen;  // the backbone as loaded, for frozen features (null: not asked for)
-  Head head{nullptr};
-  std::string weights_file;  // what its frozen stages were loaded from ("": the arch's default)
-};
-
-LoadedEncoder load_encoder(const std::string& path, const std::string& weights_override,
-                           bool frozen_features) {
-  if (!file_exists(path)) fail(path, ": no such encoder file");
-  torch::serialize::InputArchive ar;
-  try {
-    ar.load_from(path);
-  } catch (const std::exception&) {
-    fail(path, ": not a duet encoder file (train one with `duet train-encoder`)");
-  }
-  if (std::string f = ivalue_str(ar, "format", path); f != kFormat) {
-    if (f.rfind("duet-encoder-", 0) == 0)
-      fail(path, ": an encoder from another duet version (", f, "; this one reads ", kFormat,
-           "): retrain it");
-    fail(path, ": not a duet encoder file (it is a ", f,
-         " file); train one with `duet train-encoder`");
-  }
-  // Every value and tensor checked as it is read (common/torch_archive.h), the split within the
-  // backbone's stages, and the head's widths bounded by the file before it is built: a damaged or
-  // crafted file must not index past the stages or make the head allocate what it claims.
-  LoadedEncoder e;
-  try {
-    constexpr int64_t kMaxInt = std::numeric_limits<int>::max(),
-                      kMax64 = std::numeric_limits<int64_t>::max();
-    e.meta.arch = archive::str(ar, "arch", path, "encoder");
-    e.meta.weights = archive::str(ar, "weights", path, "encoder");
-    e.meta.domain = archive::str(ar, "domain", path, "encoder");
-    e.meta.classes = split_str(archive::str(ar, "classes", path, "encoder"), '\n');
-    if (e.meta.classes.empty()) fail(path, ": damaged encoder file (no classes)");
-    e.meta.split = static_cast<int>(archive::integer(ar, "split", path, "encoder", 0, kMaxInt));
-    e.meta.hidden = static_cast<int>(archive::integer(ar, "hidden", path, "encoder", 1, kMaxInt));
-    e.meta.kind = parse_kind(archive::str(ar, "kind", path, "encoder"));
-    e.meta.frame = archive::integer(ar, "frame", path, "encoder", 0, 1) != 0;
-    // At most the 16 views train-encoder's --tta-views allows: each is an input per image.
-    e.meta.tta_views = static_cast<int>(archive::integer(ar, "tta_views", path, "encoder", 1, 16));
-    e.meta.seed =
-        static_cast<uint64_t>(archive::integer(ar, "seed", path, "encoder", -kMax64 - 1, kMax64));
-    const std::string weights = !weights_override.empty()     ? weights_override
-                                : e.meta.weights == "default" ? ""
-                                                              : e.meta.weights;
-    e.net = open_backbone_net(e.meta.arch, weights);
-    e.weights_file = weights;
-    if (e.meta.split > e.net->num_stages())
-      fail(path, ": damaged encoder file (split at stage ", e.meta.split, " of ",
-           e.net->num_stages(), ")");
-    if (frozen_features) {
-      e.frozen = open_backbone_net(e.meta.arch, weights);
-      e.frozen->eval();
-    }
-    torch::NoGradGuard ng;
-    auto top = e.net->parameters_from(e.meta.split);
-    for (size_t i = 0; i < top.size(); ++i) {
-      const torch::Tensor t = archive::tensor(ar, "top." + std::to_string(i), path, "encoder");
-      if (t.sizes() != top[i].sizes())
-        fail(path, ": tensor top.", i, " does not fit backbone ", e.meta.arch);
-      top[i].copy_(t);
-    }
-    const double classes = static_cast<double>(e.meta.classes.size());
-    std::error_code ec;
-    const auto bytes = std::filesystem::file_size(path, ec);
-    if (static_cast<double>(e.meta.hidden) * (static_cast<double>(e.net->feature_dim) + classes) *
-            sizeof(float) >
-        static_cast<double>(bytes))
-      fail(path, ": damaged encoder file (its head of ", e.meta.hidden, " x ",
-           e.meta.classes.size(), " needs more weights than its ", bytes, " bytes hold)");
-    e.head = Head(e.net->feature_dim, e.meta.hidden, static_cast<int>(e.meta.classes.size()));
-    for (auto& p : e.head->named_parameters()) {
-      const torch::Tensor t = archive::tensor(ar, "head." + p.key(), path, "encoder");
-      if (t.sizes() != p.value().sizes())
-        fail(path, ": head tensor ", p.key(), " has the wrong shape");
-      p.value().copy_(t);
-    }
-  } catch (const c10::Error& err) {
-    fail(path, ": damaged encoder file (", archive::first_line(err), ")");
-  }
-  e.net->eval();
-  e.head->eval();
-  return e;
-}
-
-class TrainedEncoder : public PhaseOneEncoder {
- public:
-  TrainedEncoder(LoadedEncoder e, std::string path, int workers)
-      : e_(std::move(e)), path_(std::move(path)), workers_(workers) {}
-  int input_size() const override { return e_.net->input_size; }
-  int64_t dim() const override { return e_.meta.hidden; }
-  bool frames_input() const override { return e_.meta.frame; }
-  DomainKind kind() const override { return e_.meta.kind; }
-  int tta_views() const override { return e_.meta.tta_views; }
-  uint64_t view_seed() const override { return e_.meta.seed; }
-  const std::string& domain() const override { return e_.meta.domain; }
-  const std::string& arch() const override { return e_.meta.arch; }
-  const std::string& weights() const override { return e_.meta.weights; }
-  const std::vector<std::string>& classes() const override { return e_.meta.classes; }
-  void encode(int64_t n, const float* x, float* out) override {
-    encode_logits(n, x, out, nullptr, nullptr);
-  }
-  int64_t frozen_dim() const override { return e_.net->feature_dim; }
-  void encode_logits(int64_t n, const float* x, float* emb, float* logits, float* frozen) override {
-    const int64_t per = 3 * static_cast<int64_t>(input_size()) * input_size();
-    for_each_image(n, workers_,
-                   [&](int64_t i) { finish(lower(x + i * per), i, emb, logits, frozen); });
-  }
-  // The frozen lower stages' activations of one input [3, S, S].
-  torch::Tensor lower(const float* x) {
-    const int S = input_size();
-    auto in = torch::from_blob(const_cast<float*>(x), {1, 3, S, S})
-                  .contiguous(torch::MemoryFormat::ChannelsLast);
-    return e_.net->run_stages(in, 0, e_.meta.split);
-  }
-  // Whether `o`'s lower stages are this encoder's, input for input.
-  bool same_lower(const TrainedEncoder& o) const {
-    return e_.meta.arch == o.e_.meta.arch && e_.meta.split == o.e_.meta.split &&
-           e_.weights_file == o.e_.weights_file && e_.meta.frame == o.e_.meta.frame &&
-           e_.meta.kind == o.e_.meta.kind;
-  }
-  // Row i of encode_logits' outputs from its input's lower-stage activations.
-  void finish(const torch::Tensor& trunk, int64_t i, float* emb, float* logits, float* frozen) {
-    const int top = e_.net->num_stages(), split = e_.meta.split;
-    const int64_t D = e_.meta.hidden, C = static_cast<int64_t>(e_.meta.classes.size()),
-                  F = frozen_dim();
-    if (frozen) {
-      if (!e_.frozen) fail("internal: ", path_, " was opened without its frozen features");
-      auto f = e_.frozen->pool(e_.frozen->run_stages(trunk, split, top)).contiguous();
-      std::copy(f.data_ptr<float>(), f.data_ptr<float>() + F, frozen + i * F);
-    }
-    if (!emb && !logits) return;
-    auto y = e_.head->embed(e_.net->pool(e_.net->run_stages(trunk, split, top))).contiguous();
-    if (emb) std::copy(y.data_ptr<float>(), y.data_ptr<float>() + D, emb + i * D);
-    if (!logits) return;
-    auto l = e_.head->fc2(y).contiguous();  // forward() without dropout: the head is in eval mode
-    std::copy(l.data_ptr<float>(), l.data_ptr<float>() + C, logits + i * C);
-  }
-  int workers() const { return workers_; }
-  std::string source() const override {
-    return "encoder:" + path_.substr(path_.find_last_of('/') + 1) + ":" + e_.meta.domain;
-  }
-
- private:
-  LoadedEncoder e_;
-  std::string path_;
-  int workers_;
-};
 
 // A teacher's rows (by path) for `samples`, [N, cols]; zero rows for samples it has none of.
 // Error when its width is not `cols`, or when it has a row for no train sample.
@@ -659,43 +460,6 @@ Embeddings frozen_features(const Dataset& d, const std::string& domain,
   e.meta["source"] = std::string(imagenet ? "imagenet:" : "frozen:") + net->arch + ":" + weights_id;
   e.meta["domain"] = domain;
   return e;
-}
-
-void encode_members(const std::vector<PhaseOneEncoder*>& members, int64_t n,
-                    const std::vector<MemberRows>& rows) {
-  if (members.empty() || members.size() != rows.size())
-    fail("internal: encode_members needs one set of rows per member");
-  std::vector<TrainedEncoder*> enc;
-  for (auto* m : members) {
-    enc.push_back(dynamic_cast<TrainedEncoder*>(m));
-    if (!enc.back()) fail("internal: encode_members takes encoders from open_encoder");
-  }
-  // Member by member, a task per row (a single query still keeps every worker busy); member 0
-  // keeps its seedless views' lower stages for the others.
-  const int views0 = enc[0]->tta_views(), kept = std::min(views0, kSeedlessViews);
-  std::vector<torch::Tensor> seedless(static_cast<size_t>(n * kept));
-  for (size_t m = 0; m < enc.size(); ++m) {
-    TrainedEncoder& e = *enc[m];
-    const MemberRows& r = rows[m];
-    const int views = e.tta_views();
-    const int64_t per = 3 * static_cast<int64_t>(e.input_size()) * e.input_size();
-    const bool share = m > 0 && e.same_lower(*enc[0]);
-    for_each_image(n * views, e.workers(), [&](int64_t row) {
-      const int64_t i = row / views;
-      const int v = static_cast<int>(row % views);
-      const bool seedless_view = v < kept;
-      torch::Tensor trunk =
-          share && seedless_view ? seedless[i * kept + v] : e.lower(r.x + row * per);
-      if (m == 0 && seedless_view) seedless[i * kept + v] = trunk;
-      e.finish(trunk, row, r.emb, r.logits, r.frozen);
-    });
-  }
-}
-
-std::unique_ptr<PhaseOneEncoder> open_encoder(const std::string& file, int threads,
-                                              const std::string& weights, bool frozen_features) {
-  return std::make_unique<TrainedEncoder>(load_encoder(file, weights, frozen_features), file,
-                                          resolve_threads(threads));
 }
 
 }  // namespace duet

@@ -3,45 +3,26 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <filesystem>
-#include <limits>
 #include <map>
 #include <optional>
 #include <sstream>
 
-#include "common/torch_archive.h"
+#include "common/torch_matrix.h"
 #include "dist/collectives.h"
 #include "duet/encoder.h"
 #include "duet/error.h"
 #include "duet/fileio.h"
 #include "duet/phase2.h"
 #include "duet/progress.h"
+#include "model/mapper_file.h"
 
 namespace duet {
 
 namespace {
 
-constexpr const char* kFormat = "duet-mapper-v2";  // v2: one branch per named domain
-
-struct BranchImpl : torch::nn::Module {
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  bool normalize = false;  // inputs to unit length first (MapperOptions::normalize)
-  BranchImpl(int in, int hidden, int code, bool norm) : normalize(norm) {
-    fc1 = register_module("fc1", torch::nn::Linear(in, hidden));
-    fc2 = register_module("fc2", torch::nn::Linear(hidden, code));
-  }
-  torch::Tensor forward(torch::Tensor x) {  // [N, in] -> [N, code]
-    namespace F = torch::nn::functional;
-    if (normalize) x = F::normalize(x, F::NormalizeFuncOptions().dim(1));
-    return fc2(torch::relu(fc1(x)));
-  }
-};
-TORCH_MODULE(Branch);
-
-// One branch per domain: the query domains in order, the gallery domain last. Shared: one
-// branch object under every name.
+// One branch per domain: the query domains in order, the gallery domain last (as the file keeps
+// them, model/mapper_file.h). Shared: one branch object under every name.
 struct Net {
-  std::vector<std::string> domains;
   std::vector<Branch> branch;
   bool shared = false;
   Branch& gallery() { return branch.back(); }
@@ -52,7 +33,7 @@ struct Net {
       for (auto& t : b->parameters()) p.push_back(t);
     return p;
   }
-  // Rows x of the query domains dom[] (indices into domains) through their branches, in order.
+  // Rows x of the query domains dom[] (indices into the branches) through their branches, in order.
   torch::Tensor map_queries(const torch::Tensor& x, const torch::Tensor& dom) {
     const int64_t nd = static_cast<int64_t>(branch.size()) - 1;
     if (nd == 1 || shared) return branch[0]->forward(x);
@@ -68,47 +49,9 @@ struct Net {
   }
 };
 
-torch::Tensor to_tensor(const Matrix& m) {
-  return torch::from_blob(const_cast<float*>(m.data.data()), {m.rows, m.cols}, torch::kFloat32)
-      .clone();
-}
-
 torch::Tensor pair_distance(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).pow(2).sum(1).add(1e-9).sqrt();  // epsilon: the gradient of sqrt at 0
 }
-
-std::string join_names(const std::vector<std::string>& v) {
-  std::string o;
-  for (const auto& s : v) o += (o.empty() ? "" : ", ") + s;
-  return o;
-}
-
-class TorchMapper : public Mapper {
- public:
-  mutable Net net;  // forward() of a module is not const in LibTorch
-  int64_t in = 0, code = 0;
-  double a = 0, b = 0;
-  int64_t in_dim() const override { return in; }
-  int64_t code_dim() const override { return code; }
-  const std::vector<std::string>& domains() const override { return net.domains; }
-  const std::string& gallery_domain() const override { return net.domains.back(); }
-  Matrix map(const std::string& domain, const Matrix& x) const override {
-    auto it = std::find(net.domains.begin(), net.domains.end(), domain);
-    if (it == net.domains.end())
-      fail("the mapper has no branch for domain '", domain, "' (it has: ", join_names(net.domains),
-           ")");
-    if (x.cols != in)
-      fail("embeddings are ", x.cols, "-d but the mapper expects ", in, "-d (another encoder?)");
-    torch::NoGradGuard ng;
-    auto y = net.branch[it - net.domains.begin()]->forward(to_tensor(x)).contiguous();
-    Matrix out(y.size(0), y.size(1));
-    std::copy(y.data_ptr<float>(), y.data_ptr<float>() + y.numel(), out.data.begin());
-    return out;
-  }
-  double probability(double d) const override { return 1.0 / (1.0 + std::exp(-(a - b * d))); }
-  double prob_a() const override { return a; }
-  double prob_b() const override { return b; }
-};
 
 }  // namespace
 
@@ -201,11 +144,7 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   for (int64_t i = 0; i < ng; ++i) glab_v[i] = cid[ge.rows[i].cls];
   auto glab = torch::tensor(glab_v), ql = torch::tensor(qlab);
 
-  auto mapper = std::make_unique<TorchMapper>();
-  mapper->in = ge.x.cols;
-  mapper->code = opt.code;
-  Net& net = mapper->net;
-  net.domains = domains;
+  Net net;
   net.shared = opt.shared;
   const int in = static_cast<int>(ge.x.cols);
   for (size_t d = 0; d < domains.size(); ++d)
@@ -328,11 +267,11 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   }
 
   torch::serialize::OutputArchive ar;
-  ar.write("format", c10::IValue(std::string(kFormat)));
+  ar.write("format", c10::IValue(std::string(kMapperFormat)));
   std::string names;
   for (const auto& d : domains) names += (names.empty() ? "" : "\n") + d;
   ar.write("domains", c10::IValue(names));
-  ar.write("in_dim", c10::IValue(mapper->in));
+  ar.write("in_dim", c10::IValue(ge.x.cols));
   ar.write("hidden", c10::IValue(static_cast<int64_t>(opt.hidden)));
   ar.write("code", c10::IValue(static_cast<int64_t>(opt.code)));
   ar.write("shared", c10::IValue(opt.shared));
@@ -359,70 +298,6 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
       3.0 * opt.epochs * (nq + 2.0 * res.pairs_per_epoch) * 2.0 *
       (static_cast<double>(ge.x.cols) * opt.hidden + static_cast<double>(opt.hidden) * opt.code);
   return res;
-}
-
-std::unique_ptr<Mapper> open_mapper(const std::string& file) {
-  if (!file_exists(file)) fail(file, ": no such mapper file");
-  torch::serialize::InputArchive ar;
-  try {
-    ar.load_from(file);
-  } catch (const std::exception& e) {
-    fail(file, ": not a duet mapper file (train one with `duet train-mapper`): ",
-         std::string(e.what()).substr(0, 160));
-  }
-  c10::IValue v;
-  if (!ar.try_read("format", v) || !v.isString() || v.toStringRef() != kFormat) {
-    const std::string f = v.isString() ? v.toStringRef() : "no format tag";
-    if (f.rfind("duet-mapper-", 0) == 0)
-      fail(file, ": a mapper from another duet version (", f, "; this one reads ", kFormat,
-           "): retrain it");
-    fail(file, ": not a duet mapper file (", f, ")");
-  }
-  // Every value and tensor checked as it is read (common/torch_archive.h), and the widths bounded
-  // by the file before any branch is built: a damaged or crafted file must not make the branches
-  // allocate what it claims (a 4 KB file saying 100000 x 100000 asked for 37 GB).
-  auto m = std::make_unique<TorchMapper>();
-  try {
-    std::istringstream names(archive::str(ar, "domains", file, "mapper"));
-    for (std::string d; std::getline(names, d);) m->net.domains.push_back(d);
-    if (m->net.domains.size() < 2) fail(file, ": a mapper needs a query and a gallery domain");
-    constexpr int64_t kMaxWidth = std::numeric_limits<int>::max();  // torch::nn::Linear's
-    m->in = archive::integer(ar, "in_dim", file, "mapper", 1, kMaxWidth);
-    const int hidden =
-        static_cast<int>(archive::integer(ar, "hidden", file, "mapper", 1, kMaxWidth));
-    m->code = archive::integer(ar, "code", file, "mapper", 1, kMaxWidth);
-    std::error_code ec;
-    const auto bytes = std::filesystem::file_size(file, ec);
-    if (static_cast<double>(hidden) * static_cast<double>(m->in + m->code) * sizeof(float) >
-        static_cast<double>(bytes))
-      fail(file, ": damaged mapper file (its widths ", m->in, " -> ", hidden, " -> ", m->code,
-           " need more weights than its ", bytes, " bytes hold)");
-    m->net.shared = archive::boolean(ar, "shared", file, "mapper");
-    const bool normalize = archive::boolean(ar, "normalize", file, "mapper");
-    const torch::Tensor prob = archive::tensor(ar, "prob", file, "mapper", torch::kFloat64);
-    if (prob.numel() != 2) fail(file, ": damaged mapper file (prob has ", prob.numel(), " values)");
-    m->a = prob[0].item<double>();
-    m->b = prob[1].item<double>();
-    const int in = static_cast<int>(m->in), code = static_cast<int>(m->code);
-    torch::NoGradGuard ng;
-    for (size_t b = 0; b < m->net.domains.size(); ++b) {
-      if (m->net.shared && b > 0) {
-        m->net.branch.push_back(m->net.branch[0]);
-        continue;
-      }
-      Branch br(in, hidden, code, normalize);
-      for (auto& p : br->named_parameters()) {
-        const std::string key = "b" + std::to_string(b) + "." + p.key();
-        const torch::Tensor t = archive::tensor(ar, key, file, "mapper");
-        if (t.sizes() != p.value().sizes()) fail(file, ": tensor ", key, " has the wrong shape");
-        p.value().copy_(t);
-      }
-      m->net.branch.push_back(br);
-    }
-  } catch (const c10::Error& e) {
-    fail(file, ": damaged mapper file (", archive::first_line(e), ")");
-  }
-  return m;
 }
 
 }  // namespace duet

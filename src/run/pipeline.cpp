@@ -20,6 +20,7 @@
 #include "duet/fileio.h"
 #include "duet/fusion.h"
 #include "duet/gallery.h"
+#include "duet/inference.h"
 #include "duet/ledger.h"
 #include "duet/metrics.h"
 #include "duet/model.h"

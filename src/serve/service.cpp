@@ -109,8 +109,9 @@ Features query_features(const Model& model, std::timed_mutex& cnn, const std::st
 
 void SearchService::refuse_shard() const {
   if (gallery_.shard)
-    fail("this server holds shard ", gallery_.shard->index, " of ", gallery_.shard->of,
-         " of an index: search through a front (duet serve --shards URL,URL,...)");
+    fail("shard ", gallery_.shard->index, " of ", gallery_.shard->of,
+         " of an index: its rows alone are not the gallery; search the whole index, or through a "
+         "front (duet serve --shards URL,URL,...)");
 }
 
 Retrieval::Answer SearchService::answer(const Ranking& r) const {
@@ -124,10 +125,16 @@ Retrieval::Answer SearchService::answer(const Ranking& r) const {
 
 Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& domain,
                                               int64_t k, const Deadline& deadline) const {
+  return search_image(bytes, "query", domain, k, deadline);
+}
+
+Retrieval::Answer SearchService::search_image(const std::string& bytes, const std::string& name,
+                                              const std::string& domain, int64_t k,
+                                              const Deadline& deadline) const {
   refuse_shard();
   const std::string d = query_domain(domain);
   double cnn_ms = 0;
-  Features f = query_features(*model_, cnn_, bytes, "query", d, deadline, cnn_ms);
+  Features f = query_features(*model_, cnn_, bytes, name, d, deadline, cnn_ms);
   const auto t = std::chrono::steady_clock::now();
   Answer a = answer(searcher_.search(one_query(f.post, f.code, f.bridge, 0), k)[0]);
   a.search_ms = ms_since(t);
