@@ -58,7 +58,7 @@ double nn_accuracy(const Mapper& m, const Embeddings& q, const Embeddings& g) {
 
 MapperOptions small() {
   MapperOptions o;
-  o.loss = "triplet";
+  o.loss = MapperLoss::Triplet;
   o.margin = 0.5;
   o.hidden = 32;
   o.code = 8;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "duet/domain.h"
 #include "duet/features.h"
 
 namespace duet {
@@ -48,7 +49,7 @@ struct ModelInfo {
   std::string gallery_domain;
   std::vector<std::string> classes;
   std::map<std::string, std::vector<std::string>> encoders;  // domain -> files in dir
-  std::map<std::string, std::string> kinds;                  // domain -> "drawing" | "image"
+  std::map<std::string, DomainKind> kinds;                   // domain -> its kind
   std::string mapper, backbone;
   std::string bridge;  // "" when the model has none
   RankOptions rank;

@@ -20,10 +20,15 @@
 
 namespace duet {
 
+// The loss on the code distance: contrastive pairs, or triplets (query, same-class gallery item,
+// other-class gallery item).
+enum class MapperLoss { Contrastive, Triplet };
+const char* loss_name(MapperLoss l);  // "contrastive" | "triplet"
+
 struct MapperOptions {
-  std::string loss = "contrastive";  // contrastive | triplet
-  bool shared = false;               // one branch for both domains
-  bool normalize = false;            // scale each embedding to unit length before its branch
+  MapperLoss loss = MapperLoss::Contrastive;
+  bool shared = false;     // one branch for both domains
+  bool normalize = false;  // scale each embedding to unit length before its branch
   int hidden = 1024, code = 125;
   int pos = 10, neg = 10;       // gallery images per query per epoch
   bool hard_negatives = false;  // negatives from the 50 closest other-class gallery images

@@ -25,7 +25,7 @@ void print_info(const std::string& dir, bool as_json) {
   std::printf("domains   query: %s; gallery: %s\n", join(m.query_domains, ", ").c_str(),
               m.gallery_domain.c_str());
   for (const auto& [domain, files] : m.encoders)
-    std::printf("encoders  %s (%s): %s\n", domain.c_str(), m.kinds.at(domain).c_str(),
+    std::printf("encoders  %s (%s): %s\n", domain.c_str(), kind_name(m.kinds.at(domain)),
                 join(files, ", ").c_str());
   std::printf("mapper    %s (p(same | d) = sigmoid(%.4f - %.4f d))\nbackbone  %s\n",
               m.mapper.c_str(), m.rank.prob_a, m.rank.prob_b, m.backbone.c_str());

@@ -1,5 +1,6 @@
 // duet train-encoder / duet train-mapper — the two phases, one at a time.
 #include <cstdio>
+#include <map>
 #include <set>
 
 #include "cli/commands.h"
@@ -148,8 +149,9 @@ void register_train(CLI::App& app) {
     c->add_option("-o,--out", a->out, "mapper file to write")->required();
     c->add_option("--json-out", a->json_out, "also write the training report here");
     c->add_option("--loss", a->opt.loss, "loss on the code distance")
-        ->check(CLI::IsMember({"contrastive", "triplet"}))
-        ->capture_default_str();
+        ->transform(CLI::CheckedTransformer(std::map<std::string, MapperLoss>{
+            {"contrastive", MapperLoss::Contrastive}, {"triplet", MapperLoss::Triplet}}))
+        ->default_str("contrastive");
     c->add_flag("--shared", a->opt.shared, "one branch for every domain");
     c->add_flag("--normalize", a->opt.normalize, "scale each embedding to unit length first");
     c->add_flag("--hard-negatives", a->opt.hard_negatives,

@@ -145,7 +145,8 @@ ModelInfo read_model_info(const std::string& dir) {
     info.gallery_domain = m.at("gallery_domain").get<std::string>();
     info.classes = m.at("classes").get<std::vector<std::string>>();
     info.encoders = m.at("encoders").get<std::map<std::string, std::vector<std::string>>>();
-    info.kinds = m.at("kinds").get<std::map<std::string, std::string>>();
+    for (const auto& [domain, kind] : m.at("kinds").get<std::map<std::string, std::string>>())
+      info.kinds[domain] = parse_kind(kind);
     info.mapper = m.at("mapper").get<std::string>();
     info.bridge = m.value("bridge", std::string());
     info.backbone = m.at("backbone").at("file").get<std::string>();
@@ -203,7 +204,7 @@ class FolderModel : public Model {
                               !info_.bridge.empty() && f == files[0]);
         if (e->classes() != info_.classes)
           fail(info_.dir, ": encoder ", f, " does not have the model's classes");
-        if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != kind_name(e->kind()))
+        if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != e->kind())
           fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()),
                ", not the manifest's");
         enc_[domain].push_back(std::move(e));

@@ -18,6 +18,8 @@
 
 namespace duet {
 
+const char* loss_name(MapperLoss l) { return l == MapperLoss::Triplet ? "triplet" : "contrastive"; }
+
 namespace {
 
 // One branch per domain: the query domains in order, the gallery domain last (as the file keeps
@@ -84,8 +86,6 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
                                const MapperOptions& opt, const std::string& out_file) {
   LedgerScope scope;
   if (qsets.empty()) fail("Phase II needs the embeddings of at least one query domain");
-  if (opt.loss != "contrastive" && opt.loss != "triplet")
-    fail("unknown loss '", opt.loss, "': contrastive or triplet");
   if (opt.pos < 1 || opt.neg < 1 || opt.epochs < 1)
     fail("--pos, --neg and --epochs must be positive");
   std::vector<std::string> domains;
@@ -189,7 +189,7 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   };
 
   res.pairs_per_epoch = nq * (opt.pos + opt.neg);
-  Progress bar("mapper " + opt.loss, opt.epochs);
+  Progress bar(std::string("mapper ") + loss_name(opt.loss), opt.epochs);
   for (int ep = 1; ep <= opt.epochs; ++ep) {
     // Hard negatives from the second epoch on, once the codes mean something.
     auto [P, N] = draw(opt.hard_negatives && ep > 1 ? hard_pool() : torch::Tensor());
@@ -215,7 +215,7 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
       auto dp = (zq.unsqueeze(1) - zp).pow(2).sum(2).add(1e-9).sqrt();  // [m, pos]
       auto dn = (zq.unsqueeze(1) - zn).pow(2).sum(2).add(1e-9).sqrt();  // [m, neg]
       torch::Tensor loss;
-      if (opt.loss == "contrastive") {
+      if (opt.loss == MapperLoss::Contrastive) {
         loss =
             torch::cat({dp.pow(2).flatten(), torch::relu(opt.margin - dn).pow(2).flatten()}).sum() /
             static_cast<double>(M * (opt.pos + opt.neg));
@@ -276,7 +276,7 @@ MapperTrainResult train_mapper(const std::vector<Embeddings>& qsets, const Embed
   ar.write("code", c10::IValue(static_cast<int64_t>(opt.code)));
   ar.write("shared", c10::IValue(opt.shared));
   ar.write("normalize", c10::IValue(opt.normalize));
-  ar.write("loss", c10::IValue(opt.loss));
+  ar.write("loss", c10::IValue(std::string(loss_name(opt.loss))));
   ar.write("prob", torch::tensor({res.prob_a, res.prob_b}, torch::kFloat64));
   for (size_t b = 0; b < (opt.shared ? 1 : net.branch.size()); ++b)
     for (const auto& p : net.branch[b]->named_parameters())

@@ -79,7 +79,7 @@ Config make_config(const RunOptions& o) {
     c.rank.fuse = c.rank.diffusion = false;  // the code distance alone
     // The reference recipe: frozen then fine-tuned classifier, 1024-d embeddings, 1024-1024-125
     // mapper on 10+10 pairs per sketch, contrastive loss, Euclidean distance.
-    c.map.loss = "contrastive";
+    c.map.loss = MapperLoss::Contrastive;
     // Unit-length embeddings into the mapper, Adam at 3e-4: chosen on validation splits carved
     // from the train parts (README "Choosing hyperparameters"). Raw embeddings at 1e-4 gave codes
     // with map_all 0.236 on category-val and 0.203 on zeroshot21-val; unit-length ones at 1e-4
@@ -99,7 +99,7 @@ Config make_config(const RunOptions& o) {
     c.enc.tta_views = 4;
     c.enc.label_smoothing = 0.1;
     c.frame_drawings = true;
-    c.map.loss = "triplet";
+    c.map.loss = MapperLoss::Triplet;
     c.map.margin = 0.5;
     c.map.hard_negatives = true;
     // Two Phase I encoders per domain, seeds s and s+1, their class posteriors averaged; the
@@ -342,9 +342,9 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   const std::string mapper_file = dir + "/mapper.pt";
   std::ostringstream mk;
   for (const auto& domain : doms.all()) mk << domain << ":" << t.phase1[domain].dump();
-  mk << cfg.map.loss << cfg.map.shared << (cfg.map.normalize ? "n" : "") << cfg.map.hidden
-     << cfg.map.code << cfg.map.pos << cfg.map.neg << cfg.map.hard_negatives << cfg.map.epochs
-     << cfg.map.lr << cfg.map.margin << cfg.map.seed;
+  mk << loss_name(cfg.map.loss) << cfg.map.shared << (cfg.map.normalize ? "n" : "")
+     << cfg.map.hidden << cfg.map.code << cfg.map.pos << cfg.map.neg << cfg.map.hard_negatives
+     << cfg.map.epochs << cfg.map.lr << cfg.map.margin << cfg.map.seed;
   t.phase2 = stamped(dir, "phase2", hash_hex(mk.str()), {mapper_file}, [&] {
     std::vector<Embeddings> queries;
     for (const auto& q : doms.query) queries.push_back(train_rows(q));

@@ -227,17 +227,19 @@ struct HttpServer::Impl {
   // drawn), else the first query domain.
   static std::string draw_domain(const ModelInfo& m) {
     for (const auto& d : m.query_domains)
-      if (m.kinds.count(d) && m.kinds.at(d) == "drawing") return d;
+      if (m.kinds.count(d) && m.kinds.at(d) == DomainKind::Drawing) return d;
     return m.query_domains.at(0);
   }
 
   nlohmann::json info() const {
     const ModelInfo& m = svc.model().info();
+    nlohmann::json kinds = nlohmann::json::object();
+    for (const auto& [domain, kind] : m.kinds) kinds[domain] = kind_name(kind);
     nlohmann::json j{{"images", svc.size()},
                      {"domains", svc.model().domains()},
                      {"query_domains", m.query_domains},
                      {"gallery_domain", m.gallery_domain},
-                     {"kinds", m.kinds},
+                     {"kinds", kinds},
                      {"draw_domain", draw_domain(m)},
                      {"classes", m.classes},
                      {"model", {{"config", m.config}, {"hash", m.hash}, {"dir", m.dir}}},

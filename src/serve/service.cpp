@@ -95,7 +95,7 @@ Features query_features(const Model& model, std::timed_mutex& cnn, const std::st
                         const Deadline& deadline, double& cnn_ms) {
   const cv::Mat rgb = decode_rgb(bytes, name);
   const auto kind = model.info().kinds.find(domain);
-  if (kind != model.info().kinds.end() && kind->second == "drawing" && !has_ink(rgb))
+  if (kind != model.info().kinds.end() && kind->second == DomainKind::Drawing && !has_ink(rgb))
     fail(name, ": the drawing is empty (no strokes darker than light grey)");
   deadline.check("after decoding the query");
   std::unique_lock<std::timed_mutex> lock(cnn, std::defer_lock);
