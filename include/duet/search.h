@@ -82,7 +82,9 @@ struct QueryRow {
   const float* post = nullptr;
   const float* bridge = nullptr;
 };
-QueryRow query_row(const QueryArrays& q, int64_t i);  // row i of each (none of an empty matrix)
+// Row i of each matrix (null for a matrix without columns): a query, or a gallery row as one.
+QueryRow query_row(const QueryArrays& q, int64_t i);
+QueryRow query_row(const GalleryArrays& g, int64_t i);
 
 // Some gallery rows with the scores one query gives them before diffusion, and their graph rows
 // when asked (edges into rows of the whole gallery, CSR over these rows).

@@ -14,9 +14,17 @@
 
 namespace duet {
 
+namespace {
+const float* row_or_null(const Matrix& m, int64_t i) {
+  return m.rows > i && m.cols > 0 ? m.row(i) : nullptr;
+}
+}  // namespace
+
 QueryRow query_row(const QueryArrays& q, int64_t i) {
-  auto row = [i](const Matrix& m) { return m.rows > i && m.cols > 0 ? m.row(i) : nullptr; };
-  return {row(q.code), row(q.post), row(q.bridge)};
+  return {row_or_null(q.code, i), row_or_null(q.post, i), row_or_null(q.bridge, i)};
+}
+QueryRow query_row(const GalleryArrays& g, int64_t i) {
+  return {row_or_null(g.code, i), row_or_null(g.post, i), row_or_null(g.bridge, i)};
 }
 
 namespace {
@@ -154,10 +162,11 @@ ScoredRows best_of(const std::vector<int64_t>& rows, const std::vector<float>& s
   return out;
 }
 
-// Every row, scored through the block scorers (the benchmark's arithmetic).
-class ExactRows : public RowSource {
+// A row source over the Searcher's own gallery; Query answers one query's questions.
+template <class Query>
+class LocalRows : public RowSource {
  public:
-  explicit ExactRows(std::shared_ptr<const State> s) : s_(std::move(s)) {}
+  explicit LocalRows(std::shared_ptr<const State> s) : s_(std::move(s)) {}
   int64_t size() const override { return s_->n; }
   bool has_graph() const override { return s_->graph != nullptr; }
   std::unique_ptr<RowQuery> query(const QueryRow& q) const override {
@@ -166,159 +175,150 @@ class ExactRows : public RowSource {
 
  private:
   std::shared_ptr<const State> s_;
-  class Query : public RowQuery {
-   public:
-    Query(const State& s, const QueryRow& q) : s_(s), q_(q) {}
-    float gate_evidence() override { return s_.fused->gate_evidence(q_.post); }
-    ScoredRows best(bool unseen, int64_t limit, bool graph) override {
-      const std::vector<float>& s = scores(unseen);
-      std::vector<int64_t> all(s.size());
-      std::iota(all.begin(), all.end(), 0);
-      ScoredRows out = best_of(all, s, limit, [](float) { return 0.0; });
-      s_.edges(out, graph);
-      return out;
-    }
-    ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) override {
-      s_.check_rows(rows);
-      const std::vector<float>& s = scores(unseen);
-      ScoredRows out;
-      for (int64_t r : rows) out.add_row(r, s[static_cast<size_t>(r)]);
-      s_.edges(out, graph);
-      return out;
-    }
-
-   private:
-    const State& s_;
-    QueryRow q_;
-    std::vector<float> all_;  // every row's score before diffusion, once per query
-    int unseen_ = -1;         // the gate all_ was scored with
-
-    const std::vector<float>& scores(bool unseen) {
-      if (unseen_ == static_cast<int>(unseen)) return all_;
-      // One query's rows as a batch of one: the same products, so the same numbers, as the query
-      // gets among others.
-      const int64_t d = s_.fused ? s_.fused->codes().cols : s_.code_p.g->cols;
-      const Matrix* b = s_.fused ? s_.fused->bridge_rows() : nullptr;
-      const int64_t C = s_.fused ? s_.fused->posteriors().cols : 0;
-      Matrix code(1, d), post(1, C), bridge(b ? 1 : 0, b ? b->cols : 0);
-      std::copy(q_.code, q_.code + d, code.data.begin());
-      if (C) std::copy(q_.post, q_.post + C, post.data.begin());
-      if (b) std::copy(q_.bridge, q_.bridge + b->cols, bridge.data.begin());
-      all_.assign(static_cast<size_t>(s_.n), 0.f);
-      if (s_.fused) {
-        const std::vector<char> gate{static_cast<char>(unseen)};
-        s_.fused->scorer(code, post, &gate, bridge).score(0, 1, all_.data());
-      } else {
-        embedding_scorer(code, s_.code_p)(0, 1, all_.data());  // -||zq - zg||^2
-      }
-      unseen_ = unseen;
-      return all_;
-    }
-  };
 };
+
+// Every row, scored through the block scorers (the benchmark's arithmetic).
+class ExactQuery : public RowQuery {
+ public:
+  ExactQuery(const State& s, const QueryRow& q) : s_(s), q_(q) {}
+  float gate_evidence() override { return s_.fused->gate_evidence(q_.post); }
+  ScoredRows best(bool unseen, int64_t limit, bool graph) override {
+    const std::vector<float>& s = scores(unseen);
+    std::vector<int64_t> all(s.size());
+    std::iota(all.begin(), all.end(), 0);
+    ScoredRows out = best_of(all, s, limit, [](float) { return 0.0; });
+    s_.edges(out, graph);
+    return out;
+  }
+  ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) override {
+    s_.check_rows(rows);
+    const std::vector<float>& s = scores(unseen);
+    ScoredRows out;
+    for (int64_t r : rows) out.add_row(r, s[static_cast<size_t>(r)]);
+    s_.edges(out, graph);
+    return out;
+  }
+
+ private:
+  const State& s_;
+  QueryRow q_;
+  std::vector<float> all_;  // every row's score before diffusion, once per query
+  int unseen_ = -1;         // the gate all_ was scored with
+
+  const std::vector<float>& scores(bool unseen) {
+    if (unseen_ == static_cast<int>(unseen)) return all_;
+    // One query's rows as a batch of one: the same products, so the same numbers, as the query
+    // gets among others.
+    const int64_t d = s_.fused ? s_.fused->codes().cols : s_.code_p.g->cols;
+    const Matrix* b = s_.fused ? s_.fused->bridge_rows() : nullptr;
+    const int64_t C = s_.fused ? s_.fused->posteriors().cols : 0;
+    Matrix code(1, d), post(1, C), bridge(b ? 1 : 0, b ? b->cols : 0);
+    std::copy(q_.code, q_.code + d, code.data.begin());
+    if (C) std::copy(q_.post, q_.post + C, post.data.begin());
+    if (b) std::copy(q_.bridge, q_.bridge + b->cols, bridge.data.begin());
+    all_.assign(static_cast<size_t>(s_.n), 0.f);
+    if (s_.fused) {
+      const std::vector<char> gate{static_cast<char>(unseen)};
+      s_.fused->scorer(code, post, &gate, bridge).score(0, 1, all_.data());
+    } else {
+      embedding_scorer(code, s_.code_p)(0, 1, all_.data());  // -||zq - zg||^2
+    }
+    unseen_ = unseen;
+    return all_;
+  }
+};
+using ExactRows = LocalRows<ExactQuery>;
 
 // The union of the FAISS indexes' proposals, scored row by row; the mass outside them estimated
 // from the sample rows.
-class CandidateRows : public RowSource {
+class CandidateQuery : public RowQuery {
  public:
-  explicit CandidateRows(std::shared_ptr<const State> s) : s_(std::move(s)) {}
-  int64_t size() const override { return s_->n; }
-  bool has_graph() const override { return s_->graph != nullptr; }
-  std::unique_ptr<RowQuery> query(const QueryRow& q) const override {
-    return std::make_unique<Query>(*s_, q);
+  CandidateQuery(const State& s, const QueryRow& q) : s_(s), q_(q) {}
+  float gate_evidence() override { return s_.fused->gate_evidence_among(q_.post, candidates()); }
+  ScoredRows best(bool unseen, int64_t limit, bool graph) override {
+    const std::vector<int64_t>& cand = candidates();
+    std::vector<float> s(cand.size());
+    score(unseen, cand, s.data());
+    ScoredRows out = best_of(cand, s, limit, [&](float top) { return mass_outside(unseen, top); });
+    s_.edges(out, graph);
+    return out;
+  }
+  ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) override {
+    s_.check_rows(rows);
+    ScoredRows out;
+    out.rows = rows;
+    out.score.resize(rows.size());
+    score(unseen, rows, out.score.data());
+    s_.edges(out, graph);
+    return out;
   }
 
  private:
-  std::shared_ptr<const State> s_;
-  class Query : public RowQuery {
-   public:
-    Query(const State& s, const QueryRow& q) : s_(s), q_(q) {}
-    float gate_evidence() override { return s_.fused->gate_evidence_among(q_.post, candidates()); }
-    ScoredRows best(bool unseen, int64_t limit, bool graph) override {
-      const std::vector<int64_t>& cand = candidates();
-      std::vector<float> s(cand.size());
-      score(unseen, cand, s.data());
-      ScoredRows out =
-          best_of(cand, s, limit, [&](float top) { return mass_outside(unseen, top); });
-      s_.edges(out, graph);
-      return out;
-    }
-    ScoredRows rows(bool unseen, const std::vector<int64_t>& rows, bool graph) override {
-      s_.check_rows(rows);
-      ScoredRows out;
-      out.rows = rows;
-      out.score.resize(rows.size());
-      score(unseen, rows, out.score.data());
-      s_.edges(out, graph);
-      return out;
-    }
+  const State& s_;
+  QueryRow q_;
+  std::vector<int64_t> cand_;  // sorted, distinct; once per query
+  bool have_ = false;
 
-   private:
-    const State& s_;
-    QueryRow q_;
-    std::vector<int64_t> cand_;  // sorted, distinct; once per query
-    bool have_ = false;
-
-    const std::vector<int64_t>& candidates() {
-      if (have_) return cand_;
-      const int c = s_.scale.candidates;
-      std::vector<float> dist(static_cast<size_t>(c));
-      std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(c));
-      auto propose = [&](const faiss::Index* index, const float* x) {
-        index->search(1, x, c, dist.data(), ids.data());
-        for (auto id : ids)
-          if (id >= 0) cand_.push_back(id);
-      };
-      propose(s_.ann_code.get(), q_.code);
-      if (s_.fused) {
-        propose(s_.ann_post.get(), q_.post);
-        if (s_.ann_prof) {
-          std::vector<float> lq(static_cast<size_t>(s_.fused->posteriors().cols));
-          profile_row(q_.post, static_cast<int64_t>(lq.size()), lq.data());  // as the scorer does
-          propose(s_.ann_prof.get(), lq.data());
-        }
-        if (s_.ann_bridge) propose(s_.ann_bridge.get(), q_.bridge);
+  const std::vector<int64_t>& candidates() {
+    if (have_) return cand_;
+    const int c = s_.scale.candidates;
+    std::vector<float> dist(static_cast<size_t>(c));
+    std::vector<faiss::Index::idx_t> ids(static_cast<size_t>(c));
+    auto propose = [&](const faiss::Index* index, const float* x) {
+      index->search(1, x, c, dist.data(), ids.data());
+      for (auto id : ids)
+        if (id >= 0) cand_.push_back(id);
+    };
+    propose(s_.ann_code.get(), q_.code);
+    if (s_.fused) {
+      propose(s_.ann_post.get(), q_.post);
+      if (s_.ann_prof) {
+        std::vector<float> lq(static_cast<size_t>(s_.fused->posteriors().cols));
+        profile_row(q_.post, static_cast<int64_t>(lq.size()), lq.data());  // as the scorer does
+        propose(s_.ann_prof.get(), lq.data());
       }
-      std::sort(cand_.begin(), cand_.end());
-      cand_.erase(std::unique(cand_.begin(), cand_.end()), cand_.end());
-      have_ = true;
-      return cand_;
+      if (s_.ann_bridge) propose(s_.ann_bridge.get(), q_.bridge);
     }
+    std::sort(cand_.begin(), cand_.end());
+    cand_.erase(std::unique(cand_.begin(), cand_.end()), cand_.end());
+    have_ = true;
+    return cand_;
+  }
 
-    // The score before diffusion of some rows, each computed alone.
-    void score(bool unseen, const std::vector<int64_t>& rows, float* out) const {
-      if (s_.fused) {
-        s_.fused->score_rows(q_.code, q_.post, unseen, rows, out, q_.bridge);
-        return;
-      }
-      const Matrix& code = *s_.code_p.g;
-      for (size_t i = 0; i < rows.size(); ++i) {
-        const float* zg = code.row(rows[i]);
-        double d = 0;
-        for (int64_t j = 0; j < code.cols; ++j)
-          d += static_cast<double>(q_.code[j] - zg[j]) * (q_.code[j] - zg[j]);
-        out[i] = static_cast<float>(-d);
-      }
+  // The score before diffusion of some rows, each computed alone.
+  void score(bool unseen, const std::vector<int64_t>& rows, float* out) const {
+    if (s_.fused) {
+      s_.fused->score_rows(q_.code, q_.post, unseen, rows, out, q_.bridge);
+      return;
     }
+    const Matrix& code = *s_.code_p.g;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const float* zg = code.row(rows[i]);
+      double d = 0;
+      for (int64_t j = 0; j < code.cols; ++j)
+        d += static_cast<double>(q_.code[j] - zg[j]) * (q_.code[j] - zg[j]);
+      out[i] = static_cast<float>(-d);
+    }
+  }
 
-    // The candidates hold the peak of the query's score mass; the rest is estimated from the
-    // evenly spaced sample rows outside them.
-    double mass_outside(bool unseen, float top) const {
-      if (!s_.fused) return 0;
-      std::vector<int64_t> rest;  // positions in the sample
-      for (size_t i = 0; i < s_.sample.size(); ++i)
-        if (!std::binary_search(cand_.begin(), cand_.end(), s_.sample[i]))
-          rest.push_back(static_cast<int64_t>(i));
-      if (rest.empty()) return 0;
-      std::vector<float> rs(rest.size());
-      s_.sample_score->score_rows(q_.code, q_.post, unseen, rest, rs.data(), q_.bridge);
-      double tail = 0;
-      for (float v : rs) tail += std::exp(std::min(0.f, v - top));
-      return tail * static_cast<double>(s_.n - static_cast<int64_t>(cand_.size())) /
-             static_cast<double>(rest.size());
-    }
-  };
+  // The candidates hold the peak of the query's score mass; the rest is estimated from the
+  // evenly spaced sample rows outside them.
+  double mass_outside(bool unseen, float top) const {
+    if (!s_.fused) return 0;
+    std::vector<int64_t> rest;  // positions in the sample
+    for (size_t i = 0; i < s_.sample.size(); ++i)
+      if (!std::binary_search(cand_.begin(), cand_.end(), s_.sample[i]))
+        rest.push_back(static_cast<int64_t>(i));
+    if (rest.empty()) return 0;
+    std::vector<float> rs(rest.size());
+    s_.sample_score->score_rows(q_.code, q_.post, unseen, rest, rs.data(), q_.bridge);
+    double tail = 0;
+    for (float v : rs) tail += std::exp(std::min(0.f, v - top));
+    return tail * static_cast<double>(s_.n - static_cast<int64_t>(cand_.size())) /
+           static_cast<double>(rest.size());
+  }
 };
+using CandidateRows = LocalRows<CandidateQuery>;
 }  // namespace
 
 Searcher::~Searcher() = default;

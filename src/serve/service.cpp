@@ -25,15 +25,6 @@ const char* image_type(const std::string& path) {
   if (ext == "webp") return "image/webp";
   return "image/jpeg";
 }
-
-// Row r of post, code and bridge (which may have no columns) as one query.
-QueryArrays one_query(const Matrix& post, const Matrix& code, const Matrix& bridge, int64_t r) {
-  QueryArrays q{Matrix(1, post.cols), Matrix(1, code.cols), Matrix(1, bridge.cols)};
-  std::copy(post.row(r), post.row(r) + post.cols, q.post.data.begin());
-  std::copy(code.row(r), code.row(r) + code.cols, q.code.data.begin());
-  std::copy(bridge.row(r), bridge.row(r) + bridge.cols, q.bridge.data.begin());
-  return q;
-}
 }  // namespace
 
 std::unique_ptr<SearchService> SearchService::open(const std::string& index,
@@ -136,7 +127,7 @@ Retrieval::Answer SearchService::search_image(const std::string& bytes, const st
   double cnn_ms = 0;
   Features f = query_features(*model_, cnn_, bytes, name, d, deadline, cnn_ms);
   const auto t = std::chrono::steady_clock::now();
-  Answer a = answer(searcher_.search(one_query(f.post, f.code, f.bridge, 0), k)[0]);
+  Answer a = answer(searcher_.search(query_row(f, 0), k));
   a.search_ms = ms_since(t);
   deadline.check("in the search");
   a.cnn_ms = cnn_ms;
@@ -149,7 +140,7 @@ Retrieval::Answer SearchService::search_row(int64_t row, int64_t k) const {
     throw NotFound("image " + std::to_string(row) + " is not in the index");
   const GalleryArrays& g = gallery_.arrays;
   auto t = std::chrono::steady_clock::now();
-  Answer a = answer(searcher_.search(one_query(g.post, g.code, g.bridge, row), k)[0]);
+  Answer a = answer(searcher_.search(query_row(g, row), k));
   a.search_ms = ms_since(t);
   return a;
 }
