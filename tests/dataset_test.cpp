@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -188,6 +189,56 @@ TEST(Dataset, ZeroShotSplitHoldsOutWholeClasses) {
   auto test = d.classes("test"), train = d.classes("train");
   EXPECT_EQ(test.size(), 2u);
   for (const auto& c : test) EXPECT_EQ(std::count(train.begin(), train.end(), c), 0);
+}
+
+// An extra source trains on every class but the ones the split holds out: a zero-shot split's
+// unseen classes and the main dataset's classes the split leaves out, named by class alone.
+TEST(Dataset, ExtraSourcesMergeByClassAndNeverTeachHeldOutClasses) {
+  test::TempDir t;
+  make_folder(t / "main", 4, 2, 1);  // class0..class3
+  Dataset d = load_folder(t / "main");
+  for (auto& s : d.samples) s.split = s.cls == "class3" ? "test" : "train";
+  // class2 leaves the split altogether (as a validation split carved from a zero-shot one does).
+  d.samples.erase(std::remove_if(d.samples.begin(), d.samples.end(),
+                                 [](const Sample& s) { return s.cls == "class2"; }),
+                  d.samples.end());
+  const auto held = held_out_classes(d, load_folder(t / "main").classes());
+  EXPECT_EQ(held, (std::set<std::string>{"class2", "class3"}));
+
+  // The extra: sketches of a seen class, the unseen one, the one the split left out, a class the
+  // main dataset lacks, and paintings (a domain the run does not have).
+  for (const char* c : {"class0", "class2", "class3", "moon"})
+    for (int i = 0; i < 3; ++i)
+      write_png(t / ("extra/sketch/" + std::string(c) + "/" + std::to_string(i) + ".png"), 255);
+  write_png(t / "extra/painting/moon/0.png");
+  const size_t before = d.samples.size();
+  ExtraSource x = merge_extra(d, load_folder(t / "extra"), "extra", {"photo", "sketch"}, held);
+  EXPECT_EQ(x.classes, (std::vector<std::string>{"class0", "moon"}));
+  EXPECT_EQ(x.held_out, (std::vector<std::string>{"class2", "class3"}));
+  EXPECT_EQ(x.ignored_domains, std::vector<std::string>{"painting"});
+  EXPECT_EQ(x.images.at("sketch"), 6);
+  // The held-out classes' images stay, marked excluded, so that every split lists the same
+  // images; they never train.
+  ASSERT_EQ(d.samples.size(), before + 12);
+  for (size_t i = before; i < d.samples.size(); ++i) {
+    const Sample& s = d.samples[i];
+    const bool held = s.cls == "class2" || s.cls == "class3";
+    EXPECT_EQ(s.split, held ? kExcluded : "train") << s.cls;
+    EXPECT_EQ(s.source, "extra");
+    EXPECT_TRUE(held || s.cls == "class0" || s.cls == "moon") << s.cls;
+    EXPECT_TRUE(fs::path(s.path).is_absolute()) << s.path;
+    EXPECT_EQ(d.abs_path(s), s.path);  // read from its own folder, not the main root
+    EXPECT_TRUE(fs::exists(d.abs_path(s)));
+    EXPECT_EQ(s.instance.rfind("extra:", 0), 0u) << s.instance;  // never a main image's instance
+  }
+  // With a class limit only the extra's first classes it may teach; nothing left is an error.
+  Dataset d2 = load_folder(t / "main");
+  for (auto& s : d2.samples) s.split = "train";
+  const auto train = d.classes("train");
+  EXPECT_EQ(std::count(train.begin(), train.end(), "class3"), 0);
+  EXPECT_EQ(merge_extra(d2, load_folder(t / "extra"), "extra", {"sketch"}, {}, 1).classes,
+            std::vector<std::string>{"class0"});
+  EXPECT_THROW(merge_extra(d2, load_folder(t / "extra"), "extra", {"photo"}, {}), Error);
 }
 
 TEST(Dataset, ImagePreprocessing) {

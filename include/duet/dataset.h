@@ -14,24 +14,33 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 namespace duet {
 
+// The split of an extra source's images of a held-out class (merge_extra).
+constexpr const char* kExcluded = "excluded";
+
 struct Sample {
   std::string path;      // relative to Dataset::root
   std::string cls;       // class name
   std::string domain;    // the domain folder's name
-  std::string split;     // "train", "test" or "" (not assigned)
+  std::string split;     // "train", "test", "" (not assigned) or kExcluded
   std::string instance;  // source-photo id, see above
+  std::string source;    // the dataset it came from: "" = the main one, else an extra's name
 };
 
 struct Dataset {
   std::string root;
   std::vector<Sample> samples;  // sorted by (domain, class, path) when read from folders
 
-  std::string abs_path(const Sample& s) const { return root + "/" + s.path; }
+  // Extra sources' samples (merge_extra) carry absolute paths.
+  std::string abs_path(const Sample& s) const {
+    return !s.path.empty() && s.path[0] == '/' ? s.path : root + "/" + s.path;
+  }
   // Samples of one domain (and one split, when split is not empty), in dataset order.
   std::vector<Sample> select(const std::string& domain, const std::string& split = "") const;
   // Sorted distinct class names over all samples (or those of one split).
@@ -76,6 +85,31 @@ struct DroppedClass {
 std::vector<DroppedClass> restrict_domains(Dataset& d, const std::vector<std::string>& domains);
 // One line per dropped class for stderr: "class 'x' has no images in: photo (left out)".
 void log_dropped(const std::vector<DroppedClass>& dropped);
+
+// Extra training data (`duet run --extra`): another dataset's images, merged with a run's by
+// class name. They only ever train, so their classes need not exist in every domain.
+struct ExtraSource {
+  std::string name, root;                    // name: the folder's name
+  std::map<std::string, int64_t> images;     // merged images per domain
+  std::vector<std::string> classes;          // the classes it taught
+  std::vector<std::string> held_out;         // its classes left out (held_out_classes)
+  std::vector<std::string> ignored_domains;  // its domains the run does not have
+};
+// The classes an extra source must not teach a run of split `d`: every class the main dataset
+// has (`all_classes`: the split's and its folders' names) that is not a train class of `d`. A
+// zero-shot split's unseen classes, and the classes a validation split carved from it leaves
+// out, never train from any source.
+std::set<std::string> held_out_classes(const Dataset& d,
+                                       const std::vector<std::string>& all_classes);
+// Adds `extra`'s samples of `domains` to d with absolute paths and source = name: as train
+// samples (with max_classes > 0, only of its first max_classes classes), except those of
+// `held_out` classes, which get split kExcluded: nothing trains on them or tests with them, they
+// only keep the image list the same for every split of a run, so that the splits share the frozen
+// backbone stages' cache (phase1); under a class limit they are dropped. Error when nothing is
+// left to train on.
+ExtraSource merge_extra(Dataset& d, const Dataset& extra, const std::string& name,
+                        const std::vector<std::string>& domains,
+                        const std::set<std::string>& held_out, int max_classes = 0);
 
 // Deterministic shuffle independent of the standard library implementation.
 void seeded_shuffle(std::vector<size_t>& v, uint64_t seed);

@@ -20,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <opencv2/core.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,11 @@ struct ModelInfo {
   RankOptions rank;
   std::string json;  // the manifest as written
 };
+
+// The column of each of the model's classes in the posterior of an encoder that learnt `learnt`
+// (a query encoder may have learnt more, from extra sources); none when it lacks one of them.
+std::optional<std::vector<int64_t>> class_columns(const std::vector<std::string>& learnt,
+                                                  const std::vector<std::string>& model);
 
 // Writes <dir> from the spec's files (copied); replaces an earlier model there only once the new
 // one is complete. Throws Error when the encoders disagree on their classes.

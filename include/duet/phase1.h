@@ -42,6 +42,10 @@ struct EncoderTrainOptions {
                       // its source image's posterior from the gallery domain's encoder)
   int frozen_epochs = 30;    // stage 1: head only
   int finetune_epochs = 10;  // stage 2: head + top backbone stages
+  // Images a fine-tuning epoch passes when extra sources (Sample::source) add to the main
+  // dataset's: all of the main dataset's, and a fresh draw of the extras' up to this many in all
+  // (0: every image every epoch).
+  int64_t finetune_samples = 0;
   int finetune_stages =
       3;          // backbone stages unfrozen in stage 2 (MobileNetV2: 2 blocks + last conv)
   int views = 2;  // cached views per training image: original, mirror, then augmentations

@@ -33,6 +33,9 @@ const char* recipe_name(Recipe r);
 
 struct RunOptions {
   std::string data;  // dataset root ("" = shared Sketchy subset)
+  // Extra training data: image folders (<root>/<domain>/<class>/<image>) merged by class name into
+  // every split's train part, less the split's held-out classes (held_out_classes, duet/dataset.h).
+  std::vector<std::string> extra;
   std::vector<std::string> splits = {"category",
                                      "zeroshot21"};  // <data>/splits/<name>.tsv, or .tsv paths
   std::string out = "runs/default";

@@ -1,6 +1,8 @@
 // duet model info — what a model folder holds.
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "cli/commands.h"
 #include "duet/model.h"
@@ -14,8 +16,29 @@ std::string join(const std::vector<std::string>& v, const char* sep) {
   return o;
 }
 
-void print_info(const std::string& dir, bool as_json) {
+// The classes the model's encoders learnt, each with the sources and domains it learnt them from
+// (the manifest's training record; a model from before it was kept lists the model's classes).
+void print_classes(const ModelInfo& m) {
+  const auto j = nlohmann::json::parse(m.json);
+  std::map<std::string, std::vector<std::string>> from;  // class -> "source (domain)"
+  if (j.contains("training") && j["training"].contains("classes_by_source"))
+    for (const auto& [src, doms] : j["training"]["classes_by_source"].items())
+      for (const auto& [dom, cls] : doms.items())
+        for (const auto& c : cls) from[c.get<std::string>()].push_back(src + " (" + dom + ")");
+  const std::set<std::string> gallery(m.classes.begin(), m.classes.end());
+  if (from.empty())
+    for (const auto& c : m.classes) from[c];
+  for (const auto& [c, srcs] : from)
+    std::printf("%s\t%s\t%s\n", c.c_str(), gallery.count(c) ? "gallery" : "query only",
+                join(srcs, ", ").c_str());
+}
+
+void print_info(const std::string& dir, bool as_json, bool classes) {
   const ModelInfo m = read_model_info(dir);
+  if (classes) {
+    print_classes(m);
+    return;
+  }
   if (as_json) {
     std::printf("%s\n", nlohmann::json::parse(m.json).dump().c_str());
     return;
@@ -36,6 +59,14 @@ void print_info(const std::string& dir, bool as_json) {
            ", ")
           .c_str(),
       m.classes.size() > 5 ? ", ..." : "");
+  const auto j = nlohmann::json::parse(m.json);
+  if (j.contains("training") && j["training"].contains("classes_by_source")) {
+    std::string learnt;
+    for (const auto& [src, doms] : j["training"]["classes_by_source"].items())
+      for (const auto& [dom, cls] : doms.items())
+        learnt += (learnt.empty() ? "" : "; ") + src + " " + dom + " " + std::to_string(cls.size());
+    std::printf("learnt    %s (duet model info --classes lists them)\n", learnt.c_str());
+  }
   const RankOptions& r = m.rank;
   if (r.fuse)
     std::printf("score     fused: photo power %g, unseen gate %g (posterior %g, profile %g)\n",
@@ -64,8 +95,12 @@ void register_model(CLI::App& app) {
   auto* info = c->add_subcommand(
       "info", "print a model's manifest: config, domains, classes, files, rank options");
   info->add_option("dir", *dir, "model folder")->required();
+  auto classes = std::make_shared<bool>(false);
   info->add_flag("--json", *as_json, "print the manifest as JSON");
-  info->callback([dir, as_json] { print_info(*dir, *as_json); });
+  info->add_flag("--classes", *classes,
+                 "list every class the encoders learnt: whether gallery images can have it, and "
+                 "the sources (domains) it was learnt from");
+  info->callback([dir, as_json, classes] { print_info(*dir, *as_json, *classes); });
 }
 
 }  // namespace duet::cli

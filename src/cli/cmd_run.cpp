@@ -58,6 +58,11 @@ void add_recipe_options(CLI::App* c, RunOptions& o, int& nproc) {
               "smoke run: tiny backbone, short schedules (use with --max-classes)");
   c->add_option("--max-classes", o.max_classes, "keep only the first N classes (0 = all)")
       ->capture_default_str();
+  c->add_option("--extra", o.extra,
+                "extra training data, repeatable: an image folder <root>/<domain>/<class>/<image> "
+                "merged by class name (its classes need not be in the gallery domain; a split's "
+                "held-out classes are left out of it), e.g. $DUET_SHARED/data/tu-berlin")
+      ->check(CLI::ExistingDirectory);
   add_domain_options(c, o.query_domains, o.gallery_domain, &o.kinds);
   c->add_option("--seed", o.seed, "random seed")->capture_default_str();
   c->add_option("--backbone", o.backbone.arch, "CNN architecture")

@@ -300,6 +300,58 @@ void write_split(const std::string& tsv_path, const Dataset& d) {
   write_file_atomic(tsv_path, os.str());
 }
 
+std::set<std::string> held_out_classes(const Dataset& d,
+                                       const std::vector<std::string>& all_classes) {
+  std::set<std::string> out(all_classes.begin(), all_classes.end());
+  for (const auto& c : d.classes()) out.insert(c);
+  for (const auto& c : d.classes("train")) out.erase(c);
+  return out;
+}
+
+ExtraSource merge_extra(Dataset& d, const Dataset& extra, const std::string& name,
+                        const std::vector<std::string>& domains,
+                        const std::set<std::string>& held_out, int max_classes) {
+  ExtraSource src;
+  src.name = name;
+  src.root = fs::absolute(extra.root).lexically_normal().string();
+  std::set<std::string> keep;
+  for (const auto& c : extra.classes()) {
+    if (held_out.count(c)) {
+      src.held_out.push_back(c);
+      continue;
+    }
+    if (max_classes <= 0 || static_cast<int>(keep.size()) < max_classes) keep.insert(c);
+  }
+  const std::set<std::string> doms(domains.begin(), domains.end());
+  std::set<std::string> ignored, taught;
+  for (const auto& s : extra.samples) {
+    if (!doms.count(s.domain)) {
+      ignored.insert(s.domain);
+      continue;
+    }
+    // Under a class limit the splits list different images anyway: held-out ones are dropped.
+    const bool held = held_out.count(s.cls) > 0;
+    if (held ? max_classes > 0 : !keep.count(s.cls)) continue;
+    Sample m = s;
+    m.path = (fs::path(src.root) / s.path).lexically_normal().string();
+    m.split = held ? kExcluded : "train";
+    m.source = name;
+    m.instance = name + ":" + s.instance;  // never one of the main dataset's instances
+    d.samples.push_back(std::move(m));
+    if (held) continue;
+    ++src.images[s.domain];
+    taught.insert(s.cls);
+  }
+  src.classes.assign(taught.begin(), taught.end());
+  src.ignored_domains.assign(ignored.begin(), ignored.end());
+  if (taught.empty()) {
+    std::string names;
+    for (const auto& dom : domains) names += (names.empty() ? "" : ", ") + dom;
+    fail(extra.root, ": no images of the run's domains (", names, ") in classes it may train on");
+  }
+  return src;
+}
+
 void seeded_shuffle(std::vector<size_t>& v, uint64_t seed) {
   // splitmix64 + Fisher-Yates: the same sequence on every platform and standard library.
   uint64_t x = seed;

@@ -38,11 +38,29 @@ void copy_into(const std::string& from, const std::string& dir, const std::strin
 
 }  // namespace
 
+std::optional<std::vector<int64_t>> class_columns(const std::vector<std::string>& learnt,
+                                                  const std::vector<std::string>& model) {
+  std::map<std::string, int64_t> at;
+  for (size_t c = 0; c < learnt.size(); ++c) at.emplace(learnt[c], static_cast<int64_t>(c));
+  std::vector<int64_t> col;
+  for (const auto& c : model) {
+    auto it = at.find(c);
+    if (it == at.end()) return std::nullopt;
+    col.push_back(it->second);
+  }
+  return col;
+}
+
 void write_model(const std::string& dir, const ModelSpec& spec) {
   if (spec.query_domains.empty() || spec.gallery_domain.empty())
     fail("a model needs query and gallery domains");
-  // The classes and the backbone come from the encoders; they must agree.
-  std::vector<std::string> classes;
+  // The model's classes are the gallery encoders' (what a gallery image's posterior covers); a
+  // query encoder may know more (extra training sources) but must know those. The backbone comes
+  // from the encoders; they must agree.
+  if (!spec.encoders.count(spec.gallery_domain) || spec.encoders.at(spec.gallery_domain).empty())
+    fail("a model needs an encoder for its gallery domain ", spec.gallery_domain);
+  const std::vector<std::string> classes =
+      open_encoder(spec.encoders.at(spec.gallery_domain)[0], 1)->classes();
   std::string arch, weights;
   json kinds = json::object();
   for (const auto& [domain, files] : spec.encoders)
@@ -53,9 +71,10 @@ void write_model(const std::string& dir, const ModelSpec& spec) {
       if (kinds.contains(domain) && kinds[domain] != kind_name(e->kind()))
         fail(f, ": its domain kind differs from the other ", domain, " encoder's");
       kinds[domain] = kind_name(e->kind());
-      if (classes.empty()) classes = e->classes();
-      if (e->classes() != classes)
-        fail(f, ": its classes differ from the other encoders' (retrain them on one split)");
+      if (domain == spec.gallery_domain ? e->classes() != classes
+                                        : !class_columns(e->classes(), classes))
+        fail(f, ": its classes do not cover the ", spec.gallery_domain,
+             " encoders' (retrain them on one split)");
       const std::string w = backbone_weights_file(e->arch(), e->weights());
       if (arch.empty()) arch = e->arch(), weights = w;
       if (e->arch() != arch || w != weights)
@@ -202,8 +221,10 @@ class FolderModel : public Model {
       for (const auto& f : files) {
         auto e = open_encoder(info_.dir + "/" + f, threads, backbone,
                               !info_.bridge.empty() && f == files[0]);
-        if (e->classes() != info_.classes)
+        auto cols = class_columns(e->classes(), info_.classes);
+        if (!cols || (domain == info_.gallery_domain && e->classes() != info_.classes))
           fail(info_.dir, ": encoder ", f, " does not have the model's classes");
+        cols_[domain].push_back(std::move(*cols));
         if (info_.kinds.count(domain) == 0 || info_.kinds.at(domain) != e->kind())
           fail(info_.dir, ": encoder ", f, " is of kind ", kind_name(e->kind()),
                ", not the manifest's");
@@ -278,7 +299,7 @@ class FolderModel : public Model {
         view_inputs(img, e.kind(), views, view_seed(e.view_seed(), hashes[i]), S,
                     x[m].data() + i * views * per);
       }
-      logits[m].resize(static_cast<size_t>(n * views * C));
+      logits[m].resize(static_cast<size_t>(n * views) * e.classes().size());
       if (m == 0) {
         emb.resize(static_cast<size_t>(n * views * D));
         fz.resize(static_cast<size_t>(n * views * F));
@@ -304,15 +325,20 @@ class FolderModel : public Model {
           mean_views(emb, D, f.emb, i);
           mean_views(fz, F, frozen, i);
         }
-        std::vector<double> l(static_cast<size_t>(C), 0.0);
+        // The softmax over the member's own classes, read at the model's: mass a query encoder
+        // puts on classes the gallery never learnt is left out, not spread over the others.
+        const int64_t Ce = static_cast<int64_t>(members[m]->classes().size());
+        const std::vector<int64_t>& col = cols_.at(domain)[m];
+        std::vector<double> l(static_cast<size_t>(Ce), 0.0);
         for (int v = 0; v < views; ++v)
-          for (int64_t c = 0; c < C; ++c)
-            l[c] += logits[m][(i * views + v) * C + c] / static_cast<double>(views);
+          for (int64_t c = 0; c < Ce; ++c)
+            l[c] += logits[m][(i * views + v) * Ce + c] / static_cast<double>(views);
         const double top = *std::max_element(l.begin(), l.end());
         double z = 0;
         for (double& v : l) z += v = std::exp(v - top);
         for (int64_t c = 0; c < C; ++c)
-          f.post.row(i)[c] += static_cast<float>(l[c] / z / static_cast<double>(members.size()));
+          f.post.row(i)[c] +=
+              static_cast<float>(l[col[c]] / z / static_cast<double>(members.size()));
       }
     }
     // One row at a time, like the encoders: a row's code does not depend on its neighbours.
@@ -330,6 +356,8 @@ class FolderModel : public Model {
  private:
   ModelInfo info_;
   std::map<std::string, std::vector<std::unique_ptr<PhaseOneEncoder>>> enc_;
+  // Per encoder, the column of each model class in its own posterior (class_columns).
+  std::map<std::string, std::vector<std::vector<int64_t>>> cols_;
   std::unique_ptr<Mapper> mapper_;
   std::unique_ptr<Bridge> bridge_;
 };

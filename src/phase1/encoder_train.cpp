@@ -64,18 +64,40 @@ void save_encoder(AtomicFile& out, const EncoderMeta& m, BackboneNetImpl& net, H
 }
 
 // A teacher's rows (by path) for `samples`, [N, cols]; zero rows for samples it has none of.
-// Error when its width is not `cols`, or when it has a row for no train sample.
+// With `classes` (the student's), the teacher's columns are the classes its meta names, each
+// placed in the student's column of that name and the others left zero: a query encoder that
+// learns classes its gallery lacks (extra sources) learns the gallery's posterior over those it
+// shares. Error when the widths or names do not fit, or when it has a row for no train sample.
 torch::Tensor teacher_rows(const Embeddings& t, const std::vector<Sample>& samples, int64_t cols,
-                           const std::string& what) {
-  if (t.x.cols != cols) fail(what, " has ", t.x.cols, " outputs, not ", cols);
+                           const std::string& what, const std::vector<std::string>& classes = {}) {
+  std::vector<int64_t> col(static_cast<size_t>(t.x.cols));
+  for (int64_t j = 0; j < t.x.cols; ++j) col[static_cast<size_t>(j)] = j;
+  if (!classes.empty() && t.meta.count("classes")) {
+    std::map<std::string, int64_t> at;
+    for (size_t c = 0; c < classes.size(); ++c) at.emplace(classes[c], static_cast<int64_t>(c));
+    std::vector<std::string> names;
+    std::istringstream list(t.meta.at("classes"));
+    for (std::string c; std::getline(list, c, ',');) names.push_back(c);
+    if (static_cast<int64_t>(names.size()) != t.x.cols)
+      fail(what, " names ", names.size(), " classes for ", t.x.cols, " outputs");
+    for (size_t j = 0; j < names.size(); ++j) {
+      auto it = at.find(names[j]);
+      if (it == at.end())
+        fail(what, " has class '", names[j], "', which the student did not learn");
+      col[j] = it->second;
+    }
+  } else if (t.x.cols != cols) {
+    fail(what, " has ", t.x.cols, " outputs, not ", cols);
+  }
   std::map<std::string, size_t> row_of;
   for (size_t i = 0; i < t.rows.size(); ++i) row_of.emplace(t.rows[i].path, i);
   auto out = torch::zeros({static_cast<int64_t>(samples.size()), cols});
   int64_t taught = 0;
   for (size_t i = 0; i < samples.size(); ++i)
     if (auto it = row_of.find(samples[i].path); it != row_of.end()) {
-      std::copy_n(t.x.row(static_cast<int64_t>(it->second)), cols,
-                  out[static_cast<int64_t>(i)].data_ptr<float>());
+      const float* r = t.x.row(static_cast<int64_t>(it->second));
+      float* o = out[static_cast<int64_t>(i)].data_ptr<float>();
+      for (int64_t j = 0; j < t.x.cols; ++j) o[col[static_cast<size_t>(j)]] = r[j];
       taught += samples[i].split == "train";
     }
   if (taught == 0) fail(what, " has a row for none of its train images");
@@ -223,7 +245,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain,
   torch::Tensor soft;
   if (opt.distill > 0)
     soft = soften(teacher_rows(opt.class_teacher, all, static_cast<int64_t>(res.classes.size()),
-                               "the " + domain + " class teacher"),
+                               "the " + domain + " class teacher", res.classes),
                   opt.distill_t);
   auto distill_loss = [&](const torch::Tensor& idx, const torch::Tensor& logits) {
     const double t = opt.distill_t;
@@ -260,13 +282,15 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain,
   // accuracy) over all ranks.
   using Forward = std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&,
                                               const torch::Tensor&)>;
+  // `epoch`: the train rows it draws from (every one, or this epoch's draw).
   auto run_epoch = [&](torch::optim::Optimizer& optim, const std::vector<torch::Tensor>& params,
-                       const Forward& forward, Progress* per_sample) {
-    auto perm = tr.index_select(0, torch::randperm(res.train_count, torch::kInt64));
-    auto view = torch::randint(cache.views, {res.train_count}, torch::kInt64);
+                       const Forward& forward, Progress* per_sample, const torch::Tensor& epoch) {
+    const int64_t count = epoch.size(0);
+    auto perm = epoch.index_select(0, torch::randperm(count, torch::kInt64));
+    auto view = torch::randint(cache.views, {count}, torch::kInt64);
     double loss_sum = 0, correct = 0;
-    for (int64_t b0 = 0; b0 < res.train_count; b0 += opt.batch) {
-      const int64_t e0 = std::min<int64_t>(res.train_count, b0 + opt.batch);
+    for (int64_t b0 = 0; b0 < count; b0 += opt.batch) {
+      const int64_t e0 = std::min<int64_t>(count, b0 + opt.batch);
       auto mask = dropout_mask(e0 - b0, opt.hidden, opt.dropout);
       const auto [b, e] = dist::share(b0, e0);
       optim.zero_grad();
@@ -288,7 +312,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain,
       if (per_sample) per_sample->tick(e0 - b0);
     }
     const auto t = dist::sum({loss_sum, correct});
-    return std::make_pair(t[0] / res.train_count, t[1] / res.train_count);
+    return std::make_pair(t[0] / count, t[1] / count);
   };
   auto log_epoch = [&](Progress& bar, const char* stage, int ep, std::pair<double, double> lr,
                        double val) {
@@ -326,7 +350,7 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain,
           [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
             return taught_forward(feats.index({v, idx}), idx, v, m);
           },
-          nullptr);
+          nullptr, tr);
       log_epoch(bar, "frozen", ep, r, res.val_count ? evaluate_val(val_feats) : -1.0);
       bar.tick();
     }
@@ -350,20 +374,41 @@ EncoderTrainResult train_encoder(const Dataset& d, const std::string& domain,
     torch::optim::AdamW optim(groups);
     auto params = top;
     for (const auto& p : head_params) params.push_back(p);
-    Progress bar(domain + " finetune", static_cast<int64_t>(opt.finetune_epochs) * res.train_count);
+    // Each epoch passes every train image of the main dataset and a fresh draw of the extra
+    // sources' (merge_extra) up to finetune_samples in all: more data need not cost as many
+    // passes, and the main dataset's images keep theirs.
+    std::vector<int64_t> main_rows, extra_rows;
+    for (int64_t i : train_idx) (all[i].source.empty() ? main_rows : extra_rows).push_back(i);
+    const int64_t drawn =
+        opt.finetune_samples > 0
+            ? std::clamp<int64_t>(opt.finetune_samples - static_cast<int64_t>(main_rows.size()), 0,
+                                  static_cast<int64_t>(extra_rows.size()))
+            : static_cast<int64_t>(extra_rows.size());
+    const auto main_t = torch::tensor(main_rows, torch::kInt64),
+               extra_t = torch::tensor(extra_rows, torch::kInt64);
+    const int64_t per_epoch = static_cast<int64_t>(main_rows.size()) + drawn;
+    Progress bar(domain + " finetune", static_cast<int64_t>(opt.finetune_epochs) * per_epoch);
     for (int ep = 1; ep <= opt.finetune_epochs; ++ep) {
       net->train();
       head->train();
+      // Without extra images the epoch is every train row in order, as before there were any.
+      const torch::Tensor epoch =
+          extra_rows.empty()
+              ? tr
+              : torch::cat({main_t, extra_t.index_select(
+                                        0, torch::randperm(static_cast<int64_t>(extra_rows.size()),
+                                                           torch::kInt64)
+                                               .slice(0, 0, drawn))});
       auto r = run_epoch(
           optim, params,
           [&](const torch::Tensor& idx, const torch::Tensor& v, const torch::Tensor& m) {
             return taught_forward(
                 net->pool(net->run_stages(cache.act.index({v, idx}), split, S_total)), idx, v, m);
           },
-          &bar);
-      work.image_forward += res.train_count;
-      work.image_backward += res.train_count;
-      work.flops += 3.0 * res.train_count * top_flops;  // forward + backward (2x)
+          &bar, epoch);
+      work.image_forward += per_epoch;
+      work.image_backward += per_epoch;
+      work.flops += 3.0 * per_epoch * top_flops;  // forward + backward (2x)
       // Only the held-out rows pass the top stages (none on a zero-shot split, where no test
       // image has a learnt class).
       log_epoch(bar, "finetune", ep, r, res.val_count ? evaluate_val(pooled(1, va)[0]) : -1.0);

@@ -107,6 +107,11 @@ Config make_config(const RunOptions& o) {
     // splits (README "Choosing hyperparameters"): 0.561 / 0.398 and 0.545 / 0.367 for the two
     // seeds alone, 0.574 / 0.392 together, for twice the Phase I compute.
     c.members = 2;
+    // With extra sources, a fine-tuning epoch passes the main dataset's images and a draw of the
+    // extras' up to 6,000 in all: 10 epochs then see each of TU-Berlin's 12,680 sketches about 3
+    // times for about twice the Sketchy-only fine-tuning time (docs/experiments.md, "Extra
+    // sketches"); a time budget, not a tuned value.
+    c.enc.finetune_samples = 6000;
     c.rank = o.rank;
     // Fitted only when the score weighs it or the graph is built over it: on the validation
     // splits it gained zeroshot21 at most 0.01 and cost category at every point, so the default
@@ -255,6 +260,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         t.rows.push_back({images[i], "", domain});
       }
     t.x = take_rows(g, src).x;
+    if (g.meta.count("classes")) t.meta["classes"] = g.meta.at("classes");  // its columns' names
     return t;
   };
   const std::string no_source = " image has a source image in " + doms.gallery +
@@ -282,6 +288,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         k << (from_source(domain) ? "|preserve-source" : "|preserve")
           << eo.preserve;  // (without it, keys as before)
       if (distilled) k << "|distill" << cfg.distill << "t" << eo.distill_t << "|" << gallery_key;
+      if (!o.extra.empty()) k << "|samples" << eo.finetune_samples;
       if (domain == doms.gallery) gallery_key = hash_hex(k.str());
       std::string enc_file = mdir + "/" + domain + "_encoder.pt";
       std::string emb = mdir + "/" + domain + ".npy";
@@ -328,15 +335,23 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
   for (auto& [domain, pm] : t.post)
     for (float& v : pm.x.data) v /= static_cast<float>(cfg.members);
 
-  // Phase II on the train rows: a branch per query domain and one for the gallery domain.
-  std::set<std::string> train_paths;
+  // Phase II on the train rows: a branch per query domain and one for the gallery domain. Pairs
+  // need images of a class in both domains, so it learns from the classes the gallery has (extra
+  // sources may teach a query encoder more).
+  std::set<std::string> train_paths, gallery_classes;
   for (const auto& s : d.samples)
-    if (s.split == "train") train_paths.insert(s.path);
+    if (s.split == "train") {
+      train_paths.insert(s.path);
+      if (s.domain == doms.gallery) gallery_classes.insert(s.cls);
+    }
+  auto paired = [&](const ManifestRow& r) {
+    return train_paths.count(r.path) && gallery_classes.count(r.cls);
+  };
   auto train_rows = [&](const std::string& domain) {
     Embeddings e = read_embeddings(dir + "/" + domain + ".npy");
     std::vector<size_t> r;
     for (size_t i = 0; i < e.rows.size(); ++i)
-      if (train_paths.count(e.rows[i].path)) r.push_back(i);
+      if (paired(e.rows[i])) r.push_back(i);
     return take_rows(e, r);
   };
   const std::string mapper_file = dir + "/mapper.pt";
@@ -379,7 +394,7 @@ Trained train_split(const RunOptions& o, const Config& cfg, const Dataset& d, co
         }
         std::vector<size_t> r;
         for (size_t i = 0; i < fz.rows.size(); ++i)
-          if (train_paths.count(fz.rows[i].path)) r.push_back(i);
+          if (paired(fz.rows[i])) r.push_back(i);
         BridgeRows b;
         b.frozen = take_rows(fz, r);
         if (with_emb) b.emb = take_rows(e, r).x;
@@ -443,6 +458,63 @@ json samples_per_domain(const Dataset& d, const std::string& split) {
   return j;
 }
 
+// The class folders of the run's domains under a dataset root: with the split's own classes, every
+// class the main dataset has (what held_out_classes needs).
+std::vector<std::string> folder_classes(const std::string& data, const Domains& doms) {
+  std::vector<std::string> c;
+  for (const auto& dom : doms.all()) {
+    const std::filesystem::path p = std::filesystem::path(data) / dom;
+    if (!std::filesystem::is_directory(p)) continue;
+    for (const auto& e : std::filesystem::directory_iterator(p))
+      if (e.is_directory()) c.push_back(e.path().filename().string());
+  }
+  return c;
+}
+
+// "a/b/tu-berlin/" -> "tu-berlin": a source's name.
+std::string folder_name(const std::string& root) {
+  const std::filesystem::path p = std::filesystem::absolute(root).lexically_normal();
+  return (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
+}
+
+// Merges the run's extra sources into d, less `held_out`; returns what each gave (for the log, the
+// stamps' key and the model's record of what it learnt from).
+json merge_extras(const RunOptions& o, Dataset& d, const Domains& doms,
+                  const std::set<std::string>& held_out) {
+  json rec = json::array();
+  for (const auto& root : o.extra) {
+    const std::string name = folder_name(root);
+    ExtraSource x = merge_extra(d, load_folder(root), name, doms.all(), held_out, o.max_classes);
+    int64_t n = 0;
+    for (const auto& [dom, k] : x.images) n += k;
+    log_line("extra " + name + ": " + std::to_string(n) + " images of " +
+             std::to_string(x.classes.size()) + " classes merged for training; " +
+             std::to_string(x.held_out.size()) + " held-out classes left out" +
+             (x.ignored_domains.empty()
+                  ? std::string()
+                  : "; domains the run lacks ignored: " + json(x.ignored_domains).dump()));
+    rec.push_back({{"name", name},
+                   {"root", x.root},
+                   {"images", x.images},
+                   {"classes", x.classes},
+                   {"held_out", x.held_out}});
+  }
+  return rec;
+}
+
+// The classes each source taught, per domain: {"<source>": {"<domain>": [classes]}} ("" is the
+// main dataset, named `main`).
+json classes_by_source(const Dataset& d, const std::string& main) {
+  std::map<std::string, std::map<std::string, std::set<std::string>>> by;
+  for (const auto& s : d.samples)
+    if (s.split == "train") by[s.source.empty() ? main : s.source][s.domain].insert(s.cls);
+  json j = json::object();
+  for (const auto& [src, doms] : by)
+    for (const auto& [dom, cls] : doms)
+      j[src][dom] = std::vector<std::string>(cls.begin(), cls.end());
+  return j;
+}
+
 // `split` names <data>/splits/<split>.tsv, or is the path of a split file elsewhere (e.g. a
 // validation split made with `duet split --from`); results go under its stem either way.
 json run_split(const RunOptions& o, const Config& cfg, const std::string& data,
@@ -467,15 +539,28 @@ json run_split(const RunOptions& o, const Config& cfg, const std::string& data,
              " images");
   }
   const auto kinds = decide_kinds(d, doms.all(), o.kinds);
+  // Extra sources train too, except on any class the split holds out.
+  std::vector<std::string> all_classes = folder_classes(data, doms);
+  const json extras = merge_extras(o, d, doms, held_out_classes(d, all_classes));
   const std::string dir = o.out + "/" + split_name(split);
   make_dirs(dir);
-  const std::string split_key =
-      hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) + "|" + data);
+  // What Phase I and II train on, extra sources included: a record for the user and the tests.
+  if (dist::leader()) {
+    Dataset train = d;
+    train.samples.clear();
+    for (const auto& s : d.samples)
+      if (s.split == "train") train.samples.push_back(s);
+    write_split(dir + "/train.tsv", train);
+  }
+  const std::string split_key = hash_hex(read_file(tsv) + "|" + std::to_string(o.max_classes) +
+                                         "|" + data + (extras.empty() ? "" : extras.dump()));
   json training = {{"data", data},
                    {"split", tsv},
                    {"samples", samples_per_domain(d, "train")},
                    {"classes", d.classes("train").size()},
                    {"held_out", "the split's test part"}};
+  training["classes_by_source"] = classes_by_source(d, folder_name(data));
+  if (!extras.empty()) training["extra"] = extras;
   Trained t = train_split(o, cfg, d, doms, kinds, split_key, dir, dir + "/model", training);
   auto model = Model::open(dir + "/model", o.threads);
 
@@ -687,6 +772,7 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
     fail(o.data, ": needs at least two classes with images in every domain");
   for (auto& s : d.samples) s.split = "train";
   const auto kinds = decide_kinds(d, doms.all(), o.kinds);
+  const json extras = merge_extras(o, d, doms, {});
   make_dirs(o.out);
   // The samples it trains on, as a split file: what the stamps key on, and a record for the user.
   const std::string tsv = o.out + "/train.tsv";
@@ -703,6 +789,8 @@ std::string train_model(const RunOptions& o, const std::string& model_dir) {
                    {"held_out",
                     "none: Phase I and II run fixed schedules (no early stopping), and Phase II "
                     "calibrates p(same | distance) on pairs resampled from the training images"}};
+  training["classes_by_source"] = classes_by_source(d, folder_name(o.data));
+  if (!extras.empty()) training["extra"] = extras;
   Trained t = train_split(o, cfg, d, doms, kinds, key, o.out, model_dir, training);
   if (!dist::leader()) return "";
   json r = {{"model", model_dir},
